@@ -1,0 +1,92 @@
+package app
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/spf13/cobra"
+
+	"github.com/etcdadm-io/etcdadm/pkg/certs"
+	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/plan"
+	"github.com/etcdadm-io/etcdadm/pkg/render"
+)
+
+type renderFlags struct {
+	inventoryFlags
+	out string
+}
+
+func newRenderCommand(streams Streams) *cobra.Command {
+	f := &renderFlags{}
+	cmd := &cobra.Command{
+		Use:   "render -f cluster.yaml -o DIR",
+		Short: "Write every host's files under DIR/<host>/, touching no host",
+		Long: `render computes the plan of every host and writes its files under DIR/<host>/ at
+their paths on the host (DIR/infra0/etc/kubernetes/pki/etcd/server.crt), with an
+index.json and a SHA256SUMS file per host to verify a carried bundle by
+(cd DIR/infra0 && sha256sum -c SHA256SUMS). The etcd PKI in spec.pki.dir is created
+or completed first. Output is deterministic except certificate bytes.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runRender(streams, f, plan.AllParts)
+		},
+	}
+	f.bind(cmd)
+	cmd.Flags().StringVarP(&f.out, "output-dir", "o", "", "the directory to write the bundles to (required)")
+	return cmd
+}
+
+func runRender(streams Streams, f *renderFlags, parts []plan.Part) error {
+	if f.out == "" {
+		return &usageError{fmt.Errorf("--output-dir (-o) is required: the directory to write each host's files to")}
+	}
+	c, err := f.load(streams)
+	if err != nil {
+		return err
+	}
+	p, err := computePlan(streams, c, parts)
+	if err != nil {
+		return err
+	}
+	if err := render.Write(p, f.out); err != nil {
+		return err
+	}
+	for _, h := range p.Hosts {
+		fmt.Fprintf(streams.Out, "%s: %d files in %s\n", h.Name, len(h.Files), f.out+"/"+h.Name)
+	}
+	return nil
+}
+
+// computePlan makes sure the PKI is there when certificates are wanted, then builds the plan.
+func computePlan(streams Streams, c *config.Cluster, parts []plan.Part) (*plan.Plan, error) {
+	var pki *certs.PKI
+	if slices.Contains(parts, plan.PartCerts) {
+		var events []certs.Event
+		var err error
+		pki, events, err = certs.Ensure(c, certs.Options{})
+		if err != nil {
+			return nil, err
+		}
+		printCertEvents(streams, events)
+	}
+	return plan.Build(c, pki, plan.Options{Parts: parts})
+}
+
+func printCertEvents(streams Streams, events []certs.Event) {
+	reused := 0
+	for _, e := range events {
+		if e.Action == certs.Reused {
+			reused++
+			continue
+		}
+		who := e.Host
+		if who == "" {
+			who = "cluster"
+		}
+		fmt.Fprintf(streams.ErrOut, "[certs] %s %s: %s (%s)\n", who, e.Name, e.Action, e.Reason)
+	}
+	if reused > 0 {
+		fmt.Fprintf(streams.ErrOut, "[certs] %d certificates unchanged\n", reused)
+	}
+}

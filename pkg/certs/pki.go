@@ -1,0 +1,360 @@
+package certs
+
+import (
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	certutil "k8s.io/client-go/util/cert"
+	"k8s.io/client-go/util/keyutil"
+	kubeadmapi "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm"
+	"k8s.io/kubernetes/cmd/kubeadm/app/util/pkiutil"
+
+	"github.com/etcdadm-io/etcdadm/internal/atomicfile"
+	"github.com/etcdadm-io/etcdadm/pkg/config"
+)
+
+// Backdate is how far before "now" certificates start, as in kubeadm, to
+// tolerate small clock differences between hosts.
+const Backdate = 5 * time.Minute
+
+// Modes of the files, as kubeadm writes them.
+const (
+	CertMode fs.FileMode = 0o644
+	KeyMode  fs.FileMode = 0o600
+	// DirMode keeps the operator's PKI directory, which holds the CA key, private.
+	DirMode fs.FileMode = 0o700
+)
+
+// Options tune Ensure.
+type Options struct {
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// RenewBefore reissues a leaf certificate when less than this is left; 0
+	// means the default, a quarter of the validity but at most 30 days.
+	RenewBefore time.Duration
+	// Renew reissues these leaf certificates (kubeadm names) on every host
+	// whatever their state; "all" names them all.
+	Renew []string
+	// Hosts limits Renew to these hosts; empty means every host.
+	Hosts []string
+}
+
+// Action says what Ensure did with a certificate.
+type Action string
+
+// Actions.
+const (
+	Created  Action = "created"
+	Reused   Action = "reused"
+	Reissued Action = "reissued"
+)
+
+// Event records what happened to one certificate and why.
+type Event struct {
+	Host   string // empty for the CA
+	Name   string // kubeadm name
+	Path   string // certificate path on the operator's machine
+	Action Action
+	Reason string
+}
+
+// KeyPair is a certificate with its key, parsed and PEM-encoded.
+type KeyPair struct {
+	Name     string
+	BaseName string
+	Cert     *x509.Certificate
+	CertPEM  []byte
+	KeyPEM   []byte
+}
+
+// PKI is the etcd PKI of a cluster, as held on the operator's machine.
+type PKI struct {
+	Dir   string
+	CA    KeyPair
+	Hosts map[string][]KeyPair // by host name, in LeafSpecs order
+	caKey crypto.Signer
+}
+
+// HostDir is where a host's leaf certificates live inside the operator's PKI directory.
+func HostDir(pkiDir, host string) string {
+	return filepath.Join(pkiDir, "hosts", host)
+}
+
+// Ensure makes the operator's PKI directory match the cluster: it creates the
+// etcd CA if there is none, uses a CA the user put there as it is, and creates
+// or reissues only the leaf certificates that are missing, not signed by the
+// CA, missing a wanted SAN, or near expiry. Nothing is written unless every
+// check passed.
+func Ensure(c *config.Cluster, opts Options) (*PKI, []Event, error) {
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	t := now().UTC()
+	dir := c.PKIDir()
+	var events []Event
+	type pending struct {
+		base string
+		kp   KeyPair
+	}
+	var writes []pending
+
+	ca, caKey, created, err := loadOrNewCA(c, dir, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	caEvent := Event{Name: EtcdCA, Path: filepath.Join(dir, CABaseName+".crt"), Action: Reused}
+	if created {
+		caEvent.Action, caEvent.Reason = Created, "no CA in "+dir
+		writes = append(writes, pending{filepath.Join(dir, CABaseName), ca})
+	}
+	events = append(events, caEvent)
+
+	p := &PKI{Dir: dir, CA: ca, Hosts: map[string][]KeyPair{}, caKey: caKey}
+	for _, h := range c.Spec.Hosts {
+		hostDir := HostDir(dir, h.Name)
+		for _, spec := range LeafSpecs() {
+			base := filepath.Join(hostDir, spec.BaseName)
+			ev := Event{Host: h.Name, Name: spec.Name, Path: base + ".crt"}
+			kp, reason, err := loadLeaf(base, spec, c, h, ca.Cert, t, opts)
+			if err != nil {
+				return nil, nil, err
+			}
+			if reason == "" {
+				ev.Action = Reused
+			} else {
+				ev.Action, ev.Reason = Reissued, reason
+				if !fileExists(base+".crt") && !fileExists(base+".key") {
+					ev.Action = Created
+				}
+				kp, err = p.newLeaf(spec, c, h, t)
+				if err != nil {
+					return nil, nil, fmt.Errorf("%s certificate for %s: %w", spec.Name, h.Name, err)
+				}
+				writes = append(writes, pending{base, kp})
+			}
+			p.Hosts[h.Name] = append(p.Hosts[h.Name], kp)
+			events = append(events, ev)
+		}
+	}
+	for _, w := range writes {
+		// The key first, as kubeadm does, so a certificate never lacks its key.
+		if err := atomicfile.Write(w.base+".key", w.kp.KeyPEM, KeyMode, DirMode); err != nil {
+			return nil, nil, err
+		}
+		if err := atomicfile.Write(w.base+".crt", w.kp.CertPEM, CertMode, DirMode); err != nil {
+			return nil, nil, err
+		}
+	}
+	return p, events, nil
+}
+
+// loadOrNewCA returns the CA in dir, or a new one when neither file exists.
+func loadOrNewCA(c *config.Cluster, dir string, now time.Time) (KeyPair, crypto.Signer, bool, error) {
+	certPath := filepath.Join(dir, CABaseName+".crt")
+	keyPath := filepath.Join(dir, CABaseName+".key")
+	certOK, keyOK := fileExists(certPath), fileExists(keyPath)
+	switch {
+	case !certOK && !keyOK:
+		cfg := &pkiutil.CertConfig{
+			Config:              certutil.Config{CommonName: EtcdCA},
+			NotAfter:            now.Add(c.CACertificateValidity()),
+			EncryptionAlgorithm: kubeadmapi.EncryptionAlgorithmType(c.Spec.PKI.KeyAlgorithm),
+		}
+		cfg.NotBefore = now.Add(-Backdate)
+		cert, key, err := pkiutil.NewCertificateAuthority(cfg)
+		if err != nil {
+			return KeyPair{}, nil, false, fmt.Errorf("create etcd CA: %w", err)
+		}
+		kp, err := encode(EtcdCA, CABaseName, cert, key)
+		return kp, key, true, err
+	case certOK && !keyOK:
+		return KeyPair{}, nil, false, fmt.Errorf("%s has no key beside it: etcdadm signs member certificates with the CA key; put it at %s, or move the certificate away to let etcdadm create a new CA", certPath, keyPath)
+	case !certOK && keyOK:
+		return KeyPair{}, nil, false, fmt.Errorf("%s has no certificate beside it: put the CA certificate at %s, or move the key away to let etcdadm create a new CA", keyPath, certPath)
+	}
+	cert, err := readCert(certPath)
+	if err != nil {
+		return KeyPair{}, nil, false, err
+	}
+	if !cert.IsCA || !cert.BasicConstraintsValid || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return KeyPair{}, nil, false, fmt.Errorf("%s (CN=%s) is not a CA certificate (it needs basicConstraints CA:TRUE and the keyCertSign usage); put the etcd CA there", certPath, cert.Subject.CommonName)
+	}
+	key, err := readKey(keyPath)
+	if err != nil {
+		return KeyPair{}, nil, false, err
+	}
+	if !publicKeysEqual(cert.PublicKey, key.Public()) {
+		return KeyPair{}, nil, false, fmt.Errorf("%s does not match %s: the key belongs to another certificate; put the CA's own key there", keyPath, certPath)
+	}
+	if now.After(cert.NotAfter) {
+		return KeyPair{}, nil, false, fmt.Errorf("the etcd CA %s expired on %s; rotate the CA", certPath, cert.NotAfter.Format(time.RFC3339))
+	}
+	kp, err := encode(EtcdCA, CABaseName, cert, key)
+	if err != nil {
+		return KeyPair{}, nil, false, err
+	}
+	// Keep the user's own PEM bytes: re-encoding could change a file nobody asked to change.
+	if kp.CertPEM, err = os.ReadFile(certPath); err != nil {
+		return KeyPair{}, nil, false, fmt.Errorf("read %s: %w", certPath, err)
+	}
+	if kp.KeyPEM, err = os.ReadFile(keyPath); err != nil {
+		return KeyPair{}, nil, false, fmt.Errorf("read %s: %w", keyPath, err)
+	}
+	return kp, key, false, nil
+}
+
+// loadLeaf reads an existing leaf and says why it must be reissued ("" to reuse it).
+func loadLeaf(base string, spec Spec, c *config.Cluster, h config.Host, ca *x509.Certificate, now time.Time, opts Options) (KeyPair, string, error) {
+	if wantsRenewal(opts, spec.Name, h.Name) {
+		return KeyPair{}, "renewal requested", nil
+	}
+	certPath, keyPath := base+".crt", base+".key"
+	certOK, keyOK := fileExists(certPath), fileExists(keyPath)
+	switch {
+	case !certOK && !keyOK:
+		return KeyPair{}, "missing", nil
+	case !certOK:
+		return KeyPair{}, "certificate missing beside its key", nil
+	case !keyOK:
+		return KeyPair{}, "key missing beside its certificate", nil
+	}
+	cert, err := readCert(certPath)
+	if err != nil {
+		return KeyPair{}, "unreadable certificate: " + err.Error(), nil
+	}
+	key, err := readKey(keyPath)
+	if err != nil {
+		return KeyPair{}, "unreadable key: " + err.Error(), nil
+	}
+	if !publicKeysEqual(cert.PublicKey, key.Public()) {
+		return KeyPair{}, "key does not match the certificate", nil
+	}
+	if err := pkiutil.VerifyCertChain(cert, nil, ca); err != nil {
+		return KeyPair{}, "not signed by the etcd CA", nil
+	}
+	if want := spec.CommonName(h); cert.Subject.CommonName != want {
+		return KeyPair{}, fmt.Sprintf("CN is %q, want %q", cert.Subject.CommonName, want), nil
+	}
+	if !sameUsages(cert.ExtKeyUsage, spec.Usages) {
+		return KeyPair{}, "extended key usages differ from kubeadm's", nil
+	}
+	if missing := missingSANs(cert, spec.AltNames(c, h)); missing != "" {
+		return KeyPair{}, "does not cover SAN " + missing, nil
+	}
+	validity := cert.NotAfter.Sub(cert.NotBefore)
+	if left := cert.NotAfter.Sub(now); left < renewBefore(opts, validity) {
+		if left <= 0 {
+			return KeyPair{}, "expired on " + cert.NotAfter.Format(time.RFC3339), nil
+		}
+		return KeyPair{}, fmt.Sprintf("expires in %s", HumanDuration(left)), nil
+	}
+	kp := KeyPair{Name: spec.Name, BaseName: spec.BaseName, Cert: cert}
+	if kp.CertPEM, err = os.ReadFile(certPath); err != nil {
+		return KeyPair{}, "", fmt.Errorf("read %s: %w", certPath, err)
+	}
+	if kp.KeyPEM, err = os.ReadFile(keyPath); err != nil {
+		return KeyPair{}, "", fmt.Errorf("read %s: %w", keyPath, err)
+	}
+	return kp, "", nil
+}
+
+func wantsRenewal(opts Options, name, host string) bool {
+	if !slices.Contains(opts.Renew, name) && !slices.Contains(opts.Renew, "all") {
+		return false
+	}
+	return len(opts.Hosts) == 0 || slices.Contains(opts.Hosts, host)
+}
+
+func renewBefore(opts Options, validity time.Duration) time.Duration {
+	if opts.RenewBefore > 0 {
+		return opts.RenewBefore
+	}
+	return min(validity/4, 30*24*time.Hour)
+}
+
+// newLeaf signs a new certificate with a new key, with kubeadm's pkiutil.
+func (p *PKI) newLeaf(spec Spec, c *config.Cluster, h config.Host, now time.Time) (KeyPair, error) {
+	cfg := &pkiutil.CertConfig{
+		Config: certutil.Config{
+			CommonName: spec.CommonName(h),
+			AltNames:   spec.AltNames(c, h),
+			Usages:     spec.Usages,
+			NotBefore:  now.Add(-Backdate),
+		},
+		NotAfter:            now.Add(c.CertificateValidity()),
+		EncryptionAlgorithm: kubeadmapi.EncryptionAlgorithmType(c.Spec.PKI.KeyAlgorithm),
+	}
+	cert, key, err := pkiutil.NewCertAndKey(p.CA.Cert, p.caKey, cfg)
+	if err != nil {
+		return KeyPair{}, err
+	}
+	return encode(spec.Name, spec.BaseName, cert, key)
+}
+
+func encode(name, base string, cert *x509.Certificate, key crypto.Signer) (KeyPair, error) {
+	keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
+	if err != nil {
+		return KeyPair{}, fmt.Errorf("encode %s key: %w", name, err)
+	}
+	return KeyPair{Name: name, BaseName: base, Cert: cert, CertPEM: pkiutil.EncodeCertPEM(cert), KeyPEM: keyPEM}, nil
+}
+
+func readCert(path string) (*x509.Certificate, error) {
+	certs, err := certutil.CertsFromFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read certificate %s: %w", path, err)
+	}
+	return certs[0], nil
+}
+
+func readKey(path string) (crypto.Signer, error) {
+	k, err := keyutil.PrivateKeyFromFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read key %s: %w", path, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("key %s cannot sign: use an RSA or ECDSA key", path)
+	}
+	return s, nil
+}
+
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	ea, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && ea.Equal(b)
+}
+
+func sameUsages(a, b []x509.ExtKeyUsage) bool {
+	as, bs := slices.Clone(a), slices.Clone(b)
+	slices.Sort(as)
+	slices.Sort(bs)
+	return slices.Equal(as, bs)
+}
+
+// missingSANs names the first wanted SAN the certificate does not carry.
+func missingSANs(cert *x509.Certificate, want certutil.AltNames) string {
+	for _, d := range want.DNSNames {
+		if !slices.Contains(cert.DNSNames, d) {
+			return d
+		}
+	}
+	for _, ip := range want.IPs {
+		if !slices.ContainsFunc(cert.IPAddresses, ip.Equal) {
+			return ip.String()
+		}
+	}
+	return ""
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil || !errors.Is(err, fs.ErrNotExist)
+}

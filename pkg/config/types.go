@@ -1,0 +1,119 @@
+// Package config reads, defaults and validates the etcdadm inventory: one YAML
+// file that describes an etcd cluster, its hosts, its PKI and how to reach the hosts.
+package config
+
+// APIVersion and Kind identify the inventory format.
+const (
+	APIVersion = "etcdadm/v1alpha1"
+	Kind       = "Cluster"
+)
+
+// Topology says where etcd runs relative to the Kubernetes control plane.
+type Topology string
+
+const (
+	// TopologyExternal runs etcd on dedicated hosts whose kubelet only runs etcd.
+	TopologyExternal Topology = "external"
+	// TopologyStacked runs etcd on the control-plane hosts themselves.
+	TopologyStacked Topology = "stacked"
+)
+
+// KeyAlgorithm names a private key type, with the spelling kubeadm's
+// ClusterConfiguration.encryptionAlgorithm uses.
+type KeyAlgorithm string
+
+// The key algorithms kubeadm v1.37 can generate.
+const (
+	RSA2048   KeyAlgorithm = "RSA-2048"
+	RSA3072   KeyAlgorithm = "RSA-3072"
+	RSA4096   KeyAlgorithm = "RSA-4096"
+	ECDSAP256 KeyAlgorithm = "ECDSA-P256"
+	ECDSAP384 KeyAlgorithm = "ECDSA-P384"
+)
+
+// KeyAlgorithms lists the supported key algorithms in the order they are documented.
+var KeyAlgorithms = []KeyAlgorithm{RSA2048, RSA3072, RSA4096, ECDSAP256, ECDSAP384}
+
+// Cluster is the whole inventory.
+type Cluster struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Metadata   Metadata `json:"metadata"`
+	Spec       Spec     `json:"spec"`
+
+	// Dir is the directory of the inventory file; relative paths resolve against it.
+	Dir string `json:"-"`
+}
+
+// Metadata names the cluster.
+type Metadata struct {
+	Name string `json:"name"`
+}
+
+// Spec describes the cluster.
+type Spec struct {
+	Topology          Topology `json:"topology,omitempty"`
+	KubernetesVersion string   `json:"kubernetesVersion,omitempty"`
+	KubeadmAPIVersion string   `json:"kubeadmAPIVersion,omitempty"`
+	Etcd              Etcd     `json:"etcd,omitempty"`
+	PKI               PKI      `json:"pki,omitempty"`
+	Kubelet           Kubelet  `json:"kubelet,omitempty"`
+	SSH               SSH      `json:"ssh,omitempty"`
+	Hosts             []Host   `json:"hosts"`
+}
+
+// Etcd holds settings shared by every member.
+type Etcd struct {
+	ImageRepository string            `json:"imageRepository,omitempty"`
+	ImageTag        string            `json:"imageTag,omitempty"`
+	DataDir         string            `json:"dataDir,omitempty"`
+	ServerCertSANs  []string          `json:"serverCertSANs,omitempty"`
+	PeerCertSANs    []string          `json:"peerCertSANs,omitempty"`
+	ExtraArgs       map[string]string `json:"extraArgs,omitempty"`
+}
+
+// PKI says where the operator's copy of the PKI lives and how certificates are made.
+type PKI struct {
+	// Dir is on the operator's machine, relative to the inventory file unless absolute.
+	Dir          string       `json:"dir,omitempty"`
+	KeyAlgorithm KeyAlgorithm `json:"keyAlgorithm,omitempty"`
+	// CertificateValidity and CACertificateValidity are Go durations ("8760h").
+	CertificateValidity   string `json:"certificateValidity,omitempty"`
+	CACertificateValidity string `json:"caCertificateValidity,omitempty"`
+}
+
+// Kubelet configures the standalone kubelet that runs etcd on external hosts.
+type Kubelet struct {
+	CgroupDriver             string         `json:"cgroupDriver,omitempty"`
+	ContainerRuntimeEndpoint string         `json:"containerRuntimeEndpoint,omitempty"`
+	StaticPodPath            string         `json:"staticPodPath,omitempty"`
+	ExtraConfig              map[string]any `json:"extraConfig,omitempty"`
+}
+
+// SSH holds the defaults for reaching every host.
+type SSH struct {
+	User           string `json:"user,omitempty"`
+	Port           int    `json:"port,omitempty"`
+	IdentityFile   string `json:"identityFile,omitempty"`
+	KnownHostsFile string `json:"knownHostsFile,omitempty"`
+	ProxyJump      string `json:"proxyJump,omitempty"`
+}
+
+// Host is one etcd member.
+type Host struct {
+	// Name is the node name: certificate CN and etcd --name.
+	Name string `json:"name"`
+	// Address is the advertise address, IPv4 or IPv6.
+	Address        string   `json:"address"`
+	ServerCertSANs []string `json:"serverCertSANs,omitempty"`
+	PeerCertSANs   []string `json:"peerCertSANs,omitempty"`
+	SSH            HostSSH  `json:"ssh,omitempty"`
+}
+
+// HostSSH overrides how one host is reached.
+type HostSSH struct {
+	Host      string `json:"host,omitempty"`
+	Port      int    `json:"port,omitempty"`
+	User      string `json:"user,omitempty"`
+	ProxyJump string `json:"proxyJump,omitempty"`
+}

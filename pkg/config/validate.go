@@ -1,0 +1,335 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/version"
+	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
+)
+
+// ManagedEtcdFlags are etcd flags etcdadm sets itself from the inventory; an
+// extraArgs entry for one of them would split the truth in two.
+var ManagedEtcdFlags = map[string]string{
+	"name":                        "spec.hosts[].name",
+	"data-dir":                    "spec.etcd.dataDir",
+	"initial-cluster":             "spec.hosts",
+	"initial-cluster-state":       "etcdadm (new at bring-up, existing when a member joins)",
+	"initial-advertise-peer-urls": "spec.hosts[].address",
+	"advertise-client-urls":       "spec.hosts[].address",
+	"listen-peer-urls":            "spec.hosts[].address",
+	"cert-file":                   "etcdadm's PKI layout",
+	"key-file":                    "etcdadm's PKI layout",
+	"trusted-ca-file":             "etcdadm's PKI layout",
+	"peer-cert-file":              "etcdadm's PKI layout",
+	"peer-key-file":               "etcdadm's PKI layout",
+	"peer-trusted-ca-file":        "etcdadm's PKI layout",
+	"client-cert-auth":            "etcdadm (mTLS is always on)",
+	"peer-client-cert-auth":       "etcdadm (mTLS is always on)",
+}
+
+// managedKubeletFields are KubeletConfiguration fields that have their own inventory field.
+var managedKubeletFields = map[string]string{
+	"cgroupDriver":             "spec.kubelet.cgroupDriver",
+	"containerRuntimeEndpoint": "spec.kubelet.containerRuntimeEndpoint",
+	"staticPodPath":            "spec.kubelet.staticPodPath",
+	"apiVersion":               "nothing (etcdadm writes kubelet.config.k8s.io/v1beta1)",
+	"kind":                     "nothing (etcdadm writes KubeletConfiguration)",
+}
+
+var (
+	flagName  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`)
+	imageTag  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	imageRepo = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$`)
+)
+
+// validate checks a defaulted cluster, recording problems and returning warnings.
+func validate(c *Cluster, ps *problems) []Warning {
+	var warnings []Warning
+	s := &c.Spec
+	if c.APIVersion != APIVersion {
+		ps.add("apiVersion", "%q is not supported; use %s", c.APIVersion, APIVersion)
+	}
+	if c.Kind != Kind {
+		ps.add("kind", "%q is not supported; use %s", c.Kind, Kind)
+	}
+	if c.Metadata.Name == "" {
+		ps.add("metadata.name", "is required; name the cluster, e.g. prod")
+	} else if errs := validation.IsDNS1123Label(c.Metadata.Name); len(errs) > 0 {
+		ps.add("metadata.name", "%q is not a valid name: %s", c.Metadata.Name, errs[0])
+	}
+	if s.Topology != TopologyExternal && s.Topology != TopologyStacked {
+		ps.add("spec.topology", "%q is not a topology; use external or stacked", s.Topology)
+	}
+	validateVersions(s, ps)
+	validateEtcd(s, ps)
+	warnings = append(warnings, validatePKI(s, ps)...)
+	validateKubelet(s, ps)
+	validateSSH(c, ps)
+	warnings = append(warnings, validateHosts(s, ps)...)
+	return warnings
+}
+
+func validateVersions(s *Spec, ps *problems) {
+	if _, err := version.ParseSemantic(s.KubernetesVersion); err != nil {
+		ps.add("spec.kubernetesVersion", "%q is not a version; write it like v1.37.2", s.KubernetesVersion)
+	} else if _, err := EtcdImageTag(s.KubernetesVersion); err != nil {
+		ps.add("spec.kubernetesVersion", "%s is not supported: use v1.37.x or v1.36.x (kubeadm v1.37 deploys control planes from v1.36 on)", s.KubernetesVersion)
+	}
+	switch s.KubeadmAPIVersion {
+	case "v1beta4":
+	case "v1beta3":
+		ps.add("spec.kubeadmAPIVersion", "v1beta3 was removed in kubeadm v1.37; use v1beta4")
+	default:
+		ps.add("spec.kubeadmAPIVersion", "%q is not supported; use v1beta4", s.KubeadmAPIVersion)
+	}
+}
+
+func validateEtcd(s *Spec, ps *problems) {
+	e := &s.Etcd
+	if !imageRepo.MatchString(e.ImageRepository) {
+		ps.add("spec.etcd.imageRepository", "%q is not an image repository; write it like registry.k8s.io or registry.example.com:5000/k8s", e.ImageRepository)
+	}
+	if e.ImageTag != "" && !imageTag.MatchString(e.ImageTag) {
+		ps.add("spec.etcd.imageTag", "%q is not an image tag; write it like 3.7.0-0, or leave it empty for kubeadm's default", e.ImageTag)
+	}
+	if !path.IsAbs(e.DataDir) {
+		ps.add("spec.etcd.dataDir", "%q must be an absolute path, e.g. /var/lib/etcd", e.DataDir)
+	}
+	validateSANs("spec.etcd.serverCertSANs", e.ServerCertSANs, ps)
+	validateSANs("spec.etcd.peerCertSANs", e.PeerCertSANs, ps)
+	for _, k := range sortedKeys(e.ExtraArgs) {
+		field := "spec.etcd.extraArgs." + k
+		switch {
+		case strings.HasPrefix(k, "-"):
+			ps.add(field, "write the flag name without dashes: %s", strings.TrimLeft(k, "-"))
+		case !flagName.MatchString(k):
+			ps.add(field, "%q is not an etcd flag name", k)
+		case ManagedEtcdFlags[k] != "":
+			ps.add(field, "etcdadm sets --%s itself from %s; remove it from extraArgs", k, ManagedEtcdFlags[k])
+		}
+	}
+}
+
+func validateSANs(field string, sans []string, ps *problems) {
+	seen := map[string]bool{}
+	for i, san := range sans {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		switch {
+		case net.ParseIP(san) != nil:
+		case len(validation.IsDNS1123Subdomain(san)) == 0:
+		case len(validation.IsWildcardDNS1123Subdomain(san)) == 0:
+		default:
+			ps.add(f, "%q is neither an IP address nor a DNS name (lower-case RFC 1123, e.g. etcd.example.com or *.example.com)", san)
+			continue
+		}
+		if seen[san] {
+			ps.add(f, "%q is listed twice; keep one", san)
+		}
+		seen[san] = true
+	}
+}
+
+func validatePKI(s *Spec, ps *problems) []Warning {
+	p := &s.PKI
+	if p.Dir == "" {
+		ps.add("spec.pki.dir", "is required")
+	}
+	if !slices.Contains(KeyAlgorithms, p.KeyAlgorithm) {
+		ps.add("spec.pki.keyAlgorithm", "%q is not supported; use one of %s", p.KeyAlgorithm, joinAlgorithms())
+	}
+	leaf, leafOK := positiveDuration("spec.pki.certificateValidity", p.CertificateValidity, ps)
+	ca, caOK := positiveDuration("spec.pki.caCertificateValidity", p.CACertificateValidity, ps)
+	if leafOK && caOK && leaf > ca {
+		return []Warning{{Field: "spec.pki.certificateValidity", Message: fmt.Sprintf(
+			"%s is longer than the CA's %s; certificates signed near the CA's end will outlive it", leaf, ca)}}
+	}
+	return nil
+}
+
+func positiveDuration(field, v string, ps *problems) (time.Duration, bool) {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		ps.add(field, "%q is not a duration; write it like 8760h (one year)", v)
+		return 0, false
+	}
+	if d < time.Hour {
+		ps.add(field, "%s is too short; use at least 1h", d)
+		return 0, false
+	}
+	return d, true
+}
+
+func validateKubelet(s *Spec, ps *problems) {
+	k := &s.Kubelet
+	if k.CgroupDriver != "systemd" && k.CgroupDriver != "cgroupfs" {
+		ps.add("spec.kubelet.cgroupDriver", "%q is not a cgroup driver; use systemd or cgroupfs (the one your container runtime uses)", k.CgroupDriver)
+	}
+	if !strings.HasPrefix(k.ContainerRuntimeEndpoint, "unix:///") {
+		ps.add("spec.kubelet.containerRuntimeEndpoint", "%q is not a unix socket URL; write it like unix:///var/run/containerd/containerd.sock", k.ContainerRuntimeEndpoint)
+	}
+	if !path.IsAbs(k.StaticPodPath) {
+		ps.add("spec.kubelet.staticPodPath", "%q must be an absolute path, e.g. /etc/kubernetes/manifests", k.StaticPodPath)
+	}
+	for _, key := range sortedKeys(k.ExtraConfig) {
+		if owner, ok := managedKubeletFields[key]; ok {
+			ps.add("spec.kubelet.extraConfig."+key, "set through %s instead", owner)
+			delete(k.ExtraConfig, key)
+		}
+	}
+	if len(k.ExtraConfig) == 0 {
+		return
+	}
+	raw, err := json.Marshal(k.ExtraConfig)
+	if err != nil {
+		ps.add("spec.kubelet.extraConfig", "cannot be encoded: %v", err)
+		return
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var kc kubeletv1beta1.KubeletConfiguration
+	if err := dec.Decode(&kc); err != nil {
+		ps.add("spec.kubelet.extraConfig", "is not part of a KubeletConfiguration (kubelet.config.k8s.io/v1beta1): %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+}
+
+func validateSSH(c *Cluster, ps *problems) {
+	s := &c.Spec.SSH
+	if s.User == "" {
+		ps.add("spec.ssh.user", "is required")
+	}
+	if s.Port < 1 || s.Port > 65535 {
+		ps.add("spec.ssh.port", "%d is not a TCP port (1-65535)", s.Port)
+	}
+	if s.IdentityFile != "" {
+		p := c.ResolvePath(s.IdentityFile)
+		if st, err := os.Stat(p); err != nil {
+			ps.add("spec.ssh.identityFile", "cannot read %s: %v; point it at your private key or leave it empty to use ssh-agent", p, unwrapPathError(err))
+		} else if st.IsDir() {
+			ps.add("spec.ssh.identityFile", "%s is a directory; point it at your private key file", p)
+		}
+	}
+	if s.ProxyJump != "" {
+		validateProxyJump("spec.ssh.proxyJump", s.ProxyJump, ps)
+	}
+}
+
+func validateProxyJump(field, v string, ps *problems) {
+	for _, hop := range strings.Split(v, ",") {
+		hop = strings.TrimSpace(hop)
+		if at := strings.LastIndex(hop, "@"); at >= 0 {
+			hop = hop[at+1:]
+		}
+		host, port, err := net.SplitHostPort(hop)
+		if err != nil {
+			host, port = strings.Trim(hop, "[]"), ""
+		}
+		if host == "" || (net.ParseIP(host) == nil && len(validation.IsDNS1123Subdomain(strings.ToLower(host))) > 0) {
+			ps.add(field, "%q is not a jump host list; write it like user@bastion:22 or bastion1,bastion2", v)
+			return
+		}
+		if port != "" && !validPort(port) {
+			ps.add(field, "%q has an invalid port %q", v, port)
+			return
+		}
+	}
+}
+
+func validPort(s string) bool {
+	var n int
+	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || fmt.Sprint(n) != s {
+		return false
+	}
+	return n >= 1 && n <= 65535
+}
+
+func validateHosts(s *Spec, ps *problems) []Warning {
+	var warnings []Warning
+	if len(s.Hosts) == 0 {
+		ps.add("spec.hosts", "no hosts; list at least one etcd member (three or five for a highly available cluster)")
+		return nil
+	}
+	names := map[string]int{}
+	addrs := map[string]int{}
+	for i, h := range s.Hosts {
+		f := fmt.Sprintf("spec.hosts[%d]", i)
+		switch {
+		case h.Name == "":
+			ps.add(f+".name", "is required: the node name, used as certificate CN and etcd --name")
+		case len(validation.IsDNS1123Subdomain(h.Name)) > 0:
+			ps.add(f+".name", "%q is not a valid node name: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit", h.Name)
+		default:
+			if j, dup := names[h.Name]; dup {
+				ps.add(f+".name", "%q is already the name of spec.hosts[%d]; names must be unique", h.Name, j)
+			} else {
+				names[h.Name] = i
+			}
+		}
+		ip := net.ParseIP(h.Address)
+		switch {
+		case h.Address == "":
+			ps.add(f+".address", "is required: the IP address the member advertises to its peers and clients")
+		case ip == nil:
+			ps.add(f+".address", "%q is not an IP address; use an IPv4 or IPv6 address (put DNS names in serverCertSANs)", h.Address)
+		case ip.IsUnspecified() || ip.IsMulticast():
+			ps.add(f+".address", "%s cannot be advertised to peers; use the host's own address", h.Address)
+		default:
+			key := ip.String()
+			if j, dup := addrs[key]; dup {
+				ps.add(f+".address", "%s is already the address of spec.hosts[%d]; addresses must be unique", h.Address, j)
+			} else {
+				addrs[key] = i
+			}
+		}
+		validateSANs(f+".serverCertSANs", h.ServerCertSANs, ps)
+		validateSANs(f+".peerCertSANs", h.PeerCertSANs, ps)
+		if h.SSH.Port < 0 || h.SSH.Port > 65535 {
+			ps.add(f+".ssh.port", "%d is not a TCP port (1-65535, or 0 for spec.ssh.port)", h.SSH.Port)
+		}
+		if h.SSH.Host != "" && net.ParseIP(h.SSH.Host) == nil && len(validation.IsDNS1123Subdomain(strings.ToLower(h.SSH.Host))) > 0 {
+			ps.add(f+".ssh.host", "%q is neither an IP address nor a host name", h.SSH.Host)
+		}
+		if h.SSH.ProxyJump != "" {
+			validateProxyJump(f+".ssh.proxyJump", h.SSH.ProxyJump, ps)
+		}
+	}
+	if n := len(s.Hosts); n%2 == 0 {
+		warnings = append(warnings, Warning{Field: "spec.hosts", Message: fmt.Sprintf(
+			"%d members tolerate no more failures than %d: quorum is %d of %d, so the cluster survives %d lost member(s); use an odd number",
+			n, n-1, n/2+1, n, (n-1)/2)})
+	}
+	return warnings
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func joinAlgorithms() string {
+	s := make([]string, len(KeyAlgorithms))
+	for i, a := range KeyAlgorithms {
+		s[i] = string(a)
+	}
+	return strings.Join(s, ", ")
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}

@@ -1,0 +1,114 @@
+// Package render writes a plan to a local directory: each host's files under
+// DIR/<host>/ at their host paths, with an index to verify them by. It is how
+// an air-gapped operator carries a host's bundle, and how a reviewer reads one.
+package render
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/etcdadm-io/etcdadm/internal/atomicfile"
+	"github.com/etcdadm-io/etcdadm/pkg/plan"
+)
+
+// Index files written at the top of each host's bundle.
+const (
+	IndexFile   = "index.json"
+	SumsFile    = "SHA256SUMS"
+	bundleMode  = fs.FileMode(0o700)
+	indexFormat = "etcdadm.render/v1"
+)
+
+// Index lists every file of a host's bundle.
+type Index struct {
+	Format string       `json:"format"`
+	Host   string       `json:"host"`
+	Dirs   []plan.Dir   `json:"dirs"`
+	Files  []IndexEntry `json:"files"`
+}
+
+// IndexEntry describes one file.
+type IndexEntry struct {
+	Path   string `json:"path"`
+	Mode   string `json:"mode"`
+	Size   int    `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+// Write renders every host of p under dir. A host directory left by an
+// earlier render is replaced whole, so no stale file (a key that should no
+// longer be there) survives; anything else in the way is an error.
+func Write(p *plan.Plan, dir string) error {
+	if err := os.MkdirAll(dir, bundleMode); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	for _, h := range p.Hosts {
+		if err := checkReplaceable(filepath.Join(dir, h.Name)); err != nil {
+			return err
+		}
+	}
+	for _, h := range p.Hosts {
+		if err := writeHost(h, filepath.Join(dir, h.Name)); err != nil {
+			return fmt.Errorf("render %s: %w", h.Name, err)
+		}
+	}
+	return nil
+}
+
+func checkReplaceable(hostDir string) error {
+	entries, err := os.ReadDir(hostDir)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) == 0) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", hostDir, err)
+	}
+	if _, err := os.Stat(filepath.Join(hostDir, IndexFile)); err != nil {
+		return fmt.Errorf("%s is not empty and was not written by etcdadm render; render into an empty directory", hostDir)
+	}
+	return nil
+}
+
+func writeHost(h plan.Host, hostDir string) error {
+	if err := os.RemoveAll(hostDir); err != nil {
+		return fmt.Errorf("remove previous bundle %s: %w", hostDir, err)
+	}
+	if err := os.MkdirAll(hostDir, bundleMode); err != nil {
+		return fmt.Errorf("create %s: %w", hostDir, err)
+	}
+	// Directories first, with the modes the host needs, so that a tar of the
+	// bundle carries them.
+	for _, d := range h.Dirs {
+		p := filepath.Join(hostDir, filepath.FromSlash(d.Path))
+		if err := os.MkdirAll(p, d.Mode); err != nil {
+			return fmt.Errorf("create %s: %w", p, err)
+		}
+		if err := os.Chmod(p, d.Mode); err != nil {
+			return fmt.Errorf("chmod %s: %w", p, err)
+		}
+	}
+	idx := Index{Format: indexFormat, Host: h.Name, Dirs: h.Dirs}
+	var sums strings.Builder
+	for _, f := range h.Files {
+		p := filepath.Join(hostDir, filepath.FromSlash(f.Path))
+		if err := atomicfile.Write(p, f.Data, f.Mode, 0o755); err != nil {
+			return err
+		}
+		sum := f.SHA256()
+		idx.Files = append(idx.Files, IndexEntry{Path: f.Path, Mode: fmt.Sprintf("%04o", f.Mode.Perm()), Size: len(f.Data), SHA256: sum})
+		fmt.Fprintf(&sums, "%s  %s\n", sum, strings.TrimPrefix(f.Path, "/"))
+	}
+	b, err := json.MarshalIndent(idx, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode index: %w", err)
+	}
+	if err := atomicfile.Write(filepath.Join(hostDir, IndexFile), append(b, '\n'), 0o644, bundleMode); err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(hostDir, SumsFile), []byte(sums.String()), 0o644, bundleMode)
+}
