@@ -67,7 +67,7 @@ func parseNode(data []byte) (*yamlv3.Node, error) {
 	var doc yamlv3.Node
 	if err := dec.Decode(&doc); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, errors.New("the file is empty")
+			return nil, errors.New("the file is empty; start from examples/cluster.yaml")
 		}
 		return nil, err
 	}

@@ -54,7 +54,26 @@ type problems struct {
 }
 
 func (ps *problems) add(field, format string, args ...any) {
-	ps.list = append(ps.list, Problem{Field: field, Line: ps.lines[field], Message: fmt.Sprintf(format, args...)})
+	ps.list = append(ps.list, Problem{Field: field, Line: ps.lineOf(field), Message: fmt.Sprintf(format, args...)})
+}
+
+// lineOf is the line of a field, or of its closest ancestor when the field
+// itself is absent from the file (a required field left out).
+func (ps *problems) lineOf(field string) int {
+	for f := field; f != ""; f = parent(f) {
+		if line, ok := ps.lines[f]; ok {
+			return line
+		}
+	}
+	return 0
+}
+
+func parent(field string) string {
+	i := strings.LastIndexAny(field, ".[")
+	if i < 0 {
+		return ""
+	}
+	return field[:i]
 }
 
 func (ps *problems) addAt(field string, line int, format string, args ...any) {
@@ -62,7 +81,7 @@ func (ps *problems) addAt(field string, line int, format string, args ...any) {
 }
 
 // dropRepeats removes problems found after the first n on fields that already
-// have one: a field pruned for its shape is not also "required".
+// have one, or inside them: a field pruned for its shape is not also "required".
 func (ps *problems) dropRepeats(n int) {
 	seen := map[string]bool{}
 	for _, p := range ps.list[:n] {
@@ -70,7 +89,11 @@ func (ps *problems) dropRepeats(n int) {
 	}
 	kept := ps.list[:n]
 	for _, p := range ps.list[n:] {
-		if !seen[p.Field] {
+		repeat := false
+		for f := p.Field; f != ""; f = parent(f) {
+			repeat = repeat || seen[f]
+		}
+		if !repeat {
 			kept = append(kept, p)
 		}
 	}

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/version"
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
+	sigsjson "sigs.k8s.io/json"
 )
 
 // ManagedEtcdFlags are etcd flags etcdadm sets itself from the inventory; an
@@ -194,11 +194,14 @@ func validateKubelet(s *Spec, ps *problems) {
 		ps.add("spec.kubelet.extraConfig", "cannot be encoded: %v", err)
 		return
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
+	// Field names are case-sensitive, as the kubelet reads them.
 	var kc kubeletv1beta1.KubeletConfiguration
-	if err := dec.Decode(&kc); err != nil {
-		ps.add("spec.kubelet.extraConfig", "is not part of a KubeletConfiguration (kubelet.config.k8s.io/v1beta1): %s", strings.TrimPrefix(err.Error(), "json: "))
+	strict, err := sigsjson.UnmarshalStrict(raw, &kc)
+	if err != nil {
+		ps.add("spec.kubelet.extraConfig", "is not a valid part of a KubeletConfiguration (kubelet.config.k8s.io/v1beta1): %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	for _, e := range strict {
+		ps.add("spec.kubelet.extraConfig", "is not a valid part of a KubeletConfiguration (kubelet.config.k8s.io/v1beta1): %s", strings.TrimPrefix(e.Error(), "json: "))
 	}
 }
 

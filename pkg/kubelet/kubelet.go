@@ -5,10 +5,12 @@ package kubelet
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/etcdadm-io/etcdadm/internal/typedyaml"
@@ -50,9 +52,13 @@ func ConfigFile(c *config.Cluster) ([]byte, error) {
 		return nil, err
 	}
 	// The file must read back as a KubeletConfiguration, extra fields included.
-	var check kubeletv1beta1.KubeletConfiguration
-	if err := yaml.UnmarshalStrict(b, &check); err != nil {
+	raw, err := yaml.YAMLToJSON(b)
+	if err != nil {
 		return nil, fmt.Errorf("kubelet configuration does not read back: %w", err)
+	}
+	var check kubeletv1beta1.KubeletConfiguration
+	if strict, err := sigsjson.UnmarshalStrict(raw, &check); err != nil || len(strict) > 0 {
+		return nil, fmt.Errorf("kubelet configuration does not read back: %v", errors.Join(append(strict, err)...))
 	}
 	return b, nil
 }
