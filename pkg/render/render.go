@@ -28,7 +28,7 @@ const (
 type Index struct {
 	Format string       `json:"format"`
 	Host   string       `json:"host"`
-	Dirs   []plan.Dir   `json:"dirs"`
+	Dirs   []IndexEntry `json:"dirs"`
 	Files  []IndexEntry `json:"files"`
 }
 
@@ -36,8 +36,8 @@ type Index struct {
 type IndexEntry struct {
 	Path   string `json:"path"`
 	Mode   string `json:"mode"`
-	Size   int    `json:"size"`
-	SHA256 string `json:"sha256"`
+	Size   int    `json:"size,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // Write renders every host of p under dir. A host directory left by an
@@ -92,7 +92,10 @@ func writeHost(h plan.Host, hostDir string) error {
 			return fmt.Errorf("chmod %s: %w", p, err)
 		}
 	}
-	idx := Index{Format: indexFormat, Host: h.Name, Dirs: h.Dirs}
+	idx := Index{Format: indexFormat, Host: h.Name}
+	for _, d := range h.Dirs {
+		idx.Dirs = append(idx.Dirs, IndexEntry{Path: d.Path, Mode: fmt.Sprintf("%04o", d.Mode.Perm())})
+	}
 	var sums strings.Builder
 	for _, f := range h.Files {
 		p := filepath.Join(hostDir, filepath.FromSlash(f.Path))
