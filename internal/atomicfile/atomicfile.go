@@ -3,51 +3,97 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // Write replaces path with data and mode: a temporary file in the same
 // directory is written, synced and renamed over path. Missing parent
 // directories are created with dirMode.
 func Write(path string, data []byte, mode, dirMode fs.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, dirMode); err != nil {
-		return fmt.Errorf("create directory %s: %w", dir, err)
+	return WriteAll([]File{{Path: path, Data: data, Mode: mode}}, dirMode)
+}
+
+// File is one file of a batch.
+type File struct {
+	Path string
+	Data []byte
+	Mode fs.FileMode
+}
+
+// WriteAll writes files as Write does, but overlaps their syncs: the
+// temporary files are written and synced concurrently, then renamed in
+// order, then each directory is synced once. A failure before the renames
+// leaves every target as it was.
+func WriteAll(files []File, dirMode fs.FileMode) error {
+	temps := make([]string, len(files))
+	errs := make([]error, len(files))
+	var wg sync.WaitGroup
+	for i, f := range files {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			temps[i], errs[i] = writeTemp(f, dirMode)
+		}()
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("create temporary file for %s: %w", path, err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, t := range temps {
+			if t != "" {
+				_ = os.Remove(t)
+			}
 		}
-	}()
-	// CreateTemp makes the file 0600, so a key is never readable by others, even briefly.
-	if err := tmp.Chmod(mode); err != nil {
-		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
+		return err
 	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+	dirs := map[string]bool{}
+	for i, f := range files {
+		if err := os.Rename(temps[i], f.Path); err != nil {
+			for _, t := range temps[i:] {
+				_ = os.Remove(t)
+			}
+			return fmt.Errorf("rename %s to %s: %w", temps[i], f.Path, err)
+		}
+		dirs[filepath.Dir(f.Path)] = true
 	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
+	for dir := range dirs {
+		syncDir(dir)
 	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", tmp.Name(), err)
+	return nil
+}
+
+func writeTemp(f File, dirMode fs.FileMode) (string, error) {
+	dir := filepath.Dir(f.Path)
+	if err := os.MkdirAll(dir, dirMode); err != nil {
+		return "", fmt.Errorf("create directory %s: %w", dir, err)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("rename %s to %s: %w", tmp.Name(), path, err)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.Path)+".*.tmp")
+	if err != nil {
+		return "", fmt.Errorf("create temporary file for %s: %w", f.Path, err)
 	}
-	done = true
+	err = tmp.Chmod(f.Mode)
+	if err == nil {
+		_, err = tmp.Write(f.Data)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+		return "", fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	return tmp.Name(), nil
+}
+
+func syncDir(dir string) {
 	if d, err := os.Open(dir); err == nil {
 		_ = d.Sync()
 		_ = d.Close()
 	}
-	return nil
 }

@@ -8,7 +8,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	certutil "k8s.io/client-go/util/cert"
@@ -118,9 +120,17 @@ func Ensure(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 	events = append(events, caEvent)
 
 	p := &PKI{Dir: dir, CA: ca, Hosts: map[string][]KeyPair{}, caKey: caKey}
+	type job struct {
+		host  config.Host
+		spec  Spec
+		slot  *KeyPair
+		write int
+	}
+	var jobs []job
 	for _, h := range c.Spec.Hosts {
 		hostDir := HostDir(dir, h.Name)
-		for _, spec := range LeafSpecs() {
+		leaves := make([]KeyPair, len(LeafSpecs()))
+		for i, spec := range LeafSpecs() {
 			base := filepath.Join(hostDir, spec.BaseName)
 			ev := Event{Host: h.Name, Name: spec.Name, Path: base + ".crt"}
 			kp, reason, err := loadLeaf(base, spec, c, h, ca.Cert, t, opts)
@@ -129,29 +139,50 @@ func Ensure(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 			}
 			if reason == "" {
 				ev.Action = Reused
+				leaves[i] = kp
 			} else {
 				ev.Action, ev.Reason = Reissued, reason
 				if !fileExists(base+".crt") && !fileExists(base+".key") {
 					ev.Action = Created
 				}
-				kp, err = p.newLeaf(spec, c, h, t)
-				if err != nil {
-					return nil, nil, fmt.Errorf("%s certificate for %s: %w", spec.Name, h.Name, err)
-				}
-				writes = append(writes, pending{base, kp})
+				jobs = append(jobs, job{host: h, spec: spec, slot: &leaves[i], write: len(writes)})
+				writes = append(writes, pending{base: base})
 			}
-			p.Hosts[h.Name] = append(p.Hosts[h.Name], kp)
 			events = append(events, ev)
 		}
+		p.Hosts[h.Name] = leaves
 	}
+	// Key generation dominates; spread it over the machine's cores.
+	errs := make([]error, len(jobs))
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, j := range jobs {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			kp, err := p.newLeaf(j.spec, c, j.host, t)
+			if err != nil {
+				errs[i] = fmt.Errorf("%s certificate for %s: %w", j.spec.Name, j.host.Name, err)
+				return
+			}
+			*j.slot = kp
+			writes[j.write].kp = kp
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	var files []atomicfile.File
 	for _, w := range writes {
-		// The key first, as kubeadm does, so a certificate never lacks its key.
-		if err := atomicfile.Write(w.base+".key", w.kp.KeyPEM, KeyMode, DirMode); err != nil {
-			return nil, nil, err
-		}
-		if err := atomicfile.Write(w.base+".crt", w.kp.CertPEM, CertMode, DirMode); err != nil {
-			return nil, nil, err
-		}
+		// The key before its certificate, as kubeadm does, so a certificate never lacks its key.
+		files = append(files,
+			atomicfile.File{Path: w.base + ".key", Data: w.kp.KeyPEM, Mode: KeyMode},
+			atomicfile.File{Path: w.base + ".crt", Data: w.kp.CertPEM, Mode: CertMode})
+	}
+	if err := atomicfile.WriteAll(files, DirMode); err != nil {
+		return nil, nil, err
 	}
 	return p, events, nil
 }

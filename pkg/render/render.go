@@ -97,11 +97,9 @@ func writeHost(h plan.Host, hostDir string) error {
 		idx.Dirs = append(idx.Dirs, IndexEntry{Path: d.Path, Mode: fmt.Sprintf("%04o", d.Mode.Perm())})
 	}
 	var sums strings.Builder
+	var files []atomicfile.File
 	for _, f := range h.Files {
-		p := filepath.Join(hostDir, filepath.FromSlash(f.Path))
-		if err := atomicfile.Write(p, f.Data, f.Mode, 0o755); err != nil {
-			return err
-		}
+		files = append(files, atomicfile.File{Path: filepath.Join(hostDir, filepath.FromSlash(f.Path)), Data: f.Data, Mode: f.Mode})
 		sum := f.SHA256()
 		idx.Files = append(idx.Files, IndexEntry{Path: f.Path, Mode: fmt.Sprintf("%04o", f.Mode.Perm()), Size: len(f.Data), SHA256: sum})
 		fmt.Fprintf(&sums, "%s  %s\n", sum, strings.TrimPrefix(f.Path, "/"))
@@ -110,8 +108,8 @@ func writeHost(h plan.Host, hostDir string) error {
 	if err != nil {
 		return fmt.Errorf("encode index: %w", err)
 	}
-	if err := atomicfile.Write(filepath.Join(hostDir, IndexFile), append(b, '\n'), 0o644, bundleMode); err != nil {
-		return err
-	}
-	return atomicfile.Write(filepath.Join(hostDir, SumsFile), []byte(sums.String()), 0o644, bundleMode)
+	files = append(files,
+		atomicfile.File{Path: filepath.Join(hostDir, IndexFile), Data: append(b, '\n'), Mode: 0o644},
+		atomicfile.File{Path: filepath.Join(hostDir, SumsFile), Data: []byte(sums.String()), Mode: 0o644})
+	return atomicfile.WriteAll(files, 0o755)
 }
