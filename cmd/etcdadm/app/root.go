@@ -58,6 +58,9 @@ of a whole cluster from one inventory file, exactly as kubeadm would, and puts t
 		return &usageError{fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath())}
 	})
 	cmd.AddCommand(
+		newApplyCommand(streams),
+		newDiffCommand(streams),
+		newStatusCommand(streams),
 		newRenderCommand(streams),
 		newPhaseCommand(streams),
 		newCertsCommand(streams),

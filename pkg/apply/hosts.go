@@ -1,0 +1,199 @@
+// Package apply puts a plan on the hosts over SSH: it connects to every host,
+// runs the pre-flight checks everywhere before changing anything, pushes only
+// the files that differ, restarts only what must restart, and waits until
+// every member is healthy over mTLS.
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/remote"
+)
+
+// Connector opens a transport to one host of the inventory.
+type Connector func(ctx context.Context, h config.Host) (remote.Transport, error)
+
+// SSHConnector builds remote configurations from the inventory's ssh settings.
+func SSHConnector(c *config.Cluster, base remote.Config) Connector {
+	return func(ctx context.Context, h config.Host) (remote.Transport, error) {
+		cfg := base
+		cfg.Host = h.Name
+		cfg.Address = h.Address
+		if h.SSH.Host != "" {
+			cfg.Address = h.SSH.Host
+		}
+		cfg.Port = c.Spec.SSH.Port
+		if h.SSH.Port != 0 {
+			cfg.Port = h.SSH.Port
+		}
+		cfg.User = c.Spec.SSH.User
+		if h.SSH.User != "" {
+			cfg.User = h.SSH.User
+		}
+		if c.Spec.SSH.IdentityFile != "" {
+			cfg.IdentityFiles = append([]string{c.ResolvePath(c.Spec.SSH.IdentityFile)}, cfg.IdentityFiles...)
+		}
+		if cfg.KnownHostsFile == "" {
+			cfg.KnownHostsFile = c.ResolvePath(c.Spec.SSH.KnownHostsFile)
+		}
+		cfg.ProxyJump = c.Spec.SSH.ProxyJump
+		if h.SSH.ProxyJump != "" {
+			cfg.ProxyJump = h.SSH.ProxyJump
+		}
+		return remote.Dial(ctx, cfg)
+	}
+}
+
+// Hosts are the open transports of a run, by host name, in inventory order.
+type Hosts struct {
+	Order []config.Host
+	T     map[string]remote.Transport
+}
+
+// Close closes every transport.
+func (hs *Hosts) Close() {
+	for _, t := range hs.T {
+		_ = t.Close()
+	}
+}
+
+// Connect opens one transport per host, concurrently. If any host fails, the
+// others are closed and the error lists every failure.
+func Connect(ctx context.Context, hosts []config.Host, connect Connector, concurrency int, log *Log) (*Hosts, error) {
+	hs := &Hosts{Order: hosts, T: map[string]remote.Transport{}}
+	var mu sync.Mutex
+	err := ForEach(ctx, hosts, concurrency, func(ctx context.Context, h config.Host) error {
+		t, err := connect(ctx, h)
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		hs.T[h.Name] = t
+		mu.Unlock()
+		log.Host(h.Name, "connected")
+		return nil
+	})
+	if err != nil {
+		hs.Close()
+		return nil, err
+	}
+	return hs, nil
+}
+
+// HostError is a failure on one host.
+type HostError struct {
+	Host string
+	Err  error
+}
+
+func (e *HostError) Error() string { return e.Host + ": " + e.Err.Error() }
+func (e *HostError) Unwrap() error { return e.Err }
+
+// HostsError aggregates the failures of several hosts.
+type HostsError struct {
+	What   string
+	Errors []*HostError
+}
+
+func (e *HostsError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s failed on %d host(s):", e.What, len(e.Errors))
+	for _, he := range e.Errors {
+		fmt.Fprintf(&b, "\n  - %s: %s", he.Host, strings.ReplaceAll(he.Err.Error(), "\n", "\n    "))
+	}
+	return b.String()
+}
+
+// Unwrap lets errors.Is see every host's error.
+func (e *HostsError) Unwrap() []error {
+	out := make([]error, len(e.Errors))
+	for i, he := range e.Errors {
+		out[i] = he
+	}
+	return out
+}
+
+// ForEach runs fn for every host with at most concurrency at once and
+// returns a *HostsError naming every host that failed.
+func ForEach(ctx context.Context, hosts []config.Host, concurrency int, fn func(context.Context, config.Host) error) error {
+	if concurrency <= 0 {
+		concurrency = len(hosts)
+	}
+	sem := make(chan struct{}, max(concurrency, 1))
+	var mu sync.Mutex
+	var failed []*HostError
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				mu.Lock()
+				failed = append(failed, &HostError{h.Name, ctx.Err()})
+				mu.Unlock()
+				return
+			}
+			defer func() { <-sem }()
+			if err := fn(ctx, h); err != nil {
+				mu.Lock()
+				failed = append(failed, &HostError{h.Name, err})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(failed) == 0 {
+		return nil
+	}
+	sort.Slice(failed, func(i, j int) bool { return failed[i].Host < failed[j].Host })
+	return &HostsError{What: "step", Errors: failed}
+}
+
+func named(err error, what string) error {
+	var he *HostsError
+	if errors.As(err, &he) {
+		he.What = what
+	}
+	return err
+}
+
+// Log writes progress lines to stderr-like output, each prefixed with its host.
+type Log struct {
+	mu  sync.Mutex
+	out io.Writer
+}
+
+// NewLog writes to w; nil discards.
+func NewLog(w io.Writer) *Log {
+	if w == nil {
+		w = io.Discard
+	}
+	return &Log{out: w}
+}
+
+// Host prints one line about a host.
+func (l *Log) Host(host, format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.out, "[%s] %s\n", host, fmt.Sprintf(format, args...))
+}
+
+// Printf prints one line about the run.
+func (l *Log) Printf(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.out, format+"\n", args...)
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
