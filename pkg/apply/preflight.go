@@ -34,8 +34,10 @@ func Preflight(ctx context.Context, c *config.Cluster, hs *Hosts, concurrency in
 			return err
 		}
 		if c.Spec.Topology == config.TopologyExternal {
-			if _, err := t.Run(ctx, "test -x /usr/bin/kubelet || command -v kubelet >/dev/null", nil); err != nil {
+			if _, err := t.Run(ctx, "test -x /usr/bin/kubelet || command -v kubelet >/dev/null", nil); exitedNonZero(err) {
 				problems = append(problems, errors.New("kubelet is not installed (no /usr/bin/kubelet): install the kubelet package of your Kubernetes version"))
+			} else if err != nil {
+				problems = append(problems, fmt.Errorf("look for kubelet: %w", err))
 			}
 		}
 		if err := checkPorts(ctx, t); err != nil {
@@ -107,6 +109,12 @@ func checkDataDir(ctx context.Context, c *config.Cluster, h config.Host, t remot
 		return fmt.Errorf("data directory %s belongs to another etcd member (the manifest in %s does not name %s): move it away or fix the inventory", dir, manifests.ManifestPath(c), self)
 	}
 	return nil
+}
+
+// exitedNonZero tells a command that ran and failed from one that could not run.
+func exitedNonZero(err error) bool {
+	var ce *remote.CommandError
+	return errors.As(err, &ce) && ce.ExitCode > 0
 }
 
 func checkClock(ctx context.Context, t remote.Transport) error {

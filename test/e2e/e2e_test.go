@@ -347,9 +347,17 @@ func TestIntegrationApply(t *testing.T) {
 	t.Run("a connection cut during an upload leaves no partial file and a re-run converges", func(t *testing.T) {
 		h := l.Hosts[0]
 		ctx := context.Background()
-		// The host loses its certificates; the re-apply must bring them back.
-		if _, err := h.Exec(ctx, "sh", "-c", "rm -f /etc/kubernetes/pki/etcd/*.crt /etc/kubernetes/pki/etcd/*.key"); err != nil {
+		// Someone breaks the host: its certificates are gone and its manifest
+		// names an image that does not exist here, so its etcd stops (and the
+		// slowed link below carries SSH alone, not raft traffic). The
+		// re-apply must repair both.
+		if _, err := h.Exec(ctx, "sh", "-c", "rm -f /etc/kubernetes/pki/etcd/*.crt /etc/kubernetes/pki/etcd/*.key && sed -i 's#image: .*#image: registry.k8s.io/etcd:0.0.0-missing#' /etc/kubernetes/manifests/etcd.yaml"); err != nil {
 			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(90 * time.Second); len(h.PIDs("etcd")) > 0; time.Sleep(time.Second) {
+			if time.Now().After(deadline) {
+				t.Fatalf("etcd on %s did not stop after its manifest was removed", h.Name)
+			}
 		}
 		// Slow the link towards the host down (on the machine's end of its
 		// veth) so that an upload is in flight long enough to cut it.
@@ -362,8 +370,9 @@ func TestIntegrationApply(t *testing.T) {
 		cut := false
 		deadline := time.Now().Add(2 * time.Minute)
 		for !cut && time.Now().Before(deadline) {
-			out, _ := h.Exec(ctx, "sh", "-c", "ls -a /etc/kubernetes/pki/etcd/ | grep -c etcdadm || true")
-			if strings.TrimSpace(string(out)) != "0" && strings.TrimSpace(string(out)) != "" {
+			out, err := h.Exec(ctx, "find", "/etc/kubernetes/pki", "-name", "*.etcdadm-*.tmp")
+			if err == nil && strings.TrimSpace(string(out)) != "" {
+				t.Logf("upload in flight: %s", out)
 				cut = h.KillSSHSessions() > 0
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -387,6 +396,10 @@ func TestIntegrationApply(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		manifest, err := h.ReadFile(ctx, "/etc/kubernetes/manifests/etcd.yaml")
+		if err == nil && !bytes.Contains(manifest, []byte("status: {}")) {
+			t.Errorf("the manifest on %s is partial", h.Name)
+		}
 		for _, kp := range pki.Hosts[h.Name] {
 			for p, want := range map[string][]byte{
 				"/etc/kubernetes/pki/" + kp.BaseName + ".crt": kp.CertPEM,
@@ -402,9 +415,9 @@ func TestIntegrationApply(t *testing.T) {
 		if r.err != nil || !strings.Contains(r.stdout, "cluster: 3/3 members healthy") {
 			t.Fatalf("re-run did not converge: %v", r.err)
 		}
-		out, _ := h.Exec(ctx, "sh", "-c", "ls -a /etc/kubernetes/pki/etcd/ | grep etcdadm || true")
-		if strings.TrimSpace(string(out)) != "" {
-			t.Errorf("temporary files left: %s", out)
+		out, err := h.Exec(ctx, "find", "/etc/kubernetes", "-name", "*.etcdadm-*.tmp")
+		if err != nil || strings.TrimSpace(string(out)) != "" {
+			t.Errorf("temporary files left: %s %v", out, err)
 		}
 	})
 }
