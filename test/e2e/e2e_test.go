@@ -82,23 +82,9 @@ type inventory struct {
 
 func (inv inventory) write(t *testing.T, l *lab.Lab, hosts []*lab.Host) string {
 	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, `apiVersion: etcdadm/v1alpha1
-kind: Cluster
-metadata: {name: e2e}
-spec:
-  pki: {dir: pki, keyAlgorithm: ECDSA-P256}
-  kubelet:
-    cgroupDriver: cgroupfs
-    extraConfig: {failCgroupV1: false}
-  ssh: {user: %s, identityFile: %s, knownHostsFile: %s, proxyJump: %q}
-  hosts:
-`, inv.user, l.KeyFile, inv.knownHosts, inv.proxyJump)
-	for _, h := range hosts {
-		fmt.Fprintf(&b, "  - {name: %s, address: %s}\n", h.Name, h.Address)
-	}
 	p := filepath.Join(inv.dir, "cluster.yaml")
-	if err := os.WriteFile(p, []byte(b.String()), 0o644); err != nil {
+	data := l.Inventory(lab.InventoryOptions{Name: "e2e", User: inv.user, KnownHostsFile: inv.knownHosts, ProxyJump: inv.proxyJump, Hosts: hosts})
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return p

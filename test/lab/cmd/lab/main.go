@@ -46,7 +46,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("lab "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var opts lab.Options
-	var out string
+	var out, inventory string
 	switch args[0] {
 	case "build":
 		fs.StringVar(&out, "out", "", "output directory (default REPO/_output/lab)")
@@ -59,6 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.BoolVar(&opts.Bastion, "bastion", false, "put the hosts behind a bastion host")
 		fs.StringVar(&opts.NamePrefix, "prefix", "lab", "prefix of host and interface names")
 		fs.IntVar(&opts.FirstOctet, "first-octet", 10, "last octet of the first host's address")
+		fs.StringVar(&inventory, "inventory", "", "also write an etcdadm inventory for the hosts to this file")
 	case "down", "exec":
 		fs.StringVar(&opts.Dir, "dir", lab.DefaultDir, "lab state directory")
 	case "-h", "--help", "help":
@@ -92,6 +93,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		printSummary(stdout, l)
+		if inventory != "" {
+			if err := os.WriteFile(inventory, []byte(l.Inventory(lab.InventoryOptions{Name: "demo"})), 0o644); err != nil {
+				return fmt.Errorf("write inventory: %w", err)
+			}
+			fmt.Fprintf(stdout, "inventory:   %s\n", inventory)
+		}
 		return nil
 	case "exec":
 		return execIn(opts.Dir, fs.Args(), stderr)
