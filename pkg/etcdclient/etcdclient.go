@@ -180,7 +180,7 @@ func (c *Client) WaitHealthy(ctx context.Context, members []Member, timeout time
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(2 * time.Second):
+		case <-time.After(500 * time.Millisecond):
 		}
 	}
 }
