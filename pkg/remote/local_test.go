@@ -1,0 +1,224 @@
+//go:build unix
+
+package remote
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLocalRun(t *testing.T) {
+	tr := NewLocal("node-1", true)
+	defer tr.Close()
+	ctx := context.Background()
+
+	out, err := tr.Run(ctx, `read x; printf '%s|%s' "$x" "it's"`, strings.NewReader("from stdin\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != "from stdin|it's" {
+		t.Errorf("stdout = %q", out)
+	}
+
+	_, err = tr.Run(ctx, "echo partial; echo 'boom: no such unit' | tr a-z A-Z >&2; exit 3", nil)
+	var ce *CommandError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want a *CommandError", err)
+	}
+	if ce.Host != "node-1" || ce.ExitCode != 3 || strings.TrimSpace(ce.Stderr) != "BOOM: NO SUCH UNIT" {
+		t.Errorf("CommandError = %+v", ce)
+	}
+	if msg := err.Error(); msg != `run "echo partial; echo 'boom: no such unit' | tr a-z A-Z >&2; exit 3" on node-1: exit status 3: BOOM: NO SUCH UNIT` {
+		t.Errorf("message = %q", msg)
+	}
+	if strings.Count(err.Error(), "BOOM") != 1 {
+		t.Errorf("stderr printed more than once: %q", err)
+	}
+
+	ctx2, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = tr.Run(ctx2, "sleep 30", nil)
+	if !errors.As(err, &ce) || ce.ExitCode != -1 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("cancelled command: err = %v, want a CommandError wrapping the deadline", err)
+	}
+	if time.Since(start) > 10*time.Second {
+		t.Errorf("cancelled command took %v", time.Since(start))
+	}
+}
+
+func TestLocalFiles(t *testing.T) {
+	requireRoot(t)
+	tr := NewLocal("node-1", true)
+	defer tr.Close()
+	ctx := context.Background()
+	root := t.TempDir()
+	p := filepath.Join(root, "etc/kubernetes/pki/etcd/ca.crt")
+
+	if _, err := tr.ReadFile(ctx, p); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "node-1") {
+		t.Errorf("missing file: err = %v, want fs.ErrNotExist naming the host", err)
+	}
+	if _, err := tr.Stat(ctx, p); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stat missing file: err = %v", err)
+	}
+	res, err := tr.WriteFile(ctx, File{Path: p, Mode: 0o644, Data: []byte("cert")}, filepath.Join(root, "backup"))
+	if err != nil || res.Action != WriteCreated {
+		t.Fatalf("write = %+v, %v", res, err)
+	}
+	fi, err := tr.Stat(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode != 0o644 || fi.UID != 0 || fi.GID != 0 || fi.Size != 4 || fi.IsDir() {
+		t.Errorf("stat = %+v", fi)
+	}
+	if b, err := tr.ReadFile(ctx, p); err != nil || string(b) != "cert" {
+		t.Errorf("read = %q, %v", b, err)
+	}
+	data := filepath.Join(root, "var/lib/etcd")
+	if err := tr.MkdirAll(ctx, data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := tr.Stat(ctx, data); err != nil || fi.Mode != fs.ModeDir|0o700 {
+		t.Errorf("data dir = %+v, %v", fi, err)
+	}
+	if err := tr.MkdirAll(ctx, "relative", 0o700); err == nil {
+		t.Error("relative MkdirAll accepted")
+	}
+}
+
+func TestSha256Local(t *testing.T) {
+	tr := NewLocal("node-1", false)
+	ctx := context.Background()
+	root := t.TempDir()
+	odd := filepath.Join(root, "it's a file")
+	plain := filepath.Join(root, "plain")
+	for p, content := range map[string]string{odd: "one", plain: ""} {
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missing := filepath.Join(root, "missing")
+	sums, err := Sha256(ctx, tr, []string{odd, plain, missing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
+	if len(sums) != 2 || sums[odd] != want("one") || sums[plain] != want("") {
+		t.Errorf("sums = %v", sums)
+	}
+	if _, ok := sums[missing]; ok {
+		t.Error("missing file has a sum")
+	}
+	if _, err := Sha256(ctx, tr, []string{root}); err == nil || !strings.Contains(err.Error(), "node-1") {
+		t.Errorf("directory: err = %v, want an error naming the host", err)
+	}
+	if _, err := Sha256(ctx, tr, []string{"rel/path"}); err == nil {
+		t.Error("relative path accepted")
+	}
+	if _, err := Sha256(ctx, tr, []string{"/a\nb"}); err == nil {
+		t.Error("newline in path accepted")
+	}
+	if sums, err := Sha256(ctx, tr, nil); err != nil || len(sums) != 0 {
+		t.Errorf("no paths: %v, %v", sums, err)
+	}
+}
+
+func TestParseSha256Output(t *testing.T) {
+	sum := strings.Repeat("a", 64)
+	got := map[string]string{}
+	if err := parseSha256Output([]byte(sum+"  /etc/x y\n"+sum+" */bin\n\n"), got); err != nil {
+		t.Fatal(err)
+	}
+	if got["/etc/x y"] != sum || got["/bin"] != sum {
+		t.Errorf("parsed %v", got)
+	}
+	if err := parseSha256Output([]byte("garbage\n"), got); err == nil {
+		t.Error("garbage parsed")
+	}
+}
+
+func TestLocalDial(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			_, _ = io.Copy(c, c)
+			c.Close()
+		}
+	}()
+	conn, err := NewLocal("node-1", false).Dial(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(conn, buf); err != nil || !bytes.Equal(buf, []byte("ping")) {
+		t.Errorf("echo = %q, %v", buf, err)
+	}
+}
+
+// As root, sudo needs no rule, so the path a non-root operator takes (sudo
+// for commands, an sftp-server started through sudo for files) runs here.
+func TestLocalThroughSudo(t *testing.T) {
+	requireRoot(t)
+	if !isExecutable("/usr/bin/sudo") || !isExecutable("/usr/lib/openssh/sftp-server") {
+		t.Skip("needs sudo and /usr/lib/openssh/sftp-server")
+	}
+	tr := newLocal("node-1", true)
+	defer tr.Close()
+	ctx := context.Background()
+	out, err := tr.Run(ctx, "id -u; cat", strings.NewReader("in"))
+	if err != nil || string(out) != "0\nin" {
+		t.Fatalf("run through sudo: %q, %v", out, err)
+	}
+	root := t.TempDir()
+	f := File{Path: filepath.Join(root, "pki/etcd/healthcheck-client.key"), Mode: 0o640, Data: []byte("key"), UID: 65534, GID: 65534, DirMode: 0o700}
+	res, err := tr.WriteFile(ctx, f, filepath.Join(root, "backup"))
+	if err != nil || res.Action != WriteCreated {
+		t.Fatalf("write through sudo: %+v, %v", res, err)
+	}
+	if m, uid, gid := readModeOwner(t, f.Path); m != f.Mode || uid != f.UID || gid != f.GID {
+		t.Errorf("written file: %v %d:%d", m, uid, gid)
+	}
+	if m, _, _ := readModeOwner(t, filepath.Dir(f.Path)); m != fs.ModeDir|0o700 {
+		t.Errorf("created directory: %v", m)
+	}
+	f.Data = []byte("new key")
+	res, err = tr.WriteFile(ctx, f, filepath.Join(root, "backup"))
+	if err != nil || res.Action != WriteReplaced || res.BackupPath == "" {
+		t.Fatalf("replace through sudo: %+v, %v", res, err)
+	}
+	if b, err := tr.ReadFile(ctx, res.BackupPath); err != nil || string(b) != "key" {
+		t.Errorf("backup: %q, %v", b, err)
+	}
+	if fi, err := tr.Stat(ctx, f.Path); err != nil || fi.Size != int64(len(f.Data)) {
+		t.Errorf("stat: %+v, %v", fi, err)
+	}
+	if _, err := tr.ReadFile(ctx, filepath.Join(root, "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode()&0o111 != 0
+}
