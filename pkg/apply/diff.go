@@ -152,7 +152,7 @@ func readState(ctx context.Context, t remote.Transport, files []plan.File) (map[
 	var script strings.Builder
 	script.WriteString("for f in")
 	for _, f := range files {
-		script.WriteString(" " + shellQuote(f.Path))
+		script.WriteString(" " + remote.ShellQuote(f.Path))
 	}
 	script.WriteString(`; do if [ -f "$f" ]; then printf '%s ' "$(stat -c %a "$f")"; sha256sum "$f"; fi; done`)
 	out, err := t.Run(ctx, script.String(), nil)

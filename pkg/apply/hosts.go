@@ -29,6 +29,7 @@ func SSHConnector(c *config.Cluster, base remote.Config) Connector {
 		if h.SSH.Host != "" {
 			cfg.Address = h.SSH.Host
 		}
+		// Unset fields stay empty so that ~/.ssh/config applies before the defaults.
 		cfg.Port = c.Spec.SSH.Port
 		if h.SSH.Port != 0 {
 			cfg.Port = h.SSH.Port
@@ -37,10 +38,11 @@ func SSHConnector(c *config.Cluster, base remote.Config) Connector {
 		if h.SSH.User != "" {
 			cfg.User = h.SSH.User
 		}
+		cfg.DefaultUser = config.DefaultSSHUser
 		if c.Spec.SSH.IdentityFile != "" {
 			cfg.IdentityFiles = append([]string{c.ResolvePath(c.Spec.SSH.IdentityFile)}, cfg.IdentityFiles...)
 		}
-		if cfg.KnownHostsFile == "" {
+		if cfg.KnownHostsFile == "" && c.Spec.SSH.KnownHostsFile != "" {
 			cfg.KnownHostsFile = c.ResolvePath(c.Spec.SSH.KnownHostsFile)
 		}
 		cfg.ProxyJump = c.Spec.SSH.ProxyJump
@@ -192,8 +194,4 @@ func (l *Log) Printf(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	fmt.Fprintf(l.out, format+"\n", args...)
-}
-
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

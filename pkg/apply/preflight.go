@@ -90,7 +90,7 @@ func checkPorts(ctx context.Context, t remote.Transport) error {
 // member runs from a manifest that names this host in this cluster.
 func checkDataDir(ctx context.Context, c *config.Cluster, h config.Host, t remote.Transport) error {
 	dir := c.Spec.Etcd.DataDir
-	out, err := t.Run(ctx, "ls -A "+shellQuote(dir)+" 2>/dev/null || true", nil)
+	out, err := t.Run(ctx, "ls -A "+remote.ShellQuote(dir)+" 2>/dev/null || true", nil)
 	if err != nil {
 		return fmt.Errorf("look at data directory %s: %w", dir, err)
 	}

@@ -20,9 +20,8 @@ const (
 	DefaultCgroupDriver             = "systemd"
 	DefaultContainerRuntimeEndpoint = "unix:///var/run/containerd/containerd.sock"
 	DefaultStaticPodPath            = "/etc/kubernetes/manifests"
-	DefaultSSHUser                  = "root"
-	DefaultSSHPort                  = 22
-	DefaultKnownHostsFile           = "~/.ssh/known_hosts"
+	// DefaultSSHUser logs in when neither the inventory nor ~/.ssh/config names a user.
+	DefaultSSHUser = "root"
 )
 
 // SetDefaults fills every empty field with its default.
@@ -46,11 +45,8 @@ func SetDefaults(c *Cluster) {
 	setString(&s.Kubelet.CgroupDriver, DefaultCgroupDriver)
 	setString(&s.Kubelet.ContainerRuntimeEndpoint, DefaultContainerRuntimeEndpoint)
 	setString(&s.Kubelet.StaticPodPath, DefaultStaticPodPath)
-	setString(&s.SSH.User, DefaultSSHUser)
-	if s.SSH.Port == 0 {
-		s.SSH.Port = DefaultSSHPort
-	}
-	setString(&s.SSH.KnownHostsFile, DefaultKnownHostsFile)
+	// spec.ssh.user, port and knownHostsFile stay empty when unset, so that
+	// ~/.ssh/config can supply them before etcdadm's defaults do.
 }
 
 func setString(p *string, def string) {

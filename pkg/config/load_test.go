@@ -55,7 +55,7 @@ func TestValidInventories(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(c.Spec.Hosts) == 0 || c.Spec.Topology == "" || c.Spec.SSH.Port == 0 {
+			if len(c.Spec.Hosts) == 0 || c.Spec.Topology == "" || c.Spec.Kubelet.CgroupDriver == "" {
 				t.Errorf("defaults not filled: %+v", c.Spec)
 			}
 			even := len(c.Spec.Hosts)%2 == 0
@@ -95,8 +95,8 @@ func TestDefaults(t *testing.T) {
 		"ca validity":       {c.CACertificateValidity().String(), "87600h0m0s"},
 		"cgroup driver":     {c.Spec.Kubelet.CgroupDriver, "systemd"},
 		"runtime":           {c.Spec.Kubelet.ContainerRuntimeEndpoint, "unix:///var/run/containerd/containerd.sock"},
-		"ssh user":          {c.Spec.SSH.User, "root"},
-		"known hosts":       {c.Spec.SSH.KnownHostsFile, "~/.ssh/known_hosts"},
+		"ssh user":          {c.Spec.SSH.User, ""},
+		"known hosts":       {c.Spec.SSH.KnownHostsFile, ""},
 	}
 	for name, got := range checks {
 		if got[0] != got[1] {

@@ -207,11 +207,8 @@ func validateKubelet(s *Spec, ps *problems) {
 
 func validateSSH(c *Cluster, ps *problems) {
 	s := &c.Spec.SSH
-	if s.User == "" {
-		ps.add("spec.ssh.user", "is required")
-	}
-	if s.Port < 1 || s.Port > 65535 {
-		ps.add("spec.ssh.port", "%d is not a TCP port (1-65535)", s.Port)
+	if s.Port < 0 || s.Port > 65535 {
+		ps.add("spec.ssh.port", "%d is not a TCP port (1-65535, or 0 for ~/.ssh/config's or 22)", s.Port)
 	}
 	if s.IdentityFile != "" {
 		p := c.ResolvePath(s.IdentityFile)
