@@ -286,6 +286,16 @@ func (l *Lab) Dial(ctx context.Context, h *Host, user string) (*ssh.Client, erro
 // ensureUsers creates the lab's users and their sudo rules on the machine
 // (and so on every host); it is idempotent.
 func ensureUsers(ctx context.Context, log io.Writer) error {
+	// Labs started at once (test packages run in parallel) must not both
+	// create the users or both write the sudoers file.
+	lock, err := os.OpenFile("/run/etcdadm-lab-users.lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("lock the lab's users: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("lock the lab's users: %w", err)
+	}
 	shadow, err := os.ReadFile("/etc/shadow")
 	if err != nil {
 		return fmt.Errorf("read /etc/shadow: %w", err)
