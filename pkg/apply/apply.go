@@ -227,18 +227,7 @@ func newEtcdClient(pki *certs.PKI, hs *Hosts) (*etcdclient.Client, error) {
 	if pki == nil || len(hs.Order) == 0 {
 		return nil, errors.New("no PKI to authenticate to etcd with")
 	}
-	first := hs.Order[0].Name
-	var cert, key []byte
-	for _, kp := range pki.Hosts[first] {
-		if kp.Name == certs.EtcdHealthcheckClient {
-			cert, key = kp.CertPEM, kp.KeyPEM
-		}
-	}
-	tlsConfig, err := etcdclient.TLSConfig(pki.CA.CertPEM, cert, key)
-	if err != nil {
-		return nil, err
-	}
-	return etcdclient.New(tlsConfig, TunnelDialer(hs)), nil
+	return etcdclient.FromPKI(pki, hs.Order[0].Name, TunnelDialer(hs))
 }
 
 // TunnelDialer dials a member directly and, if that fails, through the SSH

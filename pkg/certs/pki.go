@@ -84,6 +84,16 @@ type PKI struct {
 	caKey crypto.Signer
 }
 
+// Leaf returns a host's certificate by kubeadm name.
+func (p *PKI) Leaf(host, name string) (KeyPair, bool) {
+	for _, kp := range p.Hosts[host] {
+		if kp.Name == name {
+			return kp, true
+		}
+	}
+	return KeyPair{}, false
+}
+
 // HostDir is where a host's leaf certificates live inside the operator's PKI directory.
 func HostDir(pkiDir, host string) string {
 	return filepath.Join(pkiDir, "hosts", host)

@@ -21,6 +21,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+
+	"github.com/etcdadm-io/etcdadm/pkg/certs"
 )
 
 // Dialer opens a TCP connection to addr (host:port).
@@ -59,6 +61,19 @@ func TLSConfig(caPEM, certPEM, keyPEM []byte) (*tls.Config, error) {
 		return nil, fmt.Errorf("load the healthcheck-client certificate: %w", err)
 	}
 	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// FromPKI authenticates as host's healthcheck client, from the operator's PKI.
+func FromPKI(pki *certs.PKI, host string, dial Dialer) (*Client, error) {
+	kp, ok := pki.Leaf(host, certs.EtcdHealthcheckClient)
+	if !ok {
+		return nil, fmt.Errorf("the PKI has no healthcheck-client certificate for %s", host)
+	}
+	tlsConfig, err := TLSConfig(pki.CA.CertPEM, kp.CertPEM, kp.KeyPEM)
+	if err != nil {
+		return nil, err
+	}
+	return New(tlsConfig, dial), nil
 }
 
 // Connect returns an etcd client for the given client URLs; the caller closes it.

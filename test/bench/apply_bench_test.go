@@ -135,17 +135,11 @@ func floorSetup(b *testing.B, l *lab.Lab) (*config.Cluster, *plan.Plan, *etcdcli
 			}
 		}
 	}
-	var cert, key []byte
-	for _, kp := range pki.Hosts[c.Spec.Hosts[0].Name] {
-		if kp.Name == certs.EtcdHealthcheckClient {
-			cert, key = kp.CertPEM, kp.KeyPEM
-		}
-	}
-	tlsConfig, err := etcdclient.TLSConfig(pki.CA.CertPEM, cert, key)
+	client, err := etcdclient.FromPKI(pki, c.Spec.Hosts[0].Name, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return c, p, etcdclient.New(tlsConfig, nil)
+	return c, p, client
 }
 
 // etcdCommand is the command of the host's static Pod.

@@ -434,15 +434,9 @@ func clientFor(t *testing.T, c *config.Cluster) *etcdclient.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cert, key []byte
-	for _, kp := range pki.Hosts[c.Spec.Hosts[0].Name] {
-		if kp.Name == certs.EtcdHealthcheckClient {
-			cert, key = kp.CertPEM, kp.KeyPEM
-		}
-	}
-	tlsConfig, err := etcdclient.TLSConfig(pki.CA.CertPEM, cert, key)
+	client, err := etcdclient.FromPKI(pki, c.Spec.Hosts[0].Name, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return etcdclient.New(tlsConfig, nil)
+	return client
 }

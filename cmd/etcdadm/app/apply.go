@@ -35,20 +35,33 @@ func (f *sshFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.connectTimeout, "connect-timeout", 15*time.Second, "SSH connection timeout per attempt")
 }
 
-// connect loads the inventory, makes sure of the PKI and opens every host.
-func (f *sshFlags) connect(ctx context.Context, streams Streams, log *apply.Log) (*config.Cluster, *certs.PKI, *apply.Hosts, error) {
+// session is what the commands that reach the hosts share.
+type session struct {
+	cluster *config.Cluster
+	pki     *certs.PKI
+	plan    *plan.Plan
+	hosts   *apply.Hosts
+}
+
+// open loads the inventory, makes sure of the PKI, computes the plan and
+// connects to every host; the caller closes the hosts.
+func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log) (*session, error) {
 	if f.concurrency < 1 {
-		return nil, nil, nil, &usageError{fmt.Errorf("invalid value %d for --concurrency: use 1 or more", f.concurrency)}
+		return nil, &usageError{fmt.Errorf("invalid value %d for --concurrency: use 1 or more", f.concurrency)}
 	}
 	c, err := f.load(streams)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	pki, events, err := certs.Ensure(c, certs.Options{})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	printCertEvents(streams, events)
+	p, err := plan.Build(c, pki, plan.Options{})
+	if err != nil {
+		return nil, err
+	}
 	base := remote.Config{
 		AcceptNewHostKeys: f.acceptNewHostKeys,
 		SSHConfigFile:     f.sshConfig,
@@ -59,9 +72,9 @@ func (f *sshFlags) connect(ctx context.Context, streams Streams, log *apply.Log)
 	}
 	hs, err := apply.Connect(ctx, c.Spec.Hosts, apply.SSHConnector(c, base), f.concurrency, log)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	return c, pki, hs, nil
+	return &session{cluster: c, pki: pki, plan: p, hosts: hs}, nil
 }
 
 // terminalPrompt asks for a key's passphrase when stdin is a terminal.
@@ -92,16 +105,12 @@ answers over mTLS. Re-running with nothing changed writes nothing and restarts n
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := apply.NewLog(streams.ErrOut)
-			c, pki, hs, err := f.connect(cmd.Context(), streams, log)
+			s, err := f.open(cmd.Context(), streams, log)
 			if err != nil {
 				return err
 			}
-			defer hs.Close()
-			p, err := plan.Build(c, pki, plan.Options{})
-			if err != nil {
-				return err
-			}
-			res, err := apply.Run(cmd.Context(), c, p, hs, pki, apply.Options{
+			defer s.hosts.Close()
+			res, err := apply.Run(cmd.Context(), s.cluster, s.plan, s.hosts, s.pki, apply.Options{
 				Concurrency: f.concurrency, DryRun: dryRun, HealthTimeout: healthTimeout, Log: log,
 			})
 			if res != nil {
@@ -152,17 +161,12 @@ func newDiffCommand(streams Streams) *cobra.Command {
 		Short: "Show, per host, what apply would change (path, mode, sha256; certificates' subject, SANs, expiry)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := apply.NewLog(streams.ErrOut)
-			c, pki, hs, err := f.connect(cmd.Context(), streams, log)
+			s, err := f.open(cmd.Context(), streams, apply.NewLog(streams.ErrOut))
 			if err != nil {
 				return err
 			}
-			defer hs.Close()
-			p, err := plan.Build(c, pki, plan.Options{})
-			if err != nil {
-				return err
-			}
-			diffs, err := apply.Diff(cmd.Context(), p, hs, f.concurrency)
+			defer s.hosts.Close()
+			diffs, err := apply.Diff(cmd.Context(), s.plan, s.hosts, f.concurrency)
 			if err != nil {
 				return err
 			}
@@ -185,12 +189,12 @@ func newStatusCommand(streams Streams) *cobra.Command {
 			if output != "table" && output != "json" {
 				return &usageError{fmt.Errorf("invalid value %q for --output: use table or json", output)}
 			}
-			c, pki, hs, err := f.connect(cmd.Context(), streams, apply.NewLog(nil))
+			s, err := f.open(cmd.Context(), streams, apply.NewLog(nil))
 			if err != nil {
 				return err
 			}
-			defer hs.Close()
-			reports, err := apply.Status(cmd.Context(), c, hs, pki, time.Now())
+			defer s.hosts.Close()
+			reports, err := apply.Status(cmd.Context(), s.cluster, s.hosts, s.pki, time.Now())
 			if err != nil {
 				return err
 			}
