@@ -25,6 +25,8 @@ type sshFlags struct {
 	sshConfig         string
 	concurrency       int
 	connectTimeout    time.Duration
+	commandTimeout    time.Duration
+	askPassword       bool
 }
 
 func (f *sshFlags) bind(cmd *cobra.Command) {
@@ -33,6 +35,8 @@ func (f *sshFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.sshConfig, "ssh-config", "", `ssh client configuration to honour (default ~/.ssh/config; "none" for none)`)
 	cmd.Flags().IntVar(&f.concurrency, "concurrency", 10, "how many hosts to work on at once")
 	cmd.Flags().DurationVar(&f.connectTimeout, "connect-timeout", 15*time.Second, "SSH connection timeout per attempt")
+	cmd.Flags().DurationVar(&f.commandTimeout, "command-timeout", 2*time.Minute, "timeout of each command and file operation on a host")
+	cmd.Flags().BoolVar(&f.askPassword, "ask-password", false, "allow SSH password authentication, asking on the terminal (keys and ssh-agent are tried first)")
 }
 
 // session is what the commands that reach the hosts share.
@@ -67,24 +71,49 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log) (*
 		SSHConfigFile:     f.sshConfig,
 		ConnectTimeout:    f.connectTimeout,
 		PassphraseEnv:     PassphraseEnv,
-		PassphrasePrompt:  terminalPrompt(streams),
+		PassphrasePrompt:  passphrasePrompt(streams),
 		KeyCache:          &remote.KeyCache{},
 	}
-	hs, err := apply.Connect(ctx, c.Spec.Hosts, apply.SSHConnector(c, base), f.concurrency, log)
+	if f.askPassword {
+		prompt := terminalPrompt(streams)
+		if prompt == nil {
+			return nil, &usageError{fmt.Errorf("--ask-password needs a terminal on standard input")}
+		}
+		base.AllowPassword = true
+		base.Password = func(host, user string) ([]byte, error) { return prompt(user + "@" + host + "'s password") }
+	}
+	sshConnect := apply.SSHConnector(c, base)
+	connect := func(ctx context.Context, h config.Host) (remote.Transport, error) {
+		t, err := sshConnect(ctx, h)
+		if err != nil {
+			return nil, err
+		}
+		return apply.WithTimeout(t, f.commandTimeout), nil
+	}
+	hs, err := apply.Connect(ctx, c.Spec.Hosts, connect, f.concurrency, log)
 	if err != nil {
 		return nil, err
 	}
 	return &session{cluster: c, pki: pki, plan: p, hosts: hs}, nil
 }
 
-// terminalPrompt asks for a key's passphrase when stdin is a terminal.
+// passphrasePrompt asks for a key's passphrase when stdin is a terminal.
+func passphrasePrompt(streams Streams) func(string) ([]byte, error) {
+	prompt := terminalPrompt(streams)
+	if prompt == nil {
+		return nil
+	}
+	return func(keyPath string) ([]byte, error) { return prompt("Passphrase for " + keyPath) }
+}
+
+// terminalPrompt asks a question without echo when stdin is a terminal.
 func terminalPrompt(streams Streams) func(string) ([]byte, error) {
 	in, ok := streams.In.(*os.File)
 	if !ok || !term.IsTerminal(int(in.Fd())) {
 		return nil
 	}
-	return func(keyPath string) ([]byte, error) {
-		fmt.Fprintf(streams.ErrOut, "Passphrase for %s: ", keyPath)
+	return func(question string) ([]byte, error) {
+		fmt.Fprintf(streams.ErrOut, "%s: ", question)
 		defer fmt.Fprintln(streams.ErrOut)
 		return term.ReadPassword(int(in.Fd()))
 	}
