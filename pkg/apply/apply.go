@@ -84,13 +84,25 @@ func Run(ctx context.Context, c *config.Cluster, p *plan.Plan, hs *Hosts, pki *c
 	}
 	members := Members(c)
 
-	fresh := true
+	var newHosts, runningHosts []string
 	for _, d := range diffs {
 		for _, ch := range d.Changes {
-			if ch.File.Part == plan.PartManifests && ch.Kind != Create {
-				fresh = false
+			if ch.File.Part != plan.PartManifests {
+				continue
+			}
+			if ch.Kind == Create {
+				newHosts = append(newHosts, d.Host)
+			} else {
+				runningHosts = append(runningHosts, d.Host)
 			}
 		}
+	}
+	fresh := len(runningHosts) == 0
+	if len(newHosts) > 0 && len(runningHosts) > 0 {
+		// A member joining a running cluster must be added as a learner
+		// first; starting it as for a new cluster would fail, and rewriting
+		// every member's --initial-cluster would restart them all.
+		return res, fmt.Errorf("%v have no etcd manifest but %v run etcd: adding members to a running cluster is not supported yet; remove the new hosts from the inventory (or restore their manifests) and apply again", newHosts, runningHosts)
 	}
 	results := make([]HostResult, len(diffs))
 	push := func(ctx context.Context, i int) error {
