@@ -140,12 +140,14 @@ func copyFile(t *testing.T, src, dst string) {
 func TestIntegrationApply(t *testing.T) {
 	requireLab(t)
 	bin := buildEtcdadm(t)
-	l := upLab(t, lab.Options{Hosts: 3, Dir: "/var/tmp/etcdadm-e2e", NamePrefix: "e2e", Subnet: 1})
+	// Three members and a spare host that a later step tries to add.
+	l := upLab(t, lab.Options{Hosts: 4, Dir: "/var/tmp/etcdadm-e2e", NamePrefix: "e2e", Subnet: 1})
+	members, spare := l.Hosts[:3], l.Hosts[3]
 	dir := t.TempDir()
 	known := filepath.Join(dir, "known_hosts")
 	copyFile(t, l.KnownHostsFile, known)
 	inv := inventory{dir: dir, knownHosts: known, user: "root"}
-	cluster := inv.write(t, l, l.Hosts)
+	cluster := inv.write(t, l, members)
 
 	untouched := func(t *testing.T) {
 		t.Helper()
@@ -161,12 +163,12 @@ func TestIntegrationApply(t *testing.T) {
 		if err := os.WriteFile(empty, nil, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		p := inventory{dir: t.TempDir(), knownHosts: empty, user: "root"}.write(t, l, l.Hosts)
+		p := inventory{dir: t.TempDir(), knownHosts: empty, user: "root"}.write(t, l, members)
 		r := etcdadm(t, bin, "apply", "-f", p)
 		if r.err == nil || !strings.Contains(r.stderr, "--accept-new-host-keys") {
 			t.Fatalf("apply with unknown host keys: err %v", r.err)
 		}
-		for _, h := range l.Hosts {
+		for _, h := range members {
 			if !strings.Contains(r.stderr, h.Name) {
 				t.Errorf("the error does not name %s", h.Name)
 			}
@@ -175,7 +177,7 @@ func TestIntegrationApply(t *testing.T) {
 	})
 
 	t.Run("an unreachable host fails pre-flight and no host is touched", func(t *testing.T) {
-		down := l.Hosts[2]
+		down := members[2]
 		if err := down.StopSSHD(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -205,7 +207,7 @@ func TestIntegrationApply(t *testing.T) {
 	var etcdPIDs, kubeletPIDs map[string][]int
 	pids := func(name string) map[string][]int {
 		out := map[string][]int{}
-		for _, h := range l.Hosts {
+		for _, h := range members {
 			p := h.PIDs(name)
 			slices.Sort(p)
 			out[h.Name] = p
@@ -217,7 +219,7 @@ func TestIntegrationApply(t *testing.T) {
 		start := time.Now()
 		r := etcdadm(t, bin, "apply", "-f", cluster, "--health-timeout", "4m")
 		if r.err != nil {
-			for _, h := range l.Hosts {
+			for _, h := range members {
 				t.Logf("%s kubelet log:\n%s", h.Name, h.LogTail("kubelet.log", 30))
 			}
 			t.Fatal(r.err)
@@ -226,7 +228,7 @@ func TestIntegrationApply(t *testing.T) {
 		if !strings.Contains(r.stdout, "cluster: 3/3 members healthy") {
 			t.Errorf("summary:\n%s", r.stdout)
 		}
-		for _, h := range l.Hosts {
+		for _, h := range members {
 			files := hostFiles(t, h)
 			if slices.Contains(files, "/etc/kubernetes/pki/etcd/ca.key") {
 				t.Errorf("%s got the CA key", h.Name)
@@ -290,21 +292,21 @@ func TestIntegrationApply(t *testing.T) {
 	})
 
 	t.Run("a non-root user with passwordless sudo works; one needing a password is told why", func(t *testing.T) {
-		p := inventory{dir: dir, knownHosts: known, user: lab.SudoUser}.write(t, l, l.Hosts)
+		p := inventory{dir: dir, knownHosts: known, user: lab.SudoUser}.write(t, l, members)
 		r := etcdadm(t, bin, "apply", "-f", p)
 		if r.err != nil || !strings.Contains(r.stdout, "nothing to do") {
 			t.Errorf("apply as %s: %v", lab.SudoUser, r.err)
 		}
-		p = inventory{dir: dir, knownHosts: known, user: lab.PasswordUser}.write(t, l, l.Hosts)
+		p = inventory{dir: dir, knownHosts: known, user: lab.PasswordUser}.write(t, l, members)
 		r = etcdadm(t, bin, "apply", "-f", p)
 		if r.err == nil || !strings.Contains(r.stderr, "passwordless sudo") {
 			t.Errorf("apply as %s: err %v", lab.PasswordUser, r.err)
 		}
-		inv.write(t, l, l.Hosts)
+		inv.write(t, l, members)
 	})
 
 	t.Run("a changed host key is refused, even with --accept-new-host-keys", func(t *testing.T) {
-		h := l.Hosts[1]
+		h := members[1]
 		newLine, err := h.RotateHostKey(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -330,8 +332,20 @@ func TestIntegrationApply(t *testing.T) {
 		}
 	})
 
+	t.Run("a new host next to running members is refused and not touched", func(t *testing.T) {
+		p := inventory{dir: dir, knownHosts: known, user: "root"}.write(t, l, l.Hosts)
+		defer inv.write(t, l, members)
+		r := etcdadm(t, bin, "apply", "-f", p)
+		if r.err == nil || !strings.Contains(r.stderr, "adding members to a running cluster is not supported yet") {
+			t.Fatalf("apply with a new host: err %v", r.err)
+		}
+		if files := hostFiles(t, spare); len(files) > 0 {
+			t.Errorf("%s was touched: %v", spare.Name, files)
+		}
+	})
+
 	t.Run("a connection cut during an upload leaves no partial file and a re-run converges", func(t *testing.T) {
-		h := l.Hosts[0]
+		h := members[0]
 		ctx := context.Background()
 		// Someone breaks the host: its certificates are gone and its manifest
 		// names an image that does not exist here, so its etcd stops (and the
