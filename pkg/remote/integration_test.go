@@ -715,9 +715,11 @@ func TestIntegrationCutConnectionDuringUpload(t *testing.T) {
 		tr := dial(t, cfg)
 		dir := t.TempDir()
 		var killed atomic.Int32
+		killerDone := make(chan struct{})
 		uploadInterrupted(t, tr, dir, big, func() {
 			throttle.slow.Store(true)
 			go func() {
+				defer close(killerDone)
 				// Once a few MiB have landed, kill sshd's per-connection processes.
 				for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
 					if tempBytes(dir) >= 4<<20 {
@@ -732,6 +734,8 @@ func TestIntegrationCutConnectionDuringUpload(t *testing.T) {
 			}()
 		}, func(err error) {
 			throttle.slow.Store(false)
+			// The write can fail before the killer has counted its kills.
+			<-killerDone
 			if killed.Load() == 0 {
 				t.Fatalf("no sshd process was killed, the write failed otherwise: %v", err)
 			}
