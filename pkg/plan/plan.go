@@ -97,6 +97,25 @@ type Options struct {
 	Hosts []string
 }
 
+// Compute makes sure the operator's PKI is complete when certificates are
+// among the parts (creating or reissuing what certs.Ensure decides), then
+// builds the plan. The PKI and its events are nil without certificates.
+func Compute(c *config.Cluster, opts Options) (*Plan, *certs.PKI, []certs.Event, error) {
+	var pki *certs.PKI
+	var events []certs.Event
+	if len(opts.Parts) == 0 || slices.Contains(opts.Parts, PartCerts) {
+		var err error
+		if pki, events, err = certs.Ensure(c, certs.Options{}); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	p, err := Build(c, pki, opts)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return p, pki, events, nil
+}
+
 // Build computes the plan of every host from the cluster and its PKI.
 func Build(c *config.Cluster, p *certs.PKI, opts Options) (*Plan, error) {
 	parts := opts.Parts

@@ -27,11 +27,7 @@ func load(t *testing.T, inventory string) (*config.Cluster, *Plan) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pki, _, err := certs.Ensure(c, certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := Build(c, pki, Options{})
+	p, _, _, err := Compute(c, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 )
@@ -25,11 +24,7 @@ func examplePlan(t *testing.T) *plan.Plan {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pki, _, err := certs.Ensure(c, certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := plan.Build(c, pki, plan.Options{})
+	p, _, _, err := plan.Compute(c, plan.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

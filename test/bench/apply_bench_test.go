@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/etcdadm-io/etcdadm/pkg/apply"
-	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
@@ -117,11 +116,7 @@ func floorSetup(b *testing.B, l *lab.Lab) (*config.Cluster, *plan.Plan, *etcdcli
 	if err != nil {
 		b.Fatal(err)
 	}
-	pki, _, err := certs.Ensure(c, certs.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := plan.Build(c, pki, plan.Options{})
+	p, pki, _, err := plan.Compute(c, plan.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -118,11 +118,7 @@ func BenchmarkPlanRender(b *testing.B) {
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				pki, _, err := certs.Ensure(c, certs.Options{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := plan.Build(c, pki, plan.Options{}); err != nil {
+				if _, _, _, err := plan.Compute(c, plan.Options{}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -27,7 +27,6 @@ import (
 	configutil "k8s.io/kubernetes/cmd/kubeadm/app/util/config"
 	"sigs.k8s.io/yaml"
 
-	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 )
@@ -112,11 +111,7 @@ func TestParityWithKubeadm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pki, _, err := certs.Ensure(c, certs.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := plan.Build(c, pki, plan.Options{})
+			p, pki, _, err := plan.Compute(c, plan.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

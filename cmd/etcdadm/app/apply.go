@@ -57,15 +57,11 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log) (*
 	if err != nil {
 		return nil, err
 	}
-	pki, events, err := certs.Ensure(c, certs.Options{})
+	p, pki, events, err := plan.Compute(c, plan.Options{})
 	if err != nil {
 		return nil, err
 	}
 	printCertEvents(streams, events)
-	p, err := plan.Build(c, pki, plan.Options{})
-	if err != nil {
-		return nil, err
-	}
 	base := remote.Config{
 		AcceptNewHostKeys: f.acceptNewHostKeys,
 		SSHConfigFile:     f.sshConfig,

@@ -2,7 +2,6 @@ package app
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -60,17 +59,12 @@ func runRender(streams Streams, f *renderFlags, parts []plan.Part) error {
 
 // computePlan makes sure the PKI is there when certificates are wanted, then builds the plan.
 func computePlan(streams Streams, c *config.Cluster, parts []plan.Part) (*plan.Plan, error) {
-	var pki *certs.PKI
-	if slices.Contains(parts, plan.PartCerts) {
-		var events []certs.Event
-		var err error
-		pki, events, err = certs.Ensure(c, certs.Options{})
-		if err != nil {
-			return nil, err
-		}
-		printCertEvents(streams, events)
+	p, _, events, err := plan.Compute(c, plan.Options{Parts: parts})
+	if err != nil {
+		return nil, err
 	}
-	return plan.Build(c, pki, plan.Options{Parts: parts})
+	printCertEvents(streams, events)
+	return p, nil
 }
 
 func printCertEvents(streams Streams, events []certs.Event) {
