@@ -2,244 +2,594 @@ package apply
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
+	"path"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
-	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
 )
 
-// DefaultBackupDir is where a file etcdadm replaces is first copied, on its host.
+// DefaultBackupDir is where a file etcdadm replaces or moves away is kept, on its host.
 const DefaultBackupDir = "/var/lib/etcdadm/backup"
 
-// Options tune Run.
-type Options struct {
-	Concurrency   int
-	DryRun        bool
-	BackupDir     string
+// Executor runs a plan's stages on the hosts.
+type Executor struct {
+	Cluster *config.Cluster
+	Hosts   *Hosts
+	Etcd    *etcdclient.Client
+	Log     *Log
+	// BackupDir keeps, per run, what is replaced or moved away.
+	BackupDir string
+	// HealthTimeout bounds every wait for a member or the cluster.
 	HealthTimeout time.Duration
-	Log           *Log
+	// PromoteTimeout bounds the retries of a learner's promotion.
+	PromoteTimeout time.Duration
+	Concurrency    int
+	// StateDir is etcdadm's directory on the hosts (pending-work markers);
+	// facts.StateDir when empty.
+	StateDir string
+
+	stamp string
+	mu    sync.Mutex
+	res   map[string]*HostResult
 }
 
-// HostResult says what Run did on one host.
+// HostResult says what a run did on one host.
 type HostResult struct {
 	Host             string   `json:"host"`
-	Written          []string `json:"written"`
-	RestartedKubelet bool     `json:"restartedKubelet"`
+	Written          []string `json:"written,omitempty"`
+	Ran              []string `json:"ran,omitempty"`
+	RestartedKubelet bool     `json:"restartedKubelet,omitempty"`
+	RestartedEtcd    bool     `json:"restartedEtcd,omitempty"`
+	Skipped          string   `json:"skipped,omitempty"`
 }
 
 // Result is the outcome of a run.
 type Result struct {
-	Diffs   []HostDiff                `json:"diff"`
-	Hosts   []HostResult              `json:"hosts"`
-	Members []etcdclient.MemberStatus `json:"members,omitempty"`
+	Hosts    []HostResult              `json:"hosts"`
+	Members  []etcdclient.MemberStatus `json:"members,omitempty"`
+	Warnings []string                  `json:"warnings,omitempty"`
 }
 
-// Changed reports whether anything was (or, in a dry run, would be) written.
-func (r *Result) Changed() bool {
-	for _, d := range r.Diffs {
-		if len(d.Changed()) > 0 {
-			return true
+func (x *Executor) defaults() {
+	if x.Log == nil {
+		x.Log = NewLog(nil)
+	}
+	if x.BackupDir == "" {
+		x.BackupDir = DefaultBackupDir
+	}
+	if x.HealthTimeout == 0 {
+		x.HealthTimeout = 5 * time.Minute
+	}
+	if x.PromoteTimeout == 0 {
+		x.PromoteTimeout = 2 * time.Minute
+	}
+	if x.StateDir == "" {
+		x.StateDir = facts.StateDir
+	}
+	if x.stamp == "" {
+		x.stamp = time.Now().UTC().Format("20060102T150405Z")
+	}
+	if x.res == nil {
+		x.res = map[string]*HostResult{}
+	}
+}
+
+// Run runs every stage in order. A stage that fails stops the run: the next
+// stage, and in a one-at-a-time stage the next host, is not touched.
+func (x *Executor) Run(ctx context.Context, p *plan.Plan) (*Result, error) {
+	x.defaults()
+	for i, st := range p.Stages {
+		x.Log.Printf("stage %d/%d: %s (%s)", i+1, len(p.Stages), st.Name, st.Rollout)
+		var err error
+		if st.Rollout == plan.AllAtOnce {
+			err = x.allAtOnce(ctx, st)
+		} else {
+			err = x.oneAtATime(ctx, st)
+		}
+		if err != nil {
+			return x.result(), fmt.Errorf("stage %q: %w", st.Name, err)
 		}
 	}
-	return false
+	return x.result(), nil
 }
 
-// Run applies the plan: pre-flight on every host, diff, then the writes. A
-// fresh cluster is brought up on all hosts at once (its members need each
-// other to form a quorum); a running one is changed one host at a time, each
-// waited for until the cluster is healthy again.
-func Run(ctx context.Context, c *config.Cluster, p *plan.Plan, hs *Hosts, pki *certs.PKI, opts Options) (*Result, error) {
-	log := opts.Log
-	if log == nil {
-		log = NewLog(nil)
+func (x *Executor) result() *Result {
+	r := &Result{}
+	for _, h := range x.Cluster.Spec.Hosts {
+		if hr, ok := x.res[h.Name]; ok {
+			r.Hosts = append(r.Hosts, *hr)
+		}
 	}
-	if opts.BackupDir == "" {
-		opts.BackupDir = DefaultBackupDir
-	}
-	if opts.HealthTimeout == 0 {
-		opts.HealthTimeout = 5 * time.Minute
-	}
-	if err := Preflight(ctx, c, hs, opts.Concurrency, log); err != nil {
-		return nil, err
-	}
-	diffs, err := Diff(ctx, p, hs, opts.Concurrency)
-	if err != nil {
-		return nil, err
-	}
-	res := &Result{Diffs: diffs}
-	if opts.DryRun {
-		return res, nil
-	}
-	client, err := newEtcdClient(pki, hs)
-	if err != nil {
-		return nil, err
-	}
-	members := Members(c)
+	return r
+}
 
-	var newHosts, runningHosts []string
-	for _, d := range diffs {
-		for _, ch := range d.Changes {
-			if ch.File.Part != plan.PartManifests {
+func (x *Executor) record(host string, f func(*HostResult)) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	hr, ok := x.res[host]
+	if !ok {
+		hr = &HostResult{Host: host}
+		x.res[host] = hr
+	}
+	f(hr)
+}
+
+func (x *Executor) allAtOnce(ctx context.Context, st plan.Stage) error {
+	var hosts []config.Host
+	ops := map[string][]plan.Op{}
+	for _, ho := range st.Hosts {
+		hosts = append(hosts, config.Host{Name: ho.Host})
+		ops[ho.Host] = ho.Ops
+	}
+	err := ForEach(ctx, hosts, x.Concurrency, func(ctx context.Context, h config.Host) error {
+		return x.hostOps(ctx, h.Name, ops[h.Name])
+	})
+	if err != nil {
+		return named(err, "changing the hosts")
+	}
+	if len(st.Wait) > 0 {
+		x.Log.Printf("waiting for %d member(s) to be healthy (mTLS, healthcheck-client certificate)", len(st.Wait))
+		if _, err := x.Etcd.WaitHealthy(ctx, x.endpoints(st.Wait), x.HealthTimeout, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (x *Executor) oneAtATime(ctx context.Context, st plan.Stage) error {
+	for _, ho := range st.Hosts {
+		if st.Quorum > 0 {
+			if err := x.checkQuorum(ctx, ho, st.Quorum); err != nil {
+				return &HostsError{What: "quorum check", Errors: []*HostError{{Host: ho.Host, Err: err}}}
+			}
+		}
+		if err := x.hostOps(ctx, ho.Host, ho.Ops); err != nil {
+			return &HostsError{What: "changing the host", Errors: []*HostError{{Host: ho.Host, Err: err}}}
+		}
+	}
+	return nil
+}
+
+// checkQuorum makes sure, just before a host is touched, that the cluster
+// can still lose that host's member: the facts the plan was made from may
+// be seconds old.
+func (x *Executor) checkQuorum(ctx context.Context, ho plan.HostOps, quorum int) error {
+	disruptive := slices.ContainsFunc(ho.Ops, func(o plan.Op) bool { return o.Disruptive })
+	sts := x.Etcd.Status(ctx, Endpoints(x.Cluster), 2*time.Second)
+	healthy, targetHealthy := 0, false
+	for _, s := range sts {
+		if s.Healthy && !s.Learner {
+			healthy++
+			if s.Name == ho.Host {
+				targetHealthy = true
+			}
+		}
+	}
+	left := healthy
+	if disruptive && targetHealthy {
+		left--
+	}
+	if left < quorum {
+		return fmt.Errorf("stopped before touching it: %d voting member(s) would be healthy, below the quorum of %d (%v)", left, quorum, etcdclient.Unhealthy(sts))
+	}
+	return nil
+}
+
+// hostOps runs one host's operations in order.
+func (x *Executor) hostOps(ctx context.Context, host string, ops []plan.Op) error {
+	t := x.Hosts.T[host]
+	h, _ := x.Cluster.Host(host)
+	var before []facts.Process
+	if t != nil && slices.ContainsFunc(ops, func(o plan.Op) bool { return o.Kind == plan.OpWaitMember && o.NewProcess }) {
+		var err error
+		if before, err = facts.Processes(ctx, t, manifests.ClientPort); err != nil {
+			return err
+		}
+	}
+	for _, op := range ops {
+		if t == nil && needsHost(op) {
+			if op.BestEffort {
+				x.record(host, func(r *HostResult) { r.Skipped = "unreachable" })
 				continue
 			}
-			if ch.Kind == Create {
-				newHosts = append(newHosts, d.Host)
-			} else {
-				runningHosts = append(runningHosts, d.Host)
+			return fmt.Errorf("%s: the host is not reachable", op)
+		}
+		if err := x.op(ctx, t, h, op, before); err != nil {
+			if op.BestEffort {
+				x.Log.Host(host, "warning: %s failed: %v", op, err)
+				x.record(host, func(r *HostResult) { r.Skipped = err.Error() })
+				continue
 			}
+			return err
 		}
 	}
-	fresh := len(runningHosts) == 0
-	if len(newHosts) > 0 && len(runningHosts) > 0 {
-		// A member joining a running cluster must be added as a learner
-		// first; starting it as for a new cluster would fail, and rewriting
-		// every member's --initial-cluster would restart them all.
-		return res, fmt.Errorf("%v have no etcd manifest but %v run etcd: adding members to a running cluster is not supported yet; remove the new hosts from the inventory (or restore their manifests) and apply again", newHosts, runningHosts)
+	return nil
+}
+
+func needsHost(op plan.Op) bool {
+	switch op.Kind {
+	case plan.OpAddLearner, plan.OpPromote, plan.OpRemoveMember, plan.OpMoveLeader, plan.OpWaitCluster:
+		return false
 	}
-	results := make([]HostResult, len(diffs))
-	push := func(ctx context.Context, i int) error {
-		hp := p.Hosts[i]
-		r, err := pushHost(ctx, hp, diffs[i], hs.T[hp.Name], opts.BackupDir, log)
-		results[i] = r
+	return true
+}
+
+func (x *Executor) op(ctx context.Context, t remote.Transport, h config.Host, op plan.Op, before []facts.Process) error {
+	name := h.Name
+	switch op.Kind {
+	case plan.OpMkdir:
+		if err := t.MkdirAll(ctx, op.Path, op.Mode); err != nil {
+			return fmt.Errorf("create %s: %w", op.Path, err)
+		}
+	case plan.OpWrite:
+		f := op.Change.File
+		if _, err := t.WriteFile(ctx, remote.File{Path: f.Path, Mode: f.Mode, Data: f.Data}, x.BackupDir); err != nil {
+			return fmt.Errorf("write %s: %w", f.Path, err)
+		}
+		x.Log.Host(name, "wrote %s (%s)", f.Path, op.Change.Kind)
+		x.record(name, func(r *HostResult) { r.Written = append(r.Written, f.Path) })
+	case plan.OpMark:
+		data := fmt.Sprintf("recorded by etcdadm at %s: %s\n", time.Now().UTC().Format(time.RFC3339), op.Why)
+		if _, err := t.WriteFile(ctx, remote.File{Path: path.Join(x.StateDir, "pending", op.Marker), Mode: 0o600, DirMode: 0o700, Data: []byte(data)}, ""); err != nil {
+			return fmt.Errorf("record pending %s: %w", op.Marker, err)
+		}
+	case plan.OpUnmark:
+		if _, err := t.Run(ctx, "rm -f "+remote.ShellQuote(path.Join(x.StateDir, "pending", op.Marker)), nil); err != nil {
+			return fmt.Errorf("clear pending %s: %w", op.Marker, err)
+		}
+	case plan.OpRun:
+		if _, err := t.Run(ctx, op.Command, nil); err != nil {
+			return err
+		}
+		x.Log.Host(name, "ran %s", op.Command)
+		x.record(name, func(r *HostResult) {
+			r.Ran = append(r.Ran, op.Command)
+			if op.Command == plan.CmdRestartKube || op.Command == plan.CmdStartKube {
+				r.RestartedKubelet = true
+			}
+		})
+	case plan.OpRestartEtcd:
+		if err := x.restartEtcd(ctx, t, name, op.Change.File, before); err != nil {
+			return err
+		}
+		x.record(name, func(r *HostResult) {
+			r.RestartedEtcd = true
+			r.Written = append(r.Written, op.Change.File.Path)
+		})
+	case plan.OpStopEtcd:
+		return x.stopEtcd(ctx, t, name)
+	case plan.OpBackup:
+		return x.backup(ctx, t, name, op.Path)
+	case plan.OpAddLearner:
+		return x.addLearner(ctx, op)
+	case plan.OpPromote:
+		return x.promote(ctx, op)
+	case plan.OpRemoveMember:
+		return x.removeMember(ctx, op)
+	case plan.OpMoveLeader:
+		return x.moveLeader(ctx, op)
+	case plan.OpWaitMember:
+		return x.waitMember(ctx, t, h, op.NewProcess, before)
+	case plan.OpWaitCluster:
+		x.Log.Host(name, "waiting for %v to be healthy", op.Members)
+		if _, err := x.Etcd.WaitHealthy(ctx, x.endpoints(op.Members), x.HealthTimeout, nil); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("unknown operation %q", op.Kind)
+	}
+	return nil
+}
+
+// holdPath is where a restart parks the manifest: a dotted name in the same
+// directory, which the kubelet does not read.
+func holdPath(c *config.Cluster) string {
+	return path.Join(c.Spec.Kubelet.StaticPodPath, "."+manifests.ManifestName+".etcdadm-restart")
+}
+
+// restartEtcd takes the static Pod away, waits until its etcd has exited and
+// the kubelet is done with its Pod, then writes the new manifest: the kubelet
+// starts it at once, and the new process reads the CA and certificates anew.
+// Written while the old Pod still terminates, the kubelet would start it only
+// after its retry delay. A run cut in between leaves the manifest missing,
+// which the next run's plan restores.
+func (x *Executor) restartEtcd(ctx context.Context, t remote.Transport, name string, f plan.File, before []facts.Process) error {
+	m, hold := manifests.ManifestPath(x.Cluster), holdPath(x.Cluster)
+	x.Log.Host(name, "restarting etcd")
+	q := remote.ShellQuote
+	if _, err := t.Run(ctx, fmt.Sprintf("if [ -f %[1]s ]; then mv -f %[1]s %[2]s; fi", q(m), q(hold)), nil); err != nil {
+		return fmt.Errorf("take the etcd manifest away: %w", err)
+	}
+	if err := x.waitGone(ctx, t, before); err != nil {
 		return err
 	}
-	if fresh || !anyChanged(diffs) {
-		var order []config.Host
-		for _, hp := range p.Hosts {
-			order = append(order, config.Host{Name: hp.Name})
-		}
-		idx := map[string]int{}
-		for i, hp := range p.Hosts {
-			idx[hp.Name] = i
-		}
-		err := ForEach(ctx, order, opts.Concurrency, func(ctx context.Context, h config.Host) error {
-			return push(ctx, idx[h.Name])
-		})
-		if err != nil {
-			return nil, named(err, "apply")
-		}
-	} else {
-		for i, d := range diffs {
-			if len(d.Changed()) == 0 {
-				continue
-			}
-			if err := push(ctx, i); err != nil {
-				return nil, &HostsError{What: "apply", Errors: []*HostError{{Host: d.Host, Err: err}}}
-			}
-			log.Host(d.Host, "waiting for the cluster to be healthy before the next host")
-			if _, err := client.WaitHealthy(ctx, members, opts.HealthTimeout, nil); err != nil {
-				return nil, fmt.Errorf("after changing %s: %w", d.Host, err)
-			}
-		}
+	if _, err := t.WriteFile(ctx, remote.File{Path: f.Path, Mode: f.Mode, Data: f.Data}, ""); err != nil {
+		return fmt.Errorf("write %s: %w", f.Path, err)
 	}
-	res.Hosts = results
-	log.Printf("waiting for %d member(s) to be healthy (mTLS, healthcheck-client certificate)", len(members))
-	sts, err := client.WaitHealthy(ctx, members, opts.HealthTimeout, nil)
-	res.Members = sts
+	if _, err := t.Run(ctx, "rm -f "+q(hold), nil); err != nil {
+		return fmt.Errorf("remove %s: %w", hold, err)
+	}
+	x.Log.Host(name, "wrote %s", f.Path)
+	return nil
+}
+
+// stopEtcd moves the manifest under the backup directory and waits until
+// etcd has exited.
+func (x *Executor) stopEtcd(ctx context.Context, t remote.Transport, name string) error {
+	before, err := facts.Processes(ctx, t, manifests.ClientPort)
 	if err != nil {
-		return res, err
+		return err
 	}
-	return res, nil
+	if err := x.backup(ctx, t, name, manifests.ManifestPath(x.Cluster)); err != nil {
+		return err
+	}
+	x.Log.Host(name, "waiting for etcd to stop")
+	return x.waitGone(ctx, t, before)
 }
 
-func anyChanged(diffs []HostDiff) bool {
-	for _, d := range diffs {
-		if len(d.Changed()) > 0 {
-			return true
+// waitGone waits until none of the processes runs any more, then until the
+// kubelet is done with their Pod (its cgroup is gone): a static Pod that
+// comes back before that starts only after the kubelet's retry delay (10s),
+// or behind its restart back-off.
+func (x *Executor) waitGone(ctx context.Context, t remote.Transport, before []facts.Process) error {
+	deadline := time.Now().Add(x.HealthTimeout)
+	for {
+		now, err := facts.Processes(ctx, t, manifests.ClientPort)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(now, func(p facts.Process) bool { return running(before, p) }) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("etcd (pid %v) still runs %s after its manifest was taken away", before, x.HealthTimeout)
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
 		}
 	}
-	return false
-}
-
-// pushHost writes a host's changed files in plan order (certificates, kubeadm
-// configuration, kubelet files, manifest last), restarting the kubelet only
-// when its files changed, before the manifest.
-func pushHost(ctx context.Context, hp plan.Host, d HostDiff, t remote.Transport, backupDir string, log *Log) (HostResult, error) {
-	r := HostResult{Host: hp.Name}
-	changed := d.Changed()
-	if len(changed) == 0 {
-		log.Host(hp.Name, "up to date, nothing written")
-		return r, nil
-	}
-	for _, dir := range hp.Dirs {
-		if err := t.MkdirAll(ctx, dir.Path, dir.Mode); err != nil {
-			return r, fmt.Errorf("create %s: %w", dir.Path, err)
+	var test strings.Builder
+	for _, p := range before {
+		if p.Cgroup != "" {
+			fmt.Fprintf(&test, "[ -d %s ] && echo left; ", remote.ShellQuote(p.Cgroup))
 		}
 	}
-	write := func(part plan.Part) error {
-		for _, ch := range changed {
-			if ch.File.Part != part {
-				continue
-			}
-			f := ch.File
-			if _, err := t.WriteFile(ctx, remote.File{Path: f.Path, Mode: f.Mode, Data: f.Data}, backupDir); err != nil {
-				return fmt.Errorf("write %s: %w", f.Path, err)
-			}
-			r.Written = append(r.Written, f.Path)
-			log.Host(hp.Name, "wrote %s (%s)", f.Path, ch.Kind)
-		}
+	if test.Len() == 0 {
 		return nil
 	}
-	for _, part := range []plan.Part{plan.PartCerts, plan.PartKubeadmConfig, plan.PartKubelet} {
-		if err := write(part); err != nil {
-			return r, err
+	test.WriteString("true")
+	podDeadline := time.Now().Add(podCleanupWait)
+	for time.Now().Before(podDeadline) {
+		out, err := t.Run(ctx, test.String(), nil)
+		if err != nil {
+			return err
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return err
 		}
 	}
-	for _, s := range hp.Steps {
-		if s.Command == "" || !triggered(s, d) {
+	return nil
+}
+
+// podCleanupWait bounds the wait for the kubelet to let go of a stopped Pod;
+// past it the Pod comes back anyway, only later.
+const podCleanupWait = 15 * time.Second
+
+func running(before []facts.Process, p facts.Process) bool {
+	return slices.ContainsFunc(before, p.Same)
+}
+
+// backup moves p under the backup directory of this run, keeping its path;
+// a directory's contents are moved and the directory kept (it may be a
+// mount point).
+func (x *Executor) backup(ctx context.Context, t remote.Transport, name, p string) error {
+	dst := path.Join(x.BackupDir, x.stamp, p)
+	q := remote.ShellQuote
+	script := fmt.Sprintf(`umask 077; src=%s; dst=%s
+if [ -d "$src" ] && [ ! -L "$src" ]; then
+  mkdir -p "$dst" && find "$src" -mindepth 1 -maxdepth 1 -exec mv -t "$dst" {} +
+elif [ -e "$src" ] || [ -L "$src" ]; then
+  mkdir -p "$(dirname "$dst")" && mv "$src" "$dst"
+else exit 0; fi && echo moved`, q(p), q(dst))
+	out, err := t.Run(ctx, script, nil)
+	if err != nil {
+		return fmt.Errorf("move %s under %s: %w", p, path.Join(x.BackupDir, x.stamp), err)
+	}
+	if len(out) > 0 {
+		x.Log.Host(name, "moved %s to %s", p, dst)
+		x.record(name, func(r *HostResult) { r.Ran = append(r.Ran, "backup "+p) })
+	}
+	return nil
+}
+
+// voters are the client URLs of the healthy voting members, from a fresh
+// member list.
+func (x *Executor) voters(ctx context.Context, exclude string) ([]string, []etcdclient.Member, error) {
+	list, err := x.Etcd.MemberList(ctx, x.allURLs(), etcdclient.DefaultCallTimeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	var urls []string
+	for _, m := range list.Members {
+		if m.Learner || len(m.ClientURLs) == 0 || m.HasPeerURL(exclude) {
 			continue
 		}
-		if _, err := t.Run(ctx, s.Command, nil); err != nil {
-			return r, err
-		}
-		if s.Kind == plan.StepRestartKubelet {
-			r.RestartedKubelet = true
-		}
-		log.Host(hp.Name, "ran %s", s.Command)
+		urls = append(urls, m.ClientURLs...)
 	}
-	if err := write(plan.PartManifests); err != nil {
-		return r, err
-	}
-	return r, nil
+	return urls, list.Members, nil
 }
 
-func triggered(s plan.Step, d HostDiff) bool {
-	if len(s.When) == 0 {
-		return true
+func (x *Executor) allURLs() []string {
+	var urls []string
+	for _, e := range Endpoints(x.Cluster) {
+		urls = append(urls, e.ClientURL)
 	}
-	for _, p := range s.When {
-		if d.PartChanged(p) {
-			return true
-		}
-	}
-	return false
+	return urls
 }
 
-// Members lists the cluster's members for the etcd client.
-func Members(c *config.Cluster) []etcdclient.Member {
-	out := make([]etcdclient.Member, len(c.Spec.Hosts))
-	for i, h := range c.Spec.Hosts {
-		out[i] = etcdclient.Member{Name: h.Name, ClientURL: manifests.ClientURL(h)}
+func (x *Executor) addLearner(ctx context.Context, op plan.Op) error {
+	voters, _, err := x.voters(ctx, op.PeerURL)
+	if err != nil {
+		return err
+	}
+	m, _, err := x.Etcd.AddLearner(ctx, voters, op.PeerURL, etcdclient.DefaultCallTimeout)
+	if err != nil {
+		return err
+	}
+	x.Log.Host(op.Member, "added to etcd as learner %s", m.HexID())
+	return nil
+}
+
+func (x *Executor) promote(ctx context.Context, op plan.Op) error {
+	voters, members, err := x.voters(ctx, op.PeerURL)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(members, func(m etcdclient.Member) bool { return m.HasPeerURL(op.PeerURL) })
+	if i < 0 {
+		return fmt.Errorf("promote %s: no member has peer URL %s", op.Member, op.PeerURL)
+	}
+	start := time.Now()
+	if err := x.Etcd.Promote(ctx, voters, members[i].ID, x.PromoteTimeout); err != nil {
+		return err
+	}
+	x.Log.Host(op.Member, "promoted to voting member %s (%s after it caught up)", members[i].HexID(), time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (x *Executor) removeMember(ctx context.Context, op plan.Op) error {
+	list, err := x.Etcd.MemberList(ctx, x.allURLs(), etcdclient.DefaultCallTimeout)
+	if err != nil {
+		return err
+	}
+	var id uint64
+	var urls []string
+	for _, m := range list.Members {
+		if m.HexID() == op.MemberID {
+			id = m.ID
+			continue
+		}
+		if !m.Learner {
+			urls = append(urls, m.ClientURLs...)
+		}
+	}
+	if id == 0 {
+		x.Log.Host(op.Member, "member %s is not in the cluster any more", op.MemberID)
+		return nil
+	}
+	if err := x.Etcd.Remove(ctx, urls, id, time.Minute); err != nil {
+		return err
+	}
+	x.Log.Host(op.Member, "removed member %s from the cluster", op.MemberID)
+	return nil
+}
+
+func (x *Executor) moveLeader(ctx context.Context, op plan.Op) error {
+	if err := x.Etcd.MoveLeaderAway(ctx, x.allURLs(), op.MemberID); err != nil {
+		return err
+	}
+	x.Log.Host(op.Member, "leadership moved to another member")
+	return nil
+}
+
+// waitMember is the health gate after a member changed: first its new
+// process (another PID or start time than before the change, when asked:
+// "healthy" alone could be the old process answering), then the member
+// healthy and caught up with the leader.
+func (x *Executor) waitMember(ctx context.Context, t remote.Transport, h config.Host, newProcess bool, before []facts.Process) error {
+	deadline := time.Now().Add(x.HealthTimeout)
+	if newProcess {
+		x.Log.Host(h.Name, "waiting for the new etcd process")
+		for {
+			now, err := facts.Processes(ctx, t, manifests.ClientPort)
+			if err != nil {
+				return err
+			}
+			if len(now) > 0 && !slices.ContainsFunc(now, func(p facts.Process) bool { return running(before, p) }) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("no new etcd process after %s (before: %v, now: %v); look at the kubelet's log", x.HealthTimeout, before, now)
+			}
+			if err := sleep(ctx, 200*time.Millisecond); err != nil {
+				return err
+			}
+		}
+	}
+	x.Log.Host(h.Name, "waiting for the member to be healthy and caught up")
+	me := etcdclient.Endpoint{Name: h.Name, ClientURL: manifests.ClientURL(h)}
+	var last string
+	for {
+		ok, why := x.caughtUp(ctx, me)
+		if ok {
+			return nil
+		}
+		last = why
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s is not healthy and caught up after %s: %s", h.Name, x.HealthTimeout, last)
+		}
+		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// CatchUpSlack is how many raft entries a member may trail the leader by
+// and count as caught up: the two are read one after the other while
+// clients keep writing.
+const CatchUpSlack = 100
+
+func (x *Executor) caughtUp(ctx context.Context, me etcdclient.Endpoint) (bool, string) {
+	all := x.Etcd.Status(ctx, Endpoints(x.Cluster), 2*time.Second)
+	var leader *etcdclient.MemberStatus
+	for i := range all {
+		if all[i].Leader && all[i].Healthy {
+			leader = &all[i]
+		}
+	}
+	if leader == nil {
+		return false, fmt.Sprintf("no healthy leader (%v)", etcdclient.Unhealthy(all))
+	}
+	st := x.Etcd.Status(ctx, []etcdclient.Endpoint{me}, 2*time.Second)[0]
+	switch {
+	case !st.Healthy:
+		return false, st.Error
+	case st.RaftIndex+CatchUpSlack < leader.RaftIndex:
+		return false, fmt.Sprintf("raft index %d, the leader's %d", st.RaftIndex, leader.RaftIndex)
+	}
+	return true, ""
+}
+
+func (x *Executor) endpoints(names []string) []etcdclient.Endpoint {
+	var out []etcdclient.Endpoint
+	for _, e := range Endpoints(x.Cluster) {
+		if slices.Contains(names, e.Name) {
+			out = append(out, e)
+		}
 	}
 	return out
 }
 
-// newEtcdClient authenticates with the first host's healthcheck-client
-// certificate, from the operator's PKI, and reaches each member directly
-// or, when that fails, through its host's SSH connection.
-func newEtcdClient(pki *certs.PKI, hs *Hosts) (*etcdclient.Client, error) {
-	if pki == nil || len(hs.Order) == 0 {
-		return nil, errors.New("no PKI to authenticate to etcd with")
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
 	}
-	return etcdclient.FromPKI(pki, hs.Order[0].Name, TunnelDialer(hs))
 }
 
 // TunnelDialer dials a member directly and, if that fails, through the SSH
@@ -247,7 +597,9 @@ func newEtcdClient(pki *certs.PKI, hs *Hosts) (*etcdclient.Client, error) {
 func TunnelDialer(hs *Hosts) etcdclient.Dialer {
 	byAddr := map[string]remote.Transport{}
 	for _, h := range hs.Order {
-		byAddr[net.ParseIP(h.Address).String()] = hs.T[h.Name]
+		if t := hs.T[h.Name]; t != nil {
+			byAddr[net.ParseIP(h.Address).String()] = t
+		}
 	}
 	var mu sync.Mutex
 	viaSSH := map[string]bool{}
@@ -275,4 +627,14 @@ func TunnelDialer(hs *Hosts) etcdclient.Dialer {
 		}
 		return conn, err
 	}
+}
+
+// Summary counts the healthy members of a status.
+func Summary(sts []etcdclient.MemberStatus) (healthy, total int) {
+	for _, s := range sts {
+		if s.Healthy {
+			healthy++
+		}
+	}
+	return healthy, len(sts)
 }

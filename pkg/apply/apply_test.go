@@ -10,93 +10,89 @@ import (
 	"testing"
 
 	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
 )
 
-// A plan under a temporary root, applied with the local transport.
-func localPlan(t *testing.T) (plan.Host, *Hosts, string) {
-	t.Helper()
-	root := t.TempDir()
-	marker := filepath.Join(root, "restarted")
-	hp := plan.Host{
-		Name: "local",
-		Dirs: []plan.Dir{{Path: filepath.Join(root, "pki"), Mode: 0o755}, {Path: filepath.Join(root, "data"), Mode: 0o700}},
-		Files: []plan.File{
-			{Path: filepath.Join(root, "pki/ca.crt"), Mode: 0o644, Part: plan.PartCerts, Data: []byte("ca")},
-			{Path: filepath.Join(root, "pki/server.key"), Mode: 0o600, Part: plan.PartCerts, Secret: true, Data: []byte("key")},
-			{Path: filepath.Join(root, "kubelet.conf"), Mode: 0o644, Part: plan.PartKubelet, Data: []byte("kubelet")},
-			{Path: filepath.Join(root, "manifests/etcd.yaml"), Mode: 0o600, Part: plan.PartManifests, Data: []byte("pod")},
-		},
-		Steps: []plan.Step{{Kind: plan.StepRestartKubelet, Command: "echo x >> " + marker, When: []plan.Part{plan.PartKubelet}}},
-	}
-	hs := &Hosts{Order: []config.Host{{Name: "local"}}, T: map[string]remote.Transport{"local": remote.NewLocal("local", false)}}
-	return hp, hs, marker
-}
-
-func TestDiffAndPushOnlyWhatDiffers(t *testing.T) {
+// The executor's host operations, run on this machine under a temporary
+// root with the local transport.
+func TestExecutorRunsHostOperationsInOrder(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the local transport writes files as root")
 	}
 	ctx := context.Background()
-	hp, hs, marker := localPlan(t)
-	p := &plan.Plan{Hosts: []plan.Host{hp}}
-	diffs, err := Diff(ctx, p, hs, 1)
-	if err != nil {
+	root := t.TempDir()
+	state := filepath.Join(root, "state")
+	marker := filepath.Join(root, "restarted")
+	data := filepath.Join(root, "data")
+	if err := os.MkdirAll(filepath.Join(data, "member"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(diffs[0].Changed()); got != 4 {
-		t.Fatalf("%d changes on an empty host, want 4", got)
+	ca := plan.File{Path: filepath.Join(root, "pki/ca.crt"), Mode: 0o644, Part: plan.PartCerts, Data: []byte("ca")}
+	key := plan.File{Path: filepath.Join(root, "pki/server.key"), Mode: 0o600, Part: plan.PartCerts, Data: []byte("key")}
+	ops := []plan.Op{
+		{Kind: plan.OpMkdir, Path: filepath.Join(root, "pki"), Mode: 0o755},
+		{Kind: plan.OpWrite, Path: ca.Path, Change: &plan.Change{File: ca, Path: ca.Path, Kind: plan.Create}},
+		{Kind: plan.OpWrite, Path: key.Path, Change: &plan.Change{File: key, Path: key.Path, Kind: plan.Create}},
+		{Kind: plan.OpMark, Marker: facts.PendingKubeletRestart, Why: "test"},
+		{Kind: plan.OpRun, Command: "test -f " + filepath.Join(state, "pending", facts.PendingKubeletRestart) + " && echo x >> " + marker},
+		{Kind: plan.OpUnmark, Marker: facts.PendingKubeletRestart},
+		{Kind: plan.OpBackup, Path: data},
 	}
+	p := &plan.Plan{Stages: []plan.Stage{{Name: "test", Rollout: plan.OneAtATime, Hosts: []plan.HostOps{{Host: "local", Ops: ops}}}}}
+	c := &config.Cluster{Spec: config.Spec{Hosts: []config.Host{{Name: "local", Address: "127.0.0.1"}}}}
+	hs := &Hosts{Order: c.Spec.Hosts, T: map[string]remote.Transport{"local": remote.NewLocal("local", false)}}
 	var out bytes.Buffer
-	r, err := pushHost(ctx, hp, diffs[0], hs.T["local"], filepath.Join(filepath.Dir(marker), "backup"), NewLog(&out))
+	x := &Executor{Cluster: c, Hosts: hs, Log: NewLog(&out), BackupDir: filepath.Join(root, "backup"), StateDir: state}
+	res, err := x.Run(ctx, p)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v\n%s", err, out.String())
 	}
-	if !r.RestartedKubelet || len(r.Written) != 4 {
-		t.Errorf("result %+v", r)
+	if len(res.Hosts) != 1 || len(res.Hosts[0].Written) != 2 {
+		t.Errorf("result %+v", res)
 	}
-	// The manifest is written last, after the kubelet restart.
-	log := out.String()
-	if strings.Index(log, "ran echo") > strings.Index(log, "etcd.yaml") {
-		t.Errorf("manifest written before the kubelet restart:\n%s", log)
-	}
-	st, _ := os.Stat(filepath.Join(filepath.Dir(marker), "data"))
-	if st == nil || st.Mode().Perm() != 0o700 {
-		t.Errorf("data dir %v", st)
-	}
-
-	// Nothing differs now: nothing is written and nothing restarts.
-	diffs, _ = Diff(ctx, p, hs, 1)
-	if len(diffs[0].Changed()) != 0 {
-		t.Fatalf("changes after push: %+v", diffs[0].Changed())
-	}
-	// A mode drift and a content change on the certificate part only.
-	if err := os.Chmod(hp.Files[1].Path, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	hp.Files[0].Data = []byte("new ca")
-	diffs, _ = Diff(ctx, &plan.Plan{Hosts: []plan.Host{hp}}, hs, 1)
-	kinds := map[string]ChangeKind{}
-	for _, c := range diffs[0].Changed() {
-		kinds[filepath.Base(c.Path)] = c.Kind
-	}
-	if len(kinds) != 2 || kinds["ca.crt"] != Update || kinds["server.key"] != ModeOnly {
-		t.Fatalf("changes %v", kinds)
-	}
-	r, err = pushHost(ctx, hp, diffs[0], hs.T["local"], filepath.Join(filepath.Dir(marker), "backup"), NewLog(nil))
-	if err != nil || r.RestartedKubelet {
-		t.Errorf("certificate change restarted the kubelet: %+v %v", r, err)
-	}
-	if b, _ := os.ReadFile(marker); strings.Count(string(b), "x") != 1 {
-		t.Errorf("kubelet restarted %d times, want 1", strings.Count(string(b), "x"))
-	}
-	var w bytes.Buffer
-	WriteDiff(&w, diffs)
-	for _, want := range []string{"local: 2 of 4 files would change", "server.key (mode 0644 -> 0600, same content)", "ca.crt (mode 0644 -> 0644, sha256 "} {
-		if !strings.Contains(w.String(), want) {
-			t.Errorf("diff output lacks %q:\n%s", want, w.String())
+	for path, mode := range map[string]os.FileMode{ca.Path: 0o644, key.Path: 0o600, filepath.Join(root, "pki"): 0o755 | os.ModeDir} {
+		st, err := os.Stat(path)
+		if err != nil || st.Mode() != mode {
+			t.Errorf("%s: %v %v, want %v", path, st.Mode(), err, mode)
 		}
+	}
+	// The command ran while the marker was there, and the marker is gone.
+	if b, _ := os.ReadFile(marker); string(b) != "x\n" {
+		t.Errorf("the command did not see its marker: %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(state, "pending", facts.PendingKubeletRestart)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("marker left: %v", err)
+	}
+	// The data directory is kept (it may be a mount point); its contents moved.
+	entries, _ := os.ReadDir(data)
+	moved, _ := filepath.Glob(filepath.Join(root, "backup", "*", data, "member"))
+	if len(entries) != 0 || len(moved) != 1 {
+		t.Errorf("data dir holds %v, backup %v", entries, moved)
+	}
+	if !strings.Contains(out.String(), "wrote "+ca.Path+" (create)") {
+		t.Errorf("log:\n%s", out.String())
+	}
+}
+
+// A failing operation stops the host's operations and names the host.
+func TestExecutorStopsAtTheFirstFailure(t *testing.T) {
+	root := t.TempDir()
+	marker := filepath.Join(root, "after")
+	c := &config.Cluster{Spec: config.Spec{Hosts: []config.Host{{Name: "local", Address: "127.0.0.1"}, {Name: "next", Address: "127.0.0.2"}}}}
+	hs := &Hosts{Order: c.Spec.Hosts, T: map[string]remote.Transport{"local": remote.NewLocal("local", false), "next": remote.NewLocal("next", false)}}
+	p := &plan.Plan{Stages: []plan.Stage{{Name: "test", Rollout: plan.OneAtATime, Hosts: []plan.HostOps{
+		{Host: "local", Ops: []plan.Op{{Kind: plan.OpRun, Command: "echo broken >&2; exit 3"}, {Kind: plan.OpRun, Command: "touch " + marker}}},
+		{Host: "next", Ops: []plan.Op{{Kind: plan.OpRun, Command: "touch " + marker}}},
+	}}}}
+	x := &Executor{Cluster: c, Hosts: hs, StateDir: root}
+	_, err := x.Run(context.Background(), p)
+	if err == nil || !strings.Contains(err.Error(), "local") || !strings.Contains(err.Error(), "broken") {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) {
+		t.Error("operations ran after the failure")
 	}
 }
 

@@ -89,6 +89,28 @@ func Connect(ctx context.Context, hosts []config.Host, connect Connector, concur
 	return hs, nil
 }
 
+// ConnectAny opens one transport per host, concurrently, and keeps those
+// that work: the others are returned with the reason, for commands that can
+// do without a host (status, removing a dead member).
+func ConnectAny(ctx context.Context, hosts []config.Host, connect Connector, concurrency int, log *Log) (*Hosts, map[string]error) {
+	hs := &Hosts{Order: hosts, T: map[string]remote.Transport{}}
+	unreachable := map[string]error{}
+	var mu sync.Mutex
+	_ = ForEach(ctx, hosts, concurrency, func(ctx context.Context, h config.Host) error {
+		t, err := connect(ctx, h)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			unreachable[h.Name] = err
+			return err
+		}
+		hs.T[h.Name] = t
+		log.Host(h.Name, "connected")
+		return nil
+	})
+	return hs, unreachable
+}
+
 // HostError is a failure on one host.
 type HostError struct {
 	Host string

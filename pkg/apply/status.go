@@ -1,7 +1,6 @@
 package apply
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,80 +12,192 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/plan"
 )
 
-// MemberReport is one member's status with its certificates' expiry, read from its host.
+// Membership says what a row of the status is to the cluster.
+type Membership string
+
+// Memberships.
+const (
+	Voter          Membership = "voter"
+	Learner        Membership = "learner"
+	NotStarted     Membership = "not started"
+	NotInInventory Membership = "not in inventory"
+	NotAMember     Membership = "not a member"
+	Unknown        Membership = "unknown"
+)
+
+// MemberReport is one member, or one inventory host that is not a member:
+// what etcd says of it and its certificates' expiry read from its host.
 type MemberReport struct {
 	etcdclient.MemberStatus
-	Certificates []certs.Expiration `json:"certificates"`
+	Membership Membership `json:"membership"`
+	PeerURLs   []string   `json:"peerURLs,omitempty"`
+	// HostError says why the host's facts could not be read.
+	HostError    string             `json:"hostError,omitempty"`
+	Certificates []certs.Expiration `json:"certificates,omitempty"`
 }
 
-// Status asks every member for its status and reads its certificates from its host.
-func Status(ctx context.Context, c *config.Cluster, hs *Hosts, pki *certs.PKI, now time.Time) ([]MemberReport, error) {
-	client, err := newEtcdClient(pki, hs)
-	if err != nil {
-		return nil, err
+// Report is the status of a cluster.
+type Report struct {
+	Members []MemberReport `json:"members"`
+	// ListFrom and Serializable say where the member list came from.
+	ListFrom     string `json:"listFrom,omitempty"`
+	Serializable bool   `json:"serializable,omitempty"`
+	ListError    string `json:"listError,omitempty"`
+}
+
+// Status builds the report from the facts: every member of the member list,
+// then every inventory host that is not one.
+func Status(c *config.Cluster, f *Facts, unreachable map[string]error, now time.Time) *Report {
+	e := f.Etcd
+	if e == nil {
+		e = &facts.Cluster{ListError: "etcd was not asked"}
 	}
-	sts := client.Status(ctx, Members(c), 5*time.Second)
-	out := make([]MemberReport, len(sts))
-	err = ForEach(ctx, hs.Order, 0, func(ctx context.Context, h config.Host) error {
-		i := indexOf(c, h.Name)
-		out[i].MemberStatus = sts[i]
-		for _, spec := range append([]certs.Spec{{Name: certs.EtcdCA, BaseName: certs.CABaseName}}, certs.LeafSpecs()...) {
-			p := path.Join(manifests.CertificatesDir, spec.BaseName+".crt")
-			e := certs.Expiration{Host: h.Name, Name: spec.Name, Path: p, Residual: "<missing>", Problem: "missing or unreadable"}
-			if data, err := hs.T[h.Name].ReadFile(ctx, p); err == nil {
-				if s := summarize(data); s != nil {
-					e = certs.ExpirationOf(h.Name, spec.Name, p, "", strings.TrimPrefix(s.Subject, "CN="), s.NotAfter, now)
-				}
+	r := &Report{ListFrom: e.ListFrom, Serializable: e.Serializable, ListError: e.ListError}
+	seen := map[string]bool{}
+	for _, m := range e.Members {
+		mr := MemberReport{PeerURLs: m.PeerURLs, Membership: Voter}
+		mr.Name, mr.ID = m.Name, m.HexID()
+		if len(m.ClientURLs) > 0 {
+			mr.Endpoint = m.ClientURLs[0]
+		}
+		switch {
+		case m.Learner:
+			mr.Membership = Learner
+		case !m.Started():
+			mr.Membership = NotStarted
+		}
+		h, inInventory := inventoryHost(c, m)
+		if inInventory {
+			seen[h.Name] = true
+			mr.Name = h.Name
+			mr.Endpoint = manifests.ClientURL(h)
+			hostFacts(c, &mr, f, unreachable, h, now)
+		} else {
+			mr.Membership = NotInInventory
+		}
+		if st, ok := e.Status[m.ID]; ok {
+			mr.MemberStatus = withName(st, mr.Name, mr.Endpoint)
+		} else if st, ok := e.Unanswered[mr.Endpoint]; ok {
+			mr.Error = st.Error
+		} else if !m.Started() {
+			mr.Error = "never started"
+		}
+		mr.ID = m.HexID()
+		r.Members = append(r.Members, mr)
+	}
+	for _, h := range c.Spec.Hosts {
+		if seen[h.Name] {
+			continue
+		}
+		mr := MemberReport{Membership: NotAMember}
+		if !e.Known() {
+			mr.Membership = Unknown
+		}
+		mr.Name, mr.Endpoint = h.Name, manifests.ClientURL(h)
+		if st, ok := e.Unanswered[mr.Endpoint]; ok {
+			mr.Error = st.Error
+		}
+		for _, st := range e.Status {
+			if st.Endpoint == mr.Endpoint {
+				mr.MemberStatus = withName(st, h.Name, mr.Endpoint)
 			}
-			out[i].Certificates = append(out[i].Certificates, e)
 		}
-		return nil
-	})
-	return out, named(err, "status")
+		hostFacts(c, &mr, f, unreachable, h, now)
+		r.Members = append(r.Members, mr)
+	}
+	return r
 }
 
-func indexOf(c *config.Cluster, name string) int {
-	for i, h := range c.Spec.Hosts {
-		if h.Name == name {
-			return i
+func withName(st etcdclient.MemberStatus, name, endpoint string) etcdclient.MemberStatus {
+	st.Name, st.Endpoint = name, endpoint
+	return st
+}
+
+func inventoryHost(c *config.Cluster, m etcdclient.Member) (config.Host, bool) {
+	for _, h := range c.Spec.Hosts {
+		if m.HasPeerURL(manifests.PeerURL(h)) {
+			return h, true
 		}
 	}
-	return -1
+	for _, h := range c.Spec.Hosts {
+		if m.Name != "" && m.Name == h.Name {
+			return h, true
+		}
+	}
+	return config.Host{}, false
 }
 
-// WriteStatusTable prints members, then certificate expiry per member.
-func WriteStatusTable(w io.Writer, reports []MemberReport) error {
+// hostFacts adds what the host itself says: its certificates' expiry.
+func hostFacts(c *config.Cluster, mr *MemberReport, f *Facts, unreachable map[string]error, h config.Host, now time.Time) {
+	if err := unreachable[h.Name]; err != nil {
+		mr.HostError = err.Error()
+		return
+	}
+	hf := f.Hosts[h.Name]
+	if hf == nil {
+		return
+	}
+	specs := append([]certs.Spec{{Name: certs.EtcdCA, BaseName: certs.CABaseName}}, certs.LeafSpecs()...)
+	for _, spec := range specs {
+		p := path.Join(manifests.CertificatesDir, spec.BaseName+".crt")
+		e := certs.Expiration{Host: h.Name, Name: spec.Name, Path: p, Residual: "<missing>", Problem: "missing or unreadable"}
+		if s := plan.Summarize(hf.Files[p].Data); s != nil {
+			e = certs.ExpirationOf(h.Name, spec.Name, p, "", strings.TrimPrefix(s.Subject, "CN="), s.NotAfter, now)
+		}
+		mr.Certificates = append(mr.Certificates, e)
+	}
+}
+
+// WriteStatusTable prints one row per member, then notes.
+func WriteStatusTable(w io.Writer, r *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tID\tENDPOINT\tLEADER\tLEARNER\tVERSION\tDB SIZE\tRAFT TERM\tRAFT INDEX\tHEALTH\tCERTS EXPIRE")
-	for _, r := range reports {
+	fmt.Fprintln(tw, "MEMBER\tID\tENDPOINT\tMEMBERSHIP\tLEADER\tVERSION\tDB SIZE\tRAFT TERM\tRAFT INDEX\tHEALTH\tCERTS EXPIRE")
+	for _, m := range r.Members {
 		health := "healthy"
-		if !r.Healthy {
-			health = "unhealthy: " + r.Error
+		switch {
+		case m.HostError != "" && !m.Healthy:
+			health = "unhealthy: " + m.Error + "; host unreachable: " + m.HostError
+		case !m.Healthy && m.Error != "":
+			health = "unhealthy: " + m.Error
+		case !m.Healthy:
+			health = "unhealthy"
 		}
 		first := "-"
 		var soonest time.Time
-		for _, e := range r.Certificates {
-			if !e.NotAfter.IsZero() && (soonest.IsZero() || e.NotAfter.Before(soonest)) {
-				soonest, first = e.NotAfter, e.Residual+" ("+e.Name+")"
-			} else if e.NotAfter.IsZero() {
+		for _, e := range m.Certificates {
+			if e.NotAfter.IsZero() {
 				first = "missing " + e.Name
 				break
 			}
+			if soonest.IsZero() || e.NotAfter.Before(soonest) {
+				soonest, first = e.NotAfter, e.Residual+" ("+e.Name+")"
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%v\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Name, orDash(r.ID), r.Endpoint, r.Leader, r.Learner,
-			orDash(r.Version), humanBytes(r.DBSize), r.RaftTerm, r.RaftIndex, health, first)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\t%d\t%d\t%s\t%s\n", orDash(m.Name), orDash(m.ID), orDash(m.Endpoint), m.Membership, m.Leader,
+			orDash(m.Version), humanBytes(m.DBSize), m.RaftTerm, m.RaftIndex, health, first)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	switch {
+	case r.ListError != "":
+		fmt.Fprintf(w, "no member list: %s\n", r.ListError)
+	case r.Serializable:
+		fmt.Fprintf(w, "no quorum: the member list is %s's own view\n", r.ListFrom)
+	}
+	return nil
 }
 
-// WriteStatusJSON prints the reports as JSON.
-func WriteStatusJSON(w io.Writer, reports []MemberReport) error {
+// WriteStatusJSON prints the report as JSON.
+func WriteStatusJSON(w io.Writer, r *Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(reports)
+	return enc.Encode(r)
 }
 
 func orDash(s string) string {

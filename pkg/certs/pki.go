@@ -76,12 +76,33 @@ type KeyPair struct {
 	KeyPEM   []byte
 }
 
-// PKI is the etcd PKI of a cluster, as held on the operator's machine.
+// PKI is the etcd PKI of a cluster, as held on the operator's machine, or
+// as it would be once saved.
 type PKI struct {
 	Dir   string
 	CA    KeyPair
 	Hosts map[string][]KeyPair // by host name, in LeafSpecs order
-	caKey crypto.Signer
+	// CACreated is set when spec.pki.dir holds no CA and Compute made one.
+	CACreated bool
+	caKey     crypto.Signer
+	// pending are the files Compute made that Save writes.
+	pending []atomicfile.File
+}
+
+// Unsaved reports whether the PKI holds certificates spec.pki.dir does not have yet.
+func (p *PKI) Unsaved() bool { return len(p.pending) > 0 }
+
+// Save writes what Compute created or reissued into spec.pki.dir, atomically
+// file by file, keys before their certificates. Nothing else is written.
+func (p *PKI) Save() error {
+	if len(p.pending) == 0 {
+		return nil
+	}
+	if err := atomicfile.WriteAll(p.pending, DirMode); err != nil {
+		return err
+	}
+	p.pending = nil
+	return nil
 }
 
 // Leaf returns a host's certificate by kubeadm name.
@@ -99,12 +120,25 @@ func HostDir(pkiDir, host string) string {
 	return filepath.Join(pkiDir, "hosts", host)
 }
 
-// Ensure makes the operator's PKI directory match the cluster: it creates the
-// etcd CA if there is none, uses a CA the user put there as it is, and creates
-// or reissues only the leaf certificates that are missing, not signed by the
-// CA, missing a wanted SAN, or near expiry. Nothing is written unless every
-// check passed.
+// Ensure makes the operator's PKI directory match the cluster: Compute, then
+// Save. Nothing is written unless every check passed.
 func Ensure(c *config.Cluster, opts Options) (*PKI, []Event, error) {
+	p, events, err := Compute(c, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := p.Save(); err != nil {
+		return nil, nil, err
+	}
+	return p, events, nil
+}
+
+// Compute works out, in memory, the PKI the cluster needs from what the
+// operator's PKI directory holds: the etcd CA there (a user's own is used as
+// it is), or a new one if there is none; the leaf certificates there, or new
+// ones where they are missing, not signed by the CA, missing a wanted SAN or
+// near expiry. It writes nothing: Save does.
+func Compute(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 	now := time.Now
 	if opts.Now != nil {
 		now = opts.Now
@@ -129,7 +163,7 @@ func Ensure(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 	}
 	events = append(events, caEvent)
 
-	p := &PKI{Dir: dir, CA: ca, Hosts: map[string][]KeyPair{}, caKey: caKey}
+	p := &PKI{Dir: dir, CA: ca, Hosts: map[string][]KeyPair{}, CACreated: created, caKey: caKey}
 	type job struct {
 		host  config.Host
 		spec  Spec
@@ -184,15 +218,11 @@ func Ensure(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
 	}
-	var files []atomicfile.File
 	for _, w := range writes {
 		// The key before its certificate, as kubeadm does, so a certificate never lacks its key.
-		files = append(files,
+		p.pending = append(p.pending,
 			atomicfile.File{Path: w.base + ".key", Data: w.kp.KeyPEM, Mode: KeyMode},
 			atomicfile.File{Path: w.base + ".crt", Data: w.kp.CertPEM, Mode: CertMode})
-	}
-	if err := atomicfile.WriteAll(files, DirMode); err != nil {
-		return nil, nil, err
 	}
 	return p, events, nil
 }

@@ -2,6 +2,9 @@
 // healthcheck-client certificate: health, status and membership. Members are
 // dialled directly or through a caller's dialer (an SSH connection to the
 // member's host, when the operator cannot reach port 2379).
+//
+// etcd 3.7's client connects lazily, so a dial timeout bounds nothing: every
+// call here carries its own deadline.
 package etcdclient
 
 import (
@@ -12,7 +15,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -25,20 +27,27 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 )
 
+// DefaultCallTimeout bounds one RPC when the caller gives no timeout.
+const DefaultCallTimeout = 3 * time.Second
+
 // Dialer opens a TCP connection to addr (host:port).
 type Dialer func(ctx context.Context, addr string) (net.Conn, error)
 
-// Member is one member as the inventory knows it.
-type Member struct {
+// Endpoint is one member as the inventory knows it.
+type Endpoint struct {
 	Name string
 	// ClientURL is the member's advertised client URL, https://addr:2379.
 	ClientURL string
 }
 
-// Client reaches members with one TLS identity and one dialer.
+// Client reaches members with one TLS identity and one dialer, keeping one
+// connection per endpoint for its life.
 type Client struct {
 	tls  *tls.Config
 	dial Dialer
+
+	mu      sync.Mutex
+	clients map[string]*clientv3.Client
 }
 
 // New returns a client; dial nil means direct TCP connections.
@@ -47,10 +56,11 @@ func New(tlsConfig *tls.Config, dial Dialer) *Client {
 		d := &net.Dialer{Timeout: 5 * time.Second}
 		dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	}
-	return &Client{tls: tlsConfig, dial: dial}
+	return &Client{tls: tlsConfig, dial: dial, clients: map[string]*clientv3.Client{}}
 }
 
-// TLSConfig is a client configuration trusting caPEM and presenting the given pair.
+// TLSConfig is a client configuration trusting caPEM (every certificate in
+// it) and presenting the given pair.
 func TLSConfig(caPEM, certPEM, keyPEM []byte) (*tls.Config, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
@@ -76,7 +86,8 @@ func FromPKI(pki *certs.PKI, host string, dial Dialer) (*Client, error) {
 	return New(tlsConfig, dial), nil
 }
 
-// Connect returns an etcd client for the given client URLs; the caller closes it.
+// Connect returns a new etcd client for the given client URLs; the caller
+// closes it.
 func (c *Client) Connect(urls ...string) (*clientv3.Client, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   urls,
@@ -91,11 +102,39 @@ func (c *Client) Connect(urls ...string) (*clientv3.Client, error) {
 	return cli, nil
 }
 
+// endpoint returns the kept connection to one client URL.
+func (c *Client) endpoint(u string) (*clientv3.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cli, ok := c.clients[u]; ok {
+		return cli, nil
+	}
+	cli, err := c.Connect(u)
+	if err != nil {
+		return nil, err
+	}
+	c.clients[u] = cli
+	return cli, nil
+}
+
+// Close closes the kept connections.
+func (c *Client) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for u, cli := range c.clients {
+		_ = cli.Close()
+		delete(c.clients, u)
+	}
+}
+
 // MemberStatus is what one member says of itself.
 type MemberStatus struct {
-	Name      string `json:"name"`
-	Endpoint  string `json:"endpoint"`
-	ID        string `json:"id,omitempty"`
+	Name     string `json:"name"`
+	Endpoint string `json:"endpoint"`
+	ID       string `json:"id,omitempty"`
+	// MemberID and LeaderID are the raw IDs (0 when unknown).
+	MemberID  uint64 `json:"-"`
+	LeaderID  uint64 `json:"-"`
 	Leader    bool   `json:"leader"`
 	Learner   bool   `json:"learner"`
 	Version   string `json:"version,omitempty"`
@@ -107,10 +146,14 @@ type MemberStatus struct {
 	Took      string `json:"took,omitempty"`
 }
 
+// Answered reports whether the member answered its Status call.
+func (s MemberStatus) Answered() bool { return s.MemberID != 0 }
+
 // Status asks every member, concurrently, for its status and health. A
-// member is healthy when it answers a linearizable read, which needs quorum,
-// as `etcdctl endpoint health` checks.
-func (c *Client) Status(ctx context.Context, members []Member, timeout time.Duration) []MemberStatus {
+// voting member is healthy when it answers a linearizable read, which needs
+// quorum, as `etcdctl endpoint health` checks; a learner, which serves no
+// linearizable read, when it answers a serializable one.
+func (c *Client) Status(ctx context.Context, members []Endpoint, timeout time.Duration) []MemberStatus {
 	out := make([]MemberStatus, len(members))
 	var wg sync.WaitGroup
 	for i, m := range members {
@@ -124,14 +167,16 @@ func (c *Client) Status(ctx context.Context, members []Member, timeout time.Dura
 	return out
 }
 
-func (c *Client) memberStatus(ctx context.Context, m Member, timeout time.Duration) MemberStatus {
+func (c *Client) memberStatus(ctx context.Context, m Endpoint, timeout time.Duration) MemberStatus {
+	if timeout <= 0 {
+		timeout = DefaultCallTimeout
+	}
 	st := MemberStatus{Name: m.Name, Endpoint: m.ClientURL}
-	cli, err := c.Connect(m.ClientURL)
+	cli, err := c.endpoint(m.ClientURL)
 	if err != nil {
 		st.Error = err.Error()
 		return st
 	}
-	defer cli.Close()
 	start := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -140,7 +185,9 @@ func (c *Client) memberStatus(ctx context.Context, m Member, timeout time.Durati
 		st.Error = describe(err)
 		return st
 	}
-	st.ID = fmt.Sprintf("%x", resp.Header.MemberId)
+	st.MemberID = resp.Header.MemberId
+	st.LeaderID = resp.Leader
+	st.ID = FormatID(resp.Header.MemberId)
 	st.Leader = resp.Leader == resp.Header.MemberId
 	st.Learner = resp.IsLearner
 	st.Version = resp.Version
@@ -153,7 +200,11 @@ func (c *Client) memberStatus(ctx context.Context, m Member, timeout time.Durati
 	}
 	gctx, gcancel := context.WithTimeout(ctx, timeout)
 	defer gcancel()
-	_, err = cli.Get(gctx, "health")
+	var opts []clientv3.OpOption
+	if st.Learner {
+		opts = append(opts, clientv3.WithSerializable())
+	}
+	_, err = cli.Get(gctx, "health", opts...)
 	// A cluster with auth enabled refuses the read but has answered it.
 	if err == nil || errors.Is(err, rpctypes.ErrPermissionDenied) {
 		st.Healthy = true
@@ -171,33 +222,41 @@ func describe(err error) string {
 	return err.Error()
 }
 
+// FormatID prints a member ID as etcdctl does.
+func FormatID(id uint64) string { return strconv.FormatUint(id, 16) }
+
 // WaitHealthy polls until every member is healthy, ctx ends, or timeout
 // passes; the error lists the members that are not healthy and why.
-func (c *Client) WaitHealthy(ctx context.Context, members []Member, timeout time.Duration, progress func([]MemberStatus)) ([]MemberStatus, error) {
+func (c *Client) WaitHealthy(ctx context.Context, members []Endpoint, timeout time.Duration, progress func([]MemberStatus)) ([]MemberStatus, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		sts := c.Status(ctx, members, 5*time.Second)
+		sts := c.Status(ctx, members, 2*time.Second)
 		if progress != nil {
 			progress(sts)
 		}
-		var bad []string
-		for _, s := range sts {
-			if !s.Healthy {
-				bad = append(bad, fmt.Sprintf("%s (%s): %s", s.Name, s.Endpoint, s.Error))
-			}
-		}
+		bad := Unhealthy(sts)
 		if len(bad) == 0 {
 			return sts, nil
 		}
-		sort.Strings(bad)
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return sts, fmt.Errorf("members not healthy after %s: %v", timeout, bad)
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// Unhealthy describes the members that are not healthy, one string each.
+func Unhealthy(sts []MemberStatus) []string {
+	var bad []string
+	for _, s := range sts {
+		if !s.Healthy {
+			bad = append(bad, fmt.Sprintf("%s (%s): %s", s.Name, s.Endpoint, s.Error))
+		}
+	}
+	return bad
 }
 
 // HostPort returns the host:port of a client URL.

@@ -25,7 +25,7 @@ type Objects struct {
 }
 
 // Build returns the kubeadm configuration of member h.
-func Build(c *config.Cluster, h config.Host, initialCluster []config.Host, state string) Objects {
+func Build(c *config.Cluster, h config.Host, initialCluster, state string) Objects {
 	gv := kubeadmv1beta4.SchemeGroupVersion.String()
 	init := &kubeadmv1beta4.InitConfiguration{
 		TypeMeta: metav1.TypeMeta{APIVersion: gv, Kind: "InitConfiguration"},

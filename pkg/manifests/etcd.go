@@ -31,6 +31,11 @@ const (
 	MetricsPort     = 2381
 	// AdvertiseClientURLsAnnotation is how kubeadm finds etcd's client URL from its Pod.
 	AdvertiseClientURLsAnnotation = "kubeadm.kubernetes.io/etcd.advertise-client-urls"
+	// RestartAnnotation records etcdadm's last restart of a member. The
+	// kubelet names a static Pod after its content, so a new value makes a
+	// new Pod, which starts at once, free of the restart back-off the
+	// kubelet keeps per Pod.
+	RestartAnnotation = "etcdadm.io/restart"
 	// controlPlaneComponentHealthCheck is kubeadm v1beta4's default
 	// timeouts.controlPlaneComponentHealthCheck, which sizes the startup probe.
 	controlPlaneComponentHealthCheckSeconds = 4 * 60
@@ -73,9 +78,9 @@ func InitialCluster(members []config.Host) string {
 // ExtraArgs are the flags etcdadm adds to kubeadm's defaults for a member,
 // in the order they go into kubeadmcfg.yaml: the initial cluster first, then
 // the inventory's extraArgs sorted by name.
-func ExtraArgs(c *config.Cluster, initialCluster []config.Host, state string) []Arg {
+func ExtraArgs(c *config.Cluster, initialCluster, state string) []Arg {
 	args := []Arg{
-		{Name: "initial-cluster", Value: InitialCluster(initialCluster)},
+		{Name: "initial-cluster", Value: initialCluster},
 		{Name: "initial-cluster-state", Value: state},
 	}
 	names := make([]string, 0, len(c.Spec.Etcd.ExtraArgs))
@@ -149,9 +154,10 @@ func Command(defaults, extra []Arg) []string {
 	return cmd
 }
 
-// EtcdPod is the static Pod of member h; initialCluster lists the members it
-// starts with and state is StateNew or StateExisting.
-func EtcdPod(c *config.Cluster, h config.Host, initialCluster []config.Host, state string) *corev1.Pod {
+// EtcdPod is the static Pod of member h; initialCluster is the
+// --initial-cluster it starts with (see InitialCluster) and state is
+// StateNew or StateExisting.
+func EtcdPod(c *config.Cluster, h config.Host, initialCluster, state string) *corev1.Pod {
 	extra := ExtraArgs(c, initialCluster, state)
 	probeHost, probePort, probeScheme := probeEndpoint(extra, loopback(h))
 	dirOrCreate := corev1.HostPathDirectoryOrCreate

@@ -32,7 +32,7 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	pod := EtcdPod(c, c.Spec.Hosts[0], c.Spec.Hosts, StateNew)
+	pod := EtcdPod(c, c.Spec.Hosts[0], InitialCluster(c.Spec.Hosts), StateNew)
 	cmd := strings.Join(pod.Spec.Containers[0].Command, " ")
 	for _, want := range []string{
 		"--listen-client-urls=https://[::1]:2379,https://[fd00::1]:2379",

@@ -54,39 +54,41 @@ type Dir struct {
 	Mode fs.FileMode `json:"mode"`
 }
 
-// StepKind names an action on a host.
-type StepKind string
-
-// Steps, in the order apply runs them.
-const (
-	StepDaemonReload   StepKind = "daemon-reload"
-	StepRestartKubelet StepKind = "restart-kubelet"
-	StepWaitHealthy    StepKind = "wait-healthy"
-)
-
-// Step is an action on a host, run only when a file of one of its trigger parts changed.
-type Step struct {
-	Kind StepKind `json:"kind"`
-	// Command is run on the host; empty for steps etcdadm does itself.
-	Command string `json:"command,omitempty"`
-	// When lists the parts whose change triggers the step; empty means always.
-	When []Part `json:"when,omitempty"`
-}
-
-// Host is everything one host needs.
+// Host is everything one host needs, and how that differs from what it has.
 type Host struct {
 	Name    string `json:"name"`
 	Address string `json:"address"`
-	Dirs    []Dir  `json:"dirs"`
-	Files   []File `json:"files"`
-	Steps   []Step `json:"steps"`
+	// Member is how the host's etcd member starts: the --initial-cluster
+	// and --initial-cluster-state its manifest and kubeadmcfg.yaml carry.
+	Member Member `json:"member"`
+	Dirs   []Dir  `json:"dirs"`
+	Files  []File `json:"files"`
+	// Changes compare every planned file with the host's copy; empty when
+	// the plan was made without the hosts' facts.
+	Changes []Change `json:"changes,omitempty"`
 }
 
-// Plan is the per-host plan of a cluster.
+// Member says how a member starts. etcd reads these flags only when its data
+// directory is empty, so a running member's are kept as its host has them:
+// rewriting them would restart it for nothing.
+type Member struct {
+	InitialCluster string `json:"initialCluster"`
+	State          string `json:"initialClusterState"`
+	// Restart is the manifest's restart annotation, kept as the host has it.
+	Restart string `json:"restart,omitempty"`
+	// Why says where the values come from.
+	Why string `json:"why,omitempty"`
+}
+
+// Plan is what etcdadm would do: every host's files, and the stages that
+// bring the hosts to them.
 type Plan struct {
 	Cluster  string          `json:"cluster"`
 	Topology config.Topology `json:"topology"`
 	Hosts    []Host          `json:"hosts"`
+	Stages   []Stage         `json:"stages"`
+	// Warnings are things the plan leaves alone that an operator should know.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Options narrow a plan.
@@ -97,27 +99,35 @@ type Options struct {
 	Hosts []string
 }
 
-// Compute makes sure the operator's PKI is complete when certificates are
-// among the parts (creating or reissuing what certs.Ensure decides), then
-// builds the plan. The PKI and its events are nil without certificates.
+// Compute works out the operator's PKI in memory when certificates are among
+// the parts (certs.Compute: nothing is saved), then builds the files of a
+// cluster brought up from nothing. The PKI and its events are nil without
+// certificates.
 func Compute(c *config.Cluster, opts Options) (*Plan, *certs.PKI, []certs.Event, error) {
 	var pki *certs.PKI
 	var events []certs.Event
 	if len(opts.Parts) == 0 || slices.Contains(opts.Parts, PartCerts) {
 		var err error
-		if pki, events, err = certs.Ensure(c, certs.Options{}); err != nil {
+		if pki, events, err = certs.Compute(c, certs.Options{}); err != nil {
 			return nil, nil, nil, err
 		}
 	}
-	p, err := Build(c, pki, opts)
+	p, err := Files(c, pki, opts)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	return p, pki, events, nil
 }
 
-// Build computes the plan of every host from the cluster and its PKI.
-func Build(c *config.Cluster, p *certs.PKI, opts Options) (*Plan, error) {
+// Bootstrap is how every member of a cluster brought up from nothing starts:
+// with every host of the inventory, as a new cluster.
+func Bootstrap(c *config.Cluster) Member {
+	return Member{InitialCluster: manifests.InitialCluster(c.Spec.Hosts), State: manifests.StateNew, Why: "a new cluster of every host in the inventory"}
+}
+
+// Files computes every host's files for a cluster brought up from nothing,
+// without looking at any host: what render writes.
+func Files(c *config.Cluster, p *certs.PKI, opts Options) (*Plan, error) {
 	parts := opts.Parts
 	if len(parts) == 0 {
 		parts = AllParts
@@ -127,17 +137,27 @@ func Build(c *config.Cluster, p *certs.PKI, opts Options) (*Plan, error) {
 		if len(opts.Hosts) > 0 && !slices.Contains(opts.Hosts, h.Name) {
 			continue
 		}
-		hp, err := buildHost(c, p, h, parts)
+		hp, err := HostFiles(c, p, h, Bootstrap(c), parts)
 		if err != nil {
-			return nil, fmt.Errorf("plan for %s: %w", h.Name, err)
+			return nil, err
 		}
 		out.Hosts = append(out.Hosts, hp)
 	}
 	return out, nil
 }
 
-func buildHost(c *config.Cluster, p *certs.PKI, h config.Host, parts []Part) (Host, error) {
-	hp := Host{Name: h.Name, Address: h.Address}
+// HostFiles computes the files and directories of host h, whose member
+// starts as m.
+func HostFiles(c *config.Cluster, p *certs.PKI, h config.Host, m Member, parts []Part) (Host, error) {
+	hp, err := buildHost(c, p, h, m, parts)
+	if err != nil {
+		return Host{}, fmt.Errorf("plan for %s: %w", h.Name, err)
+	}
+	return hp, nil
+}
+
+func buildHost(c *config.Cluster, p *certs.PKI, h config.Host, m Member, parts []Part) (Host, error) {
+	hp := Host{Name: h.Name, Address: h.Address, Member: m}
 	external := c.Spec.Topology == config.TopologyExternal
 	for _, part := range parts {
 		switch part {
@@ -148,7 +168,7 @@ func buildHost(c *config.Cluster, p *certs.PKI, h config.Host, parts []Part) (Ho
 			}
 			hp.Files = append(hp.Files, files...)
 		case PartKubeadmConfig:
-			b, err := kubeadmconfig.Build(c, h, c.Spec.Hosts, manifests.StateNew).Marshal()
+			b, err := kubeadmconfig.Build(c, h, m.InitialCluster, m.State).Marshal()
 			if err != nil {
 				return Host{}, err
 			}
@@ -169,22 +189,31 @@ func buildHost(c *config.Cluster, p *certs.PKI, h config.Host, parts []Part) (Ho
 			hp.Files = append(hp.Files,
 				File{Path: kubelet.ConfigPath, Mode: 0o644, Part: part, Data: conf},
 				File{Path: kubelet.DropInPath, Mode: 0o644, Part: part, Data: dropIn})
-			hp.Steps = append(hp.Steps,
-				Step{Kind: StepDaemonReload, Command: "systemctl daemon-reload", When: []Part{PartKubelet}},
-				Step{Kind: StepRestartKubelet, Command: "systemctl restart kubelet", When: []Part{PartKubelet}})
 		case PartManifests:
-			b, err := manifests.Marshal(manifests.EtcdPod(c, h, c.Spec.Hosts, manifests.StateNew))
+			f, err := ManifestFile(c, h, m)
 			if err != nil {
 				return Host{}, err
 			}
-			hp.Files = append(hp.Files, File{Path: manifests.ManifestPath(c), Mode: 0o600, Part: part, Data: b})
-			hp.Steps = append(hp.Steps, Step{Kind: StepWaitHealthy})
+			hp.Files = append(hp.Files, f)
 		default:
 			return Host{}, fmt.Errorf("unknown part %q", part)
 		}
 	}
 	hp.Dirs = dirsFor(c, hp.Files, slices.Contains(parts, PartManifests))
 	return hp, nil
+}
+
+// ManifestFile is the etcd static Pod of host h, whose member starts as m.
+func ManifestFile(c *config.Cluster, h config.Host, m Member) (File, error) {
+	pod := manifests.EtcdPod(c, h, m.InitialCluster, m.State)
+	if m.Restart != "" {
+		pod.Annotations[manifests.RestartAnnotation] = m.Restart
+	}
+	b, err := manifests.Marshal(pod)
+	if err != nil {
+		return File{}, err
+	}
+	return File{Path: manifests.ManifestPath(c), Mode: 0o600, Part: PartManifests, Data: b}, nil
 }
 
 // certFiles are a host's certificates and keys under /etc/kubernetes/pki. The
@@ -247,6 +276,16 @@ func dirsFor(c *config.Cluster, files []File, withData bool) []Dir {
 		return 0
 	})
 	return dirs
+}
+
+// File returns the planned file at path.
+func (h *Host) File(path string) (File, bool) {
+	for _, f := range h.Files {
+		if f.Path == path {
+			return f, true
+		}
+	}
+	return File{}, false
 }
 
 // FindHost returns the plan of the named host.

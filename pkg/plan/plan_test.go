@@ -18,6 +18,11 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
 
 func load(t *testing.T, inventory string) (*config.Cluster, *Plan) {
+	c, p, _ := loadPKI(t, inventory)
+	return c, p
+}
+
+func loadPKI(t *testing.T, inventory string) (*config.Cluster, *Plan, *certs.PKI) {
 	t.Helper()
 	data, err := os.ReadFile(inventory)
 	if err != nil {
@@ -27,11 +32,11 @@ func load(t *testing.T, inventory string) (*config.Cluster, *Plan) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _, _, err := Compute(c, Options{})
+	p, pki, _, err := Compute(c, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return c, p
+	return c, p, pki
 }
 
 // The generated files (all but certificates and keys) are compared with
@@ -51,9 +56,6 @@ func TestGoldenFiles(t *testing.T) {
 				}
 				for _, f := range h.Files {
 					fmt.Fprintf(&listing, "file %04o %s (%s)\n", f.Mode, f.Path, f.Part)
-				}
-				for _, s := range h.Steps {
-					fmt.Fprintf(&listing, "step %s %q when %v\n", s.Kind, s.Command, s.When)
 				}
 				golden(t, filepath.Join("testdata/golden", name, h.Name, "PLAN"), listing.String())
 				for _, f := range h.Files {
@@ -116,11 +118,8 @@ func TestStackedHostsGetTheCAKeyAndNoKubeletFiles(t *testing.T) {
 }
 
 func TestEachHostGetsOnlyItsOwnKeys(t *testing.T) {
-	c, p := load(t, "../../examples/cluster.yaml")
-	pki, _, err := certs.Ensure(c, certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, p, pki := loadPKI(t, "../../examples/cluster.yaml")
+	keys := 0
 	owner := map[string]string{}
 	for host, leaves := range pki.Hosts {
 		for _, kp := range leaves {
@@ -129,10 +128,18 @@ func TestEachHostGetsOnlyItsOwnKeys(t *testing.T) {
 	}
 	for _, h := range p.Hosts {
 		for _, f := range h.Files {
-			if o, ok := owner[string(f.Data)]; ok && o != h.Name {
+			o, ok := owner[string(f.Data)]
+			if ok && o != h.Name {
 				t.Errorf("%s gets %s's key %s", h.Name, o, f.Path)
 			}
+			if ok {
+				keys++
+			}
 		}
+	}
+	// Server, peer, healthcheck-client and apiserver-etcd-client keys on each of 3 hosts.
+	if keys != 12 {
+		t.Errorf("%d of the PKI's keys are in the plan, want 12", keys)
 	}
 }
 
@@ -143,14 +150,14 @@ func TestPartsNarrowThePlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Without certificates, no PKI is needed.
-	p, err := Build(c, nil, Options{Parts: []Part{PartManifests}, Hosts: []string{"infra1"}})
+	p, err := Files(c, nil, Options{Parts: []Part{PartManifests}, Hosts: []string{"infra1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(p.Hosts) != 1 || len(p.Hosts[0].Files) != 1 || p.Hosts[0].Files[0].Path != "/etc/kubernetes/manifests/etcd.yaml" {
 		t.Errorf("plan %+v", p.Hosts)
 	}
-	if _, err := Build(c, nil, Options{Parts: []Part{PartCerts}}); err == nil {
+	if _, err := Files(c, nil, Options{Parts: []Part{PartCerts}}); err == nil {
 		t.Error("certificates without a PKI were accepted")
 	}
 }

@@ -82,6 +82,42 @@ func (t *localTransport) Run(ctx context.Context, cmd string, stdin io.Reader) (
 	return stdout.Bytes(), ce
 }
 
+func (t *localTransport) Start(ctx context.Context, cmd string) (*Process, error) {
+	c := exec.Command("sh", "-c", cmd)
+	if t.sudo {
+		c = exec.Command("sudo", "-n", "--", "sh", "-c", cmd)
+	}
+	fail := func(err error) error { return &CommandError{Host: t.host, Cmd: cmd, ExitCode: -1, Err: err} }
+	stdin, err := c.StdinPipe()
+	if err != nil {
+		return nil, fail(err)
+	}
+	stdout, err := c.StdoutPipe()
+	if err != nil {
+		return nil, fail(err)
+	}
+	stderr := &tailBuffer{max: 64 << 10}
+	c.Stderr = stderr
+	killGroupOnCancel(c)
+	if err := c.Start(); err != nil {
+		return nil, fail(err)
+	}
+	wait := func() error {
+		err := c.Wait()
+		if err == nil {
+			return nil
+		}
+		ce := &CommandError{Host: t.host, Cmd: cmd, ExitCode: -1, Stderr: stderr.String(), Err: err}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() >= 0 {
+			ce.ExitCode = ee.ExitCode()
+		}
+		return ce
+	}
+	kill := func() { _ = c.Process.Kill() }
+	return newProcess(stdin, stdout, wait, kill), nil
+}
+
 func (t *localTransport) startSFTP(context.Context) (*sftpSession, error) {
 	c := exec.Command("sudo", "-n", "--", "sh", "-c", sftpServerScript)
 	stdin, err := c.StdinPipe()

@@ -209,6 +209,56 @@ func runSSH(ctx context.Context, client *ssh.Client, host, cmd, wire string, std
 	return stdout.Bytes(), fail(-1, stderr.String(), err)
 }
 
+func (t *sshTransport) Start(ctx context.Context, cmd string) (*Process, error) {
+	fail := func(err error) error { return &CommandError{Host: t.cfg.Host, Cmd: cmd, ExitCode: -1, Err: err} }
+	c, err := t.client(ctx)
+	if err != nil {
+		return nil, fail(err)
+	}
+	sess, err := c.client.NewSession()
+	if err != nil {
+		return nil, fail(fmt.Errorf("open session: %w", err))
+	}
+	stdin, err := sess.StdinPipe()
+	if err != nil {
+		sess.Close()
+		return nil, fail(err)
+	}
+	stdout, err := sess.StdoutPipe()
+	if err != nil {
+		sess.Close()
+		return nil, fail(err)
+	}
+	stderr := &tailBuffer{max: 64 << 10}
+	sess.Stderr = stderr
+	t.log.Debug("start", "cmd", cmd)
+	if err := sess.Start(wrapCommand(cmd, t.sudo)); err != nil {
+		sess.Close()
+		return nil, fail(fmt.Errorf("start: %w", err))
+	}
+	wait := func() error {
+		defer sess.Close()
+		err := sess.Wait()
+		if err == nil {
+			return nil
+		}
+		ce := &CommandError{Host: t.cfg.Host, Cmd: cmd, ExitCode: -1, Stderr: stderr.String(), Err: err}
+		var ee *ssh.ExitError
+		if errors.As(err, &ee) && ee.Signal() == "" {
+			ce.ExitCode = ee.ExitStatus()
+		}
+		if t.sudo && isSudoPasswordFailure(ce.ExitCode, ce.Stderr) {
+			ce.Err = sudoPasswordError(t.cfg.Host, t.conn.rt.Target.User, ce.Stderr)
+		}
+		return ce
+	}
+	kill := func() {
+		_ = sess.Signal(ssh.SIGKILL)
+		sess.Close()
+	}
+	return newProcess(stdin, stdout, wait, kill), nil
+}
+
 func (t *sshTransport) startSFTP(ctx context.Context) (*sftpSession, error) {
 	c, err := t.client(ctx)
 	if err != nil {

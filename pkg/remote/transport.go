@@ -32,6 +32,11 @@ type Transport interface {
 	// When backupDir is not empty, a previous content that differs is first
 	// copied under backupDir (see WriteResult.BackupPath).
 	WriteFile(ctx context.Context, f File, backupDir string) (WriteResult, error)
+	// Start runs cmd as Run does but returns once it has started, for a
+	// command that lives as long as the caller needs it (a lock held on
+	// the host). Closing the Process's stdin ends such a command, and so
+	// does a lost connection, since the host then sees its input end.
+	Start(ctx context.Context, cmd string) (*Process, error)
 	// Dial opens a connection from the host to addr, so that the operator
 	// can reach ports (such as etcd's 2379) that only the host can.
 	Dial(ctx context.Context, network, addr string) (net.Conn, error)
@@ -141,3 +146,44 @@ func (e *CommandError) Error() string {
 }
 
 func (e *CommandError) Unwrap() error { return e.Err }
+
+// Process is a command started on a host.
+type Process struct {
+	// Stdin feeds the command; Close closes it.
+	Stdin io.WriteCloser
+	// Stdout is the command's output as it comes.
+	Stdout io.Reader
+	wait   func() error
+	kill   func()
+	done   chan struct{}
+	err    error
+}
+
+func newProcess(stdin io.WriteCloser, stdout io.Reader, wait func() error, kill func()) *Process {
+	p := &Process{Stdin: stdin, Stdout: stdout, wait: wait, kill: kill, done: make(chan struct{})}
+	go func() {
+		p.err = p.wait()
+		close(p.done)
+	}()
+	return p
+}
+
+// Wait waits for the command to end and returns its error, a *CommandError
+// when it failed.
+func (p *Process) Wait() error {
+	<-p.done
+	return p.err
+}
+
+// Close ends the command's input and waits a moment for it to end, then
+// kills it.
+func (p *Process) Close() error {
+	_ = p.Stdin.Close()
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		p.kill()
+		<-p.done
+	}
+	return p.err
+}

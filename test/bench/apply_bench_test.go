@@ -97,7 +97,7 @@ func BenchmarkApplyFresh(b *testing.B) {
 					b.Fatalf("start etcd on %s: %v\n%s", h.Name, err, out)
 				}
 			}
-			if _, err := client.WaitHealthy(context.Background(), apply.Members(c), time.Minute, nil); err != nil {
+			if _, err := client.WaitHealthy(context.Background(), apply.Endpoints(c), time.Minute, nil); err != nil {
 				b.Fatal(err)
 			}
 			b.StopTimer()

@@ -54,7 +54,7 @@ func BenchmarkCertsGenerate(b *testing.B) {
 				c := load(b, hosts, alg, b.TempDir())
 				cfgs := make([][]byte, len(c.Spec.Hosts))
 				for i, h := range c.Spec.Hosts {
-					data, err := kubeadmconfig.Build(c, h, c.Spec.Hosts, manifests.StateNew).Marshal()
+					data, err := kubeadmconfig.Build(c, h, manifests.InitialCluster(c.Spec.Hosts), manifests.StateNew).Marshal()
 					if err != nil {
 						b.Fatal(err)
 					}

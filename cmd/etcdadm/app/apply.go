@@ -12,6 +12,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
 )
@@ -26,6 +27,7 @@ type sshFlags struct {
 	concurrency       int
 	connectTimeout    time.Duration
 	commandTimeout    time.Duration
+	etcdTimeout       time.Duration
 	askPassword       bool
 }
 
@@ -33,9 +35,10 @@ func (f *sshFlags) bind(cmd *cobra.Command) {
 	f.inventoryFlags.bind(cmd)
 	cmd.Flags().BoolVar(&f.acceptNewHostKeys, "accept-new-host-keys", false, "trust and record the key of a host known_hosts does not know yet (a changed key is always refused)")
 	cmd.Flags().StringVar(&f.sshConfig, "ssh-config", "", `ssh client configuration to honour (default ~/.ssh/config; "none" for none)`)
-	cmd.Flags().IntVar(&f.concurrency, "concurrency", 10, "how many hosts to work on at once")
+	cmd.Flags().IntVar(&f.concurrency, "concurrency", 32, "how many hosts to work on at once")
 	cmd.Flags().DurationVar(&f.connectTimeout, "connect-timeout", 15*time.Second, "SSH connection timeout per attempt")
 	cmd.Flags().DurationVar(&f.commandTimeout, "command-timeout", 2*time.Minute, "timeout of each command and file operation on a host")
+	cmd.Flags().DurationVar(&f.etcdTimeout, "etcd-timeout", 3*time.Second, "timeout of each call to etcd")
 	cmd.Flags().BoolVar(&f.askPassword, "ask-password", false, "allow SSH password authentication, asking on the terminal (keys and ssh-agent are tried first)")
 }
 
@@ -43,13 +46,38 @@ func (f *sshFlags) bind(cmd *cobra.Command) {
 type session struct {
 	cluster *config.Cluster
 	pki     *certs.PKI
-	plan    *plan.Plan
+	events  []certs.Event
 	hosts   *apply.Hosts
+	// unreachable holds the hosts that could not be reached, when allowed.
+	unreachable map[string]error
+	etcd        *etcdclient.Client
+	log         *apply.Log
+	release     []func()
 }
 
-// open loads the inventory, makes sure of the PKI, computes the plan and
-// connects to every host; the caller closes the hosts.
-func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log) (*session, error) {
+func (s *session) close() {
+	if s.etcd != nil {
+		s.etcd.Close()
+	}
+	if s.hosts != nil {
+		s.hosts.Close()
+	}
+	for i := len(s.release) - 1; i >= 0; i-- {
+		s.release[i]()
+	}
+}
+
+type openOptions struct {
+	// lockPKI takes the local PKI directory for a run that writes.
+	lockPKI bool
+	// anyHost goes on without the hosts that cannot be reached.
+	anyHost bool
+}
+
+// open loads the inventory, works out the PKI in memory (nothing is saved),
+// connects to the hosts and prepares an etcd client; the caller closes the
+// session.
+func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log, o openOptions) (*session, error) {
 	if f.concurrency < 1 {
 		return nil, &usageError{fmt.Errorf("invalid value %d for --concurrency: use 1 or more", f.concurrency)}
 	}
@@ -57,11 +85,52 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log) (*
 	if err != nil {
 		return nil, err
 	}
-	p, pki, events, err := plan.Compute(c, plan.Options{})
+	s := &session{cluster: c, log: log}
+	if o.lockPKI {
+		release, err := certs.Lock(c.PKIDir())
+		if err != nil {
+			return nil, err
+		}
+		s.release = append(s.release, release)
+	}
+	if s.pki, s.events, err = certs.Compute(c, certs.Options{}); err != nil {
+		s.close()
+		return nil, err
+	}
+	connect, err := f.connector(c, streams)
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	if o.anyHost {
+		s.hosts, s.unreachable = apply.ConnectAny(ctx, c.Spec.Hosts, connect, f.concurrency, log)
+	} else if s.hosts, err = apply.Connect(ctx, c.Spec.Hosts, connect, f.concurrency, log); err != nil {
+		s.close()
+		return nil, err
+	}
+	if !s.pki.CACreated {
+		if s.etcd, err = etcdclient.FromPKI(s.pki, c.Spec.Hosts[0].Name, apply.TunnelDialer(s.hosts)); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// gather reads the facts of the hosts and of etcd; with lock, every host is
+// locked for this run until the session closes.
+func (s *session) gather(ctx context.Context, f *sshFlags, lock bool) (*apply.Facts, error) {
+	facts, err := apply.Gather(ctx, s.cluster, s.pki, s.hosts, s.etcd, apply.GatherOptions{
+		Concurrency: f.concurrency, Lock: lock, EtcdTimeout: f.etcdTimeout, Log: s.log,
+	})
 	if err != nil {
 		return nil, err
 	}
-	printCertEvents(streams, events)
+	s.release = append(s.release, facts.Release)
+	return facts, nil
+}
+
+func (f *sshFlags) connector(c *config.Cluster, streams Streams) (apply.Connector, error) {
 	base := remote.Config{
 		AcceptNewHostKeys: f.acceptNewHostKeys,
 		SSHConfigFile:     f.sshConfig,
@@ -79,18 +148,13 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log) (*
 		base.Password = func(host, user string) ([]byte, error) { return prompt(user + "@" + host + "'s password") }
 	}
 	sshConnect := apply.SSHConnector(c, base)
-	connect := func(ctx context.Context, h config.Host) (remote.Transport, error) {
+	return func(ctx context.Context, h config.Host) (remote.Transport, error) {
 		t, err := sshConnect(ctx, h)
 		if err != nil {
 			return nil, err
 		}
 		return apply.WithTimeout(t, f.commandTimeout), nil
-	}
-	hs, err := apply.Connect(ctx, c.Spec.Hosts, connect, f.concurrency, log)
-	if err != nil {
-		return nil, err
-	}
-	return &session{cluster: c, pki: pki, plan: p, hosts: hs}, nil
+	}, nil
 }
 
 // passphrasePrompt asks for a key's passphrase when stdin is a terminal.
@@ -115,91 +179,187 @@ func terminalPrompt(streams Streams) func(string) ([]byte, error) {
 	}
 }
 
+type planFlags struct {
+	output string
+}
+
+func (p *planFlags) bind(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&p.output, "output", "o", "text", "how to print the plan: text or json")
+}
+
+func (p *planFlags) check() error {
+	if p.output != "text" && p.output != "json" {
+		return &usageError{fmt.Errorf("invalid value %q for --output: use text or json", p.output)}
+	}
+	return nil
+}
+
+func (p *planFlags) print(streams Streams, pl *plan.Plan) error {
+	if p.output == "json" {
+		return plan.WriteJSON(streams.Out, pl)
+	}
+	plan.WriteText(streams.Out, pl)
+	return nil
+}
+
 func newApplyCommand(streams Streams) *cobra.Command {
 	f := &sshFlags{}
+	pf := &planFlags{}
 	var dryRun bool
 	var healthTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "apply -f cluster.yaml",
-		Short: "Bring the hosts to the plan over SSH and wait until every member is healthy",
-		Long: `apply connects to every host, checks them all before changing anything (root,
-kubelet, ports 2379-2381, data directory, clock), pushes only the files whose sha256 or
-mode differ (atomically, backing up what it replaces), reloads and restarts the kubelet
-only when its files changed, writes the static Pod last, and waits until every member
-answers over mTLS. Re-running with nothing changed writes nothing and restarts nothing.`,
+		Short: "Bring the hosts to the inventory over SSH, one safe stage at a time",
+		Long: `apply reads every host (files, manifest, data directory, ports, clock, kubelet) and
+asks etcd for its members and their health, then plans in stages and refuses, before
+changing anything, what is unsafe: another CA on the hosts, a change that would cost
+quorum, data of a member the cluster does not know. A new cluster is brought up on all
+hosts at once; a running one is changed one member at a time, each waited for (its new
+process, healthy, caught up) before the next, the leader last. A host added to the
+inventory joins as a learner and is promoted once caught up. Only the files whose
+sha256 or mode differ are written, atomically, with a backup. Re-running with nothing
+changed writes nothing and restarts nothing.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := pf.check(); err != nil {
+				return err
+			}
+			ctx := cmd.Context()
 			log := apply.NewLog(streams.ErrOut)
-			s, err := f.open(cmd.Context(), streams, log)
+			s, err := f.open(ctx, streams, log, openOptions{lockPKI: !dryRun})
 			if err != nil {
 				return err
 			}
-			defer s.hosts.Close()
-			res, err := apply.Run(cmd.Context(), s.cluster, s.plan, s.hosts, s.pki, apply.Options{
-				Concurrency: f.concurrency, DryRun: dryRun, HealthTimeout: healthTimeout, Log: log,
-			})
-			if res != nil {
-				writeApplySummary(streams, res, dryRun)
+			defer s.close()
+			facts, err := s.gather(ctx, f, !dryRun)
+			if err != nil {
+				return err
 			}
-			return err
+			p, err := plan.Build(plan.Input{Cluster: s.cluster, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd})
+			if err != nil {
+				return err
+			}
+			if dryRun {
+				printCertEvents(streams, s.events, true)
+				return pf.print(streams, p)
+			}
+			return runApply(ctx, streams, s, p, healthTimeout, f.concurrency)
 		},
 	}
 	f.bind(cmd)
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "check the hosts and show what would change, changing nothing")
-	cmd.Flags().DurationVar(&healthTimeout, "health-timeout", 5*time.Minute, "how long to wait for the members to be healthy")
+	pf.bind(cmd)
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "read the hosts and etcd and print the plan's stages, changing nothing anywhere")
+	cmd.Flags().DurationVar(&healthTimeout, "health-timeout", 5*time.Minute, "how long to wait for a member or the cluster to be healthy")
 	return cmd
 }
 
-func writeApplySummary(streams Streams, res *apply.Result, dryRun bool) {
-	if dryRun {
-		apply.WriteDiff(streams.Out, res.Diffs)
+// runApply saves what the PKI lacks, runs the plan and reports.
+func runApply(ctx context.Context, streams Streams, s *session, p *plan.Plan, healthTimeout time.Duration, concurrency int) error {
+	for _, w := range p.Warnings {
+		fmt.Fprintf(streams.ErrOut, "warning: %s\n", w)
+	}
+	if s.pki.Unsaved() {
+		if err := s.pki.Save(); err != nil {
+			return err
+		}
+		printCertEvents(streams, s.events, false)
+		if s.etcd == nil {
+			var err error
+			if s.etcd, err = etcdclient.FromPKI(s.pki, s.cluster.Spec.Hosts[0].Name, apply.TunnelDialer(s.hosts)); err != nil {
+				return err
+			}
+		}
+	}
+	if p.Empty() {
+		sts := s.etcd.Status(ctx, apply.Endpoints(s.cluster), 2*time.Second)
+		healthy, total := apply.Summary(sts)
+		fmt.Fprintln(streams.Out, "nothing to do: every host is as planned (nothing written, nothing restarted)")
+		fmt.Fprintf(streams.Out, "cluster: %d/%d members healthy\n", healthy, total)
+		if healthy < total {
+			return fmt.Errorf("members not healthy, and nothing in the inventory to change: %v", etcdclient.Unhealthy(sts))
+		}
+		return nil
+	}
+	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: healthTimeout, Concurrency: concurrency}
+	res, err := x.Run(ctx, p)
+	writeApplySummary(streams, res)
+	if err != nil {
+		return err
+	}
+	sts, err := s.etcd.WaitHealthy(ctx, apply.Endpoints(s.cluster), healthTimeout, nil)
+	healthy, total := apply.Summary(sts)
+	fmt.Fprintf(streams.Out, "cluster: %d/%d members healthy\n", healthy, total)
+	return err
+}
+
+func writeApplySummary(streams Streams, res *apply.Result) {
+	if res == nil {
 		return
 	}
-	if !res.Changed() {
-		fmt.Fprintln(streams.Out, "nothing to do: every host is up to date (nothing written, nothing restarted)")
-	}
 	for _, h := range res.Hosts {
-		if len(h.Written) == 0 {
-			continue
+		var what []string
+		if n := len(h.Written); n > 0 {
+			what = append(what, fmt.Sprintf("%d file(s) written", n))
 		}
-		restart := ""
 		if h.RestartedKubelet {
-			restart = ", kubelet restarted"
+			what = append(what, "kubelet restarted")
 		}
-		fmt.Fprintf(streams.Out, "%s: %d file(s) written%s\n", h.Host, len(h.Written), restart)
-	}
-	healthy := 0
-	for _, m := range res.Members {
-		if m.Healthy {
-			healthy++
+		if h.RestartedEtcd {
+			what = append(what, "etcd restarted")
+		}
+		if h.Skipped != "" {
+			what = append(what, "skipped: "+h.Skipped)
+		}
+		if len(what) == 0 && len(h.Ran) > 0 {
+			what = append(what, fmt.Sprintf("%d command(s) run", len(h.Ran)))
+		}
+		if len(what) > 0 {
+			fmt.Fprintf(streams.Out, "%s: %s\n", h.Host, joinComma(what))
 		}
 	}
-	if len(res.Members) > 0 {
-		fmt.Fprintf(streams.Out, "cluster: %d/%d members healthy\n", healthy, len(res.Members))
+}
+
+func joinComma(s []string) string {
+	out := ""
+	for i, x := range s {
+		if i > 0 {
+			out += ", "
+		}
+		out += x
 	}
+	return out
 }
 
 func newDiffCommand(streams Streams) *cobra.Command {
 	f := &sshFlags{}
+	pf := &planFlags{}
 	cmd := &cobra.Command{
 		Use:   "diff -f cluster.yaml",
-		Short: "Show, per host, what apply would change (path, mode, sha256; certificates' subject, SANs, expiry)",
+		Short: "Show the stages apply would run: per host what would change (path, mode, sha256; certificates' subject, SANs, expiry)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := f.open(cmd.Context(), streams, apply.NewLog(streams.ErrOut))
+			if err := pf.check(); err != nil {
+				return err
+			}
+			s, err := f.open(cmd.Context(), streams, apply.NewLog(streams.ErrOut), openOptions{})
 			if err != nil {
 				return err
 			}
-			defer s.hosts.Close()
-			diffs, err := apply.Diff(cmd.Context(), s.plan, s.hosts, f.concurrency)
+			defer s.close()
+			facts, err := s.gather(cmd.Context(), f, false)
 			if err != nil {
 				return err
 			}
-			apply.WriteDiff(streams.Out, diffs)
-			return nil
+			p, err := plan.Build(plan.Input{Cluster: s.cluster, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd})
+			if err != nil {
+				return err
+			}
+			printCertEvents(streams, s.events, true)
+			return pf.print(streams, p)
 		},
 	}
 	f.bind(cmd)
+	pf.bind(cmd)
 	return cmd
 }
 
@@ -208,25 +368,29 @@ func newStatusCommand(streams Streams) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "status -f cluster.yaml [-o table|json]",
-		Short: "Show every member: ID, leader, learner, version, DB size, raft term and index, health, certificate expiry",
+		Short: "Show every member and every inventory host: membership, leader, version, DB size, raft term and index, health, certificate expiry",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
 				return &usageError{fmt.Errorf("invalid value %q for --output: use table or json", output)}
 			}
-			s, err := f.open(cmd.Context(), streams, apply.NewLog(nil))
+			s, err := f.open(cmd.Context(), streams, apply.NewLog(nil), openOptions{anyHost: true})
 			if err != nil {
 				return err
 			}
-			defer s.hosts.Close()
-			reports, err := apply.Status(cmd.Context(), s.cluster, s.hosts, s.pki, time.Now())
+			defer s.close()
+			facts, err := s.gather(cmd.Context(), f, false)
 			if err != nil {
 				return err
 			}
+			if s.pki.CACreated {
+				fmt.Fprintf(streams.ErrOut, "warning: %s has no etcd CA: etcd cannot be asked; only the hosts are shown\n", s.pki.Dir)
+			}
+			r := apply.Status(s.cluster, facts, s.unreachable, time.Now())
 			if output == "json" {
-				return apply.WriteStatusJSON(streams.Out, reports)
+				return apply.WriteStatusJSON(streams.Out, r)
 			}
-			return apply.WriteStatusTable(streams.Out, reports)
+			return apply.WriteStatusTable(streams.Out, r)
 		},
 	}
 	f.bind(cmd)

@@ -33,6 +33,11 @@ are signed by the CA, cover the wanted SANs and are not near expiry.`,
 			if err != nil {
 				return err
 			}
+			release, err := certs.Lock(c.PKIDir())
+			if err != nil {
+				return err
+			}
+			defer release()
 			_, events, err := certs.Ensure(c, certs.Options{})
 			if err != nil {
 				return err

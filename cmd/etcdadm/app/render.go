@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -24,8 +25,9 @@ func newRenderCommand(streams Streams) *cobra.Command {
 		Long: `render computes the plan of every host and writes its files under DIR/<host>/ at
 their paths on the host (DIR/infra0/etc/kubernetes/pki/etcd/server.crt), with an
 index.json and a SHA256SUMS file per host to verify a carried bundle by
-(cd DIR/infra0 && sha256sum -c SHA256SUMS). The etcd PKI in spec.pki.dir is created
-or completed first. Output is deterministic except certificate bytes.`,
+(cd DIR/infra0 && sha256sum -c SHA256SUMS). The files are those of a cluster brought
+up from nothing. The certificates come from spec.pki.dir, which render never changes:
+run 'etcdadm certs generate' first.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runRender(streams, f, plan.AllParts)
@@ -44,7 +46,7 @@ func runRender(streams Streams, f *renderFlags, parts []plan.Part) error {
 	if err != nil {
 		return err
 	}
-	p, err := computePlan(streams, c, parts)
+	p, err := computePlan(streams, c, parts, slices.Equal(parts, []plan.Part{plan.PartCerts}))
 	if err != nil {
 		return err
 	}
@@ -57,17 +59,36 @@ func runRender(streams Streams, f *renderFlags, parts []plan.Part) error {
 	return nil
 }
 
-// computePlan makes sure the PKI is there when certificates are wanted, then builds the plan.
-func computePlan(streams Streams, c *config.Cluster, parts []plan.Part) (*plan.Plan, error) {
-	p, _, events, err := plan.Compute(c, plan.Options{Parts: parts})
+// computePlan builds the files of every host. With certificates among the
+// parts, the PKI must be complete, unless generate is set (the certs phase),
+// which completes and saves it first.
+func computePlan(streams Streams, c *config.Cluster, parts []plan.Part, generate bool) (*plan.Plan, error) {
+	if generate {
+		release, err := certs.Lock(c.PKIDir())
+		if err != nil {
+			return nil, err
+		}
+		defer release()
+	}
+	p, pki, events, err := plan.Compute(c, plan.Options{Parts: parts})
 	if err != nil {
 		return nil, err
 	}
-	printCertEvents(streams, events)
+	if pki != nil && pki.Unsaved() {
+		if !generate {
+			printCertEvents(streams, events, true)
+			return nil, fmt.Errorf("%s lacks certificates the hosts need (listed above); render uses the PKI as it is and changes nothing: run 'etcdadm certs generate' with the same inventory first", c.PKIDir())
+		}
+		if err := pki.Save(); err != nil {
+			return nil, err
+		}
+		printCertEvents(streams, events, false)
+	}
 	return p, nil
 }
 
-func printCertEvents(streams Streams, events []certs.Event) {
+// printCertEvents says what happened to the PKI, or with would what would.
+func printCertEvents(streams Streams, events []certs.Event, would bool) {
 	reused := 0
 	for _, e := range events {
 		if e.Action == certs.Reused {
@@ -78,7 +99,11 @@ func printCertEvents(streams Streams, events []certs.Event) {
 		if who == "" {
 			who = "cluster"
 		}
-		fmt.Fprintf(streams.ErrOut, "[certs] %s %s: %s (%s)\n", who, e.Name, e.Action, e.Reason)
+		action := string(e.Action)
+		if would {
+			action = "would be " + action
+		}
+		fmt.Fprintf(streams.ErrOut, "[certs] %s %s: %s (%s)\n", who, e.Name, action, e.Reason)
 	}
 	if reused > 0 {
 		fmt.Fprintf(streams.ErrOut, "[certs] %d certificates unchanged\n", reused)

@@ -61,6 +61,8 @@ of a whole cluster from one inventory file, exactly as kubeadm would, and puts t
 		newApplyCommand(streams),
 		newDiffCommand(streams),
 		newStatusCommand(streams),
+		newMemberCommand(streams),
+		newResetCommand(streams),
 		newRenderCommand(streams),
 		newPhaseCommand(streams),
 		newCertsCommand(streams),

@@ -1,0 +1,218 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/etcdadm-io/etcdadm/pkg/apply"
+	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/plan"
+)
+
+// changeFlags are the flags of the commands that change membership.
+type changeFlags struct {
+	sshFlags
+	planFlags
+	yes           bool
+	dryRun        bool
+	healthTimeout time.Duration
+}
+
+func (f *changeFlags) bind(cmd *cobra.Command) {
+	f.sshFlags.bind(cmd)
+	f.planFlags.bind(cmd)
+	cmd.Flags().BoolVarP(&f.yes, "yes", "y", false, "do not ask for confirmation (for scripts)")
+	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the plan, changing nothing anywhere")
+	cmd.Flags().DurationVar(&f.healthTimeout, "health-timeout", 5*time.Minute, "how long to wait for a member or the cluster to be healthy")
+}
+
+func newMemberCommand(streams Streams) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "member",
+		Short: "Change the cluster's membership",
+	}
+	cmd.AddCommand(newMemberRemoveCommand(streams), newMemberReplaceCommand(streams))
+	return cmd
+}
+
+func newMemberRemoveCommand(streams Streams) *cobra.Command {
+	f := &changeFlags{}
+	cmd := &cobra.Command{
+		Use:   "remove NAME -f cluster.yaml",
+		Short: "Remove a member from the cluster by ID and clean its host",
+		Long: `remove takes member NAME (an inventory host, or a member's name or hex ID) out of the
+cluster through the other members, after handing leadership over if it leads. It is
+refused if the others could not keep quorum. The removal is by member ID, so it works
+when the host is down; a host that can be reached is then cleaned: its etcd stopped and
+its data directory, manifest, certificates and kubelet files moved under
+/var/lib/etcdadm/backup. Afterwards, remove the host from the inventory.`,
+		Args: exactlyOneName,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runMembership(cmd.Context(), streams, f, "remove member "+args[0], func(in plan.Input) (*plan.Plan, error) {
+				return plan.Remove(in, args[0])
+			})
+		},
+	}
+	f.bind(cmd)
+	return cmd
+}
+
+func newMemberReplaceCommand(streams Streams) *cobra.Command {
+	f := &changeFlags{}
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "replace NAME -f cluster.yaml",
+		Short: "Replace a failed member: remove its stale ID, then add it again as a learner and promote it",
+		Long: `replace is for a member whose host failed (a dead disk, a re-imaged machine) and came
+back with the same name, at the same address or at the new one the inventory gives.
+It removes the failed member's ID, moves what is left of its data aside, then adds the
+host as a learner with --initial-cluster-state=existing, waits until it caught up and
+promotes it. It is refused while the member is healthy (--force) or when the others
+could not keep quorum.`,
+		Args: exactlyOneName,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runMembership(cmd.Context(), streams, f, "replace member "+args[0], func(in plan.Input) (*plan.Plan, error) {
+				return plan.Replace(in, args[0], force)
+			})
+		},
+	}
+	f.bind(cmd)
+	cmd.Flags().BoolVar(&force, "force", false, "replace the member even if it is healthy")
+	return cmd
+}
+
+func newResetCommand(streams Streams) *cobra.Command {
+	f := &changeFlags{}
+	cmd := &cobra.Command{
+		Use:   "reset NAME -f cluster.yaml",
+		Short: "Clean a host that is no longer a member, keeping a backup",
+		Long: `reset stops etcd on host NAME and moves its data directory, manifest, certificates,
+kubeadmcfg.yaml and kubelet files under /var/lib/etcdadm/backup, then stops the kubelet
+that ran only etcd. It is refused while NAME is a member of the cluster: remove it first.`,
+		Args: exactlyOneName,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runMembership(cmd.Context(), streams, f, "reset "+args[0], func(in plan.Input) (*plan.Plan, error) {
+				return plan.Reset(in, args[0])
+			})
+		},
+	}
+	f.bind(cmd)
+	return cmd
+}
+
+func exactlyOneName(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return &usageError{fmt.Errorf("%s takes one member or host name, got %d arguments\nsee '%s --help'", cmd.CommandPath(), len(args), cmd.CommandPath())}
+	}
+	return nil
+}
+
+// runMembership reads the facts, plans, asks, and runs.
+func runMembership(ctx context.Context, streams Streams, f *changeFlags, what string, build func(plan.Input) (*plan.Plan, error)) error {
+	if err := f.check(); err != nil {
+		return err
+	}
+	if !f.yes && !f.dryRun && !isTerminal(streams) {
+		return fmt.Errorf("refusing to %s without confirmation: run it on a terminal, or pass --yes", what)
+	}
+	log := apply.NewLog(streams.ErrOut)
+	s, err := f.open(ctx, streams, log, openOptions{lockPKI: !f.dryRun, anyHost: true})
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	if s.etcd == nil {
+		return fmt.Errorf("%s has no etcd CA: etcdadm cannot authenticate to the cluster; copy the PKI from where it was created", s.pki.Dir)
+	}
+	for name, err := range s.unreachable {
+		fmt.Fprintf(streams.ErrOut, "warning: %s cannot be reached: %v\n", name, err)
+	}
+	facts, err := s.gather(ctx, &f.sshFlags, !f.dryRun)
+	if err != nil {
+		return err
+	}
+	p, err := build(plan.Input{Cluster: s.cluster, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd})
+	if err != nil {
+		return err
+	}
+	if f.dryRun {
+		return f.print(streams, p)
+	}
+	for _, w := range p.Warnings {
+		fmt.Fprintf(streams.ErrOut, "warning: %s\n", w)
+	}
+	if p.Empty() {
+		fmt.Fprintln(streams.Out, "nothing to do")
+		return nil
+	}
+	if !f.yes {
+		plan.WriteText(streams.ErrOut, p)
+		ok, err := confirm(streams, fmt.Sprintf("%s of cluster %s?", what, s.cluster.Metadata.Name))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("%s: not confirmed, nothing changed", what)
+		}
+	}
+	if s.pki.Unsaved() {
+		if err := s.pki.Save(); err != nil {
+			return err
+		}
+		printCertEvents(streams, s.events, false)
+	}
+	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: f.healthTimeout, Concurrency: f.concurrency}
+	res, err := x.Run(ctx, p)
+	writeApplySummary(streams, res)
+	if err != nil {
+		return err
+	}
+	list, err := s.etcd.MemberList(ctx, allClientURLs(s), f.etcdTimeout)
+	if err == nil {
+		fmt.Fprintf(streams.Out, "cluster: %d member(s): %s\n", len(list.Members), describeMembers(list.Members))
+	}
+	return nil
+}
+
+func allClientURLs(s *session) []string {
+	var out []string
+	for _, e := range apply.Endpoints(s.cluster) {
+		out = append(out, e.ClientURL)
+	}
+	return out
+}
+
+func describeMembers(ms []etcdclient.Member) string {
+	var parts []string
+	for _, m := range ms {
+		kind := ""
+		if m.Learner {
+			kind = ", learner"
+		}
+		parts = append(parts, fmt.Sprintf("%s (%s%s)", m.Name, m.HexID(), kind))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func isTerminal(streams Streams) bool {
+	in, ok := streams.In.(*os.File)
+	return ok && term.IsTerminal(int(in.Fd()))
+}
+
+// confirm asks a yes/no question on the terminal; only "y" or "yes" agree.
+func confirm(streams Streams, question string) (bool, error) {
+	fmt.Fprintf(streams.ErrOut, "%s [y/N] ", question)
+	line, err := bufio.NewReader(streams.In).ReadString('\n')
+	if err != nil && line == "" {
+		return false, fmt.Errorf("read the answer: %w", err)
+	}
+	answer := strings.ToLower(strings.TrimSpace(line))
+	return answer == "y" || answer == "yes", nil
+}

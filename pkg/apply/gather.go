@@ -1,0 +1,140 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/etcdadm-io/etcdadm/pkg/certs"
+	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/facts"
+	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/plan"
+)
+
+// Facts are what a run read from the hosts and from etcd.
+type Facts struct {
+	Hosts map[string]*facts.Host
+	Etcd  *facts.Cluster
+	locks []*facts.Lock
+}
+
+// Release lets other runs take the hosts this run locked.
+func (f *Facts) Release() {
+	for _, l := range f.locks {
+		l.Release()
+	}
+	f.locks = nil
+}
+
+// GatherOptions tune Gather.
+type GatherOptions struct {
+	Concurrency int
+	// Lock takes every host's lock, held until Facts.Release: for a run
+	// that changes the hosts. Without it nothing is written anywhere.
+	Lock bool
+	// EtcdTimeout bounds every call to etcd.
+	EtcdTimeout time.Duration
+	// Log reports each host's facts as they arrive; nil for none.
+	Log *Log
+}
+
+// Request is what to read on host h: every path the plan could write there.
+func Request(c *config.Cluster, pki *certs.PKI, h config.Host) (facts.Request, error) {
+	hp, err := plan.HostFiles(c, pki, h, plan.Bootstrap(c), plan.AllParts)
+	if err != nil {
+		return facts.Request{}, err
+	}
+	req := facts.Request{
+		DataDir:      c.Spec.Etcd.DataDir,
+		ManifestPath: manifests.ManifestPath(c),
+		CAPath:       path.Join(manifests.CertificatesDir, certs.CABaseName+".crt"),
+		ClientPort:   manifests.ClientPort,
+	}
+	for _, f := range hp.Files {
+		req.Files = append(req.Files, f.Path)
+	}
+	for _, d := range hp.Dirs {
+		req.Dirs = append(req.Dirs, d.Path)
+	}
+	return req, nil
+}
+
+// Gather reads every host's facts, one command per host, concurrently, then
+// asks etcd (client nil: not asked). Hosts without a transport in hs are
+// skipped. With opts.Lock, a host that another run holds fails the gather.
+func Gather(ctx context.Context, c *config.Cluster, pki *certs.PKI, hs *Hosts, client *etcdclient.Client, opts GatherOptions) (*Facts, error) {
+	f := &Facts{Hosts: map[string]*facts.Host{}}
+	holder := ""
+	if opts.Lock {
+		holder = lockHolder()
+	}
+	var mu sync.Mutex
+	var reachable []config.Host
+	for _, h := range hs.Order {
+		if hs.T[h.Name] != nil {
+			reachable = append(reachable, h)
+		}
+	}
+	var etcd *facts.Cluster
+	var wg sync.WaitGroup
+	if client != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			etcd = facts.GatherCluster(ctx, client, Endpoints(c), opts.EtcdTimeout)
+		}()
+	}
+	err := ForEach(ctx, reachable, opts.Concurrency, func(ctx context.Context, h config.Host) error {
+		req, err := Request(c, pki, h)
+		if err != nil {
+			return err
+		}
+		hf, lock, err := facts.Gather(ctx, hs.T[h.Name], req, holder)
+		if errors.Is(err, facts.ErrLocked) {
+			return fmt.Errorf("%w (%s): wait for it to finish, or stop it", err, hf.LockHolder)
+		}
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		f.Hosts[h.Name] = hf
+		if lock != nil {
+			f.locks = append(f.locks, lock)
+		}
+		mu.Unlock()
+		return nil
+	})
+	wg.Wait()
+	f.Etcd = etcd
+	if err != nil {
+		f.Release()
+		return nil, named(err, "reading the hosts")
+	}
+	return f, nil
+}
+
+// lockHolder says who holds a host's lock, for the run that finds it taken.
+func lockHolder() string {
+	who := "unknown"
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	machine, _ := os.Hostname()
+	return fmt.Sprintf("etcdadm pid %d of %s@%s since %s", os.Getpid(), who, machine, time.Now().UTC().Format(time.RFC3339))
+}
+
+// Endpoints are the inventory's members for the etcd client.
+func Endpoints(c *config.Cluster) []etcdclient.Endpoint {
+	out := make([]etcdclient.Endpoint, len(c.Spec.Hosts))
+	for i, h := range c.Spec.Hosts {
+		out[i] = etcdclient.Endpoint{Name: h.Name, ClientURL: manifests.ClientURL(h)}
+	}
+	return out
+}

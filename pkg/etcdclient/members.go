@@ -1,0 +1,290 @@
+package etcdclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Member is one entry of etcd's member list.
+type Member struct {
+	ID         uint64   `json:"-"`
+	Name       string   `json:"name"`
+	PeerURLs   []string `json:"peerURLs"`
+	ClientURLs []string `json:"clientURLs,omitempty"`
+	Learner    bool     `json:"learner"`
+}
+
+// Started reports whether the member's process has joined at least once: a
+// member added but never started has no client URLs yet.
+func (m Member) Started() bool { return len(m.ClientURLs) > 0 }
+
+// HexID is the member ID as etcdctl prints it.
+func (m Member) HexID() string { return FormatID(m.ID) }
+
+// HasPeerURL reports whether u is one of the member's peer URLs.
+func (m Member) HasPeerURL(u string) bool { return slices.Contains(m.PeerURLs, u) }
+
+func fromPB(ms []*etcdserverpb.Member) []Member {
+	out := make([]Member, len(ms))
+	for i, m := range ms {
+		out[i] = Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, Learner: m.IsLearner}
+	}
+	return out
+}
+
+// MemberList is the member list and where it came from.
+type MemberList struct {
+	Members []Member
+	// From is the client URL that answered.
+	From string
+	// Serializable is set when no member could answer with quorum and the
+	// list is one member's own view, possibly stale.
+	Serializable bool
+}
+
+// MemberList asks the endpoints in turn for the member list: a
+// linearizable one first, which needs quorum, then, if no endpoint could
+// give one, a serializable one.
+func (c *Client) MemberList(ctx context.Context, urls []string, timeout time.Duration) (*MemberList, error) {
+	if timeout <= 0 {
+		timeout = DefaultCallTimeout
+	}
+	var errs []error
+	for _, serializable := range []bool{false, true} {
+		for _, u := range urls {
+			cli, err := c.endpoint(u)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			var opts []clientv3.OpOption
+			if serializable {
+				opts = append(opts, clientv3.WithSerializable())
+			}
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			resp, err := cli.MemberList(cctx, opts...)
+			cancel()
+			if err != nil {
+				if !serializable {
+					errs = append(errs, fmt.Errorf("%s: %s", u, describe(err)))
+				}
+				continue
+			}
+			return &MemberList{Members: fromPB(resp.Members), From: u, Serializable: serializable}, nil
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("no member answered the member list: %w", errors.Join(errs...))
+}
+
+// AddLearner adds a learner with the given peer URL through the first
+// endpoint that accepts it and returns it with the member list after the
+// add. A member that already has the peer URL is returned as it is, so that
+// a repeated call after a lost answer adds nothing.
+func (c *Client) AddLearner(ctx context.Context, voters []string, peerURL string, timeout time.Duration) (Member, []Member, error) {
+	if timeout <= 0 {
+		timeout = DefaultCallTimeout
+	}
+	var errs []error
+	for _, u := range voters {
+		cli, err := c.endpoint(u)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if m, ms, ok := c.findPeer(ctx, cli, peerURL, timeout); ok {
+			return m, ms, nil
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		resp, err := cli.MemberAddAsLearner(cctx, []string{peerURL})
+		cancel()
+		if errors.Is(err, rpctypes.ErrPeerURLExist) {
+			if m, ms, ok := c.findPeer(ctx, cli, peerURL, timeout); ok {
+				return m, ms, nil
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s", u, describe(err)))
+			continue
+		}
+		return fromPB([]*etcdserverpb.Member{resp.Member})[0], fromPB(resp.Members), nil
+	}
+	return Member{}, nil, fmt.Errorf("add learner %s: %w", peerURL, errors.Join(errs...))
+}
+
+func (c *Client) findPeer(ctx context.Context, cli *clientv3.Client, peerURL string, timeout time.Duration) (Member, []Member, bool) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp, err := cli.MemberList(cctx)
+	if err != nil {
+		return Member{}, nil, false
+	}
+	ms := fromPB(resp.Members)
+	for _, m := range ms {
+		if m.HasPeerURL(peerURL) {
+			return m, ms, true
+		}
+	}
+	return Member{}, ms, false
+}
+
+// Promote makes the learner id a voting member, through voting endpoints
+// only (a learner serves no promotion). etcd refuses while the learner is
+// not in sync with the leader; that is retried every 500ms until deadline,
+// as kubeadm does. A member that is already a voter is a success.
+func (c *Client) Promote(ctx context.Context, voters []string, id uint64, deadline time.Duration) error {
+	end := time.Now().Add(deadline)
+	var last error
+	for {
+		for _, u := range voters {
+			cli, err := c.endpoint(u)
+			if err != nil {
+				last = err
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, DefaultCallTimeout)
+			list, err := cli.MemberList(cctx)
+			cancel()
+			if err == nil {
+				found := false
+				for _, m := range list.Members {
+					if m.ID == id {
+						found = true
+						if !m.IsLearner {
+							return nil
+						}
+					}
+				}
+				if !found {
+					return fmt.Errorf("promote %s: %w", FormatID(id), rpctypes.ErrMemberNotFound)
+				}
+			}
+			cctx, cancel = context.WithTimeout(ctx, DefaultCallTimeout)
+			_, err = cli.MemberPromote(cctx, id)
+			cancel()
+			if err == nil || errors.Is(err, rpctypes.ErrMemberNotLearner) {
+				return nil
+			}
+			last = fmt.Errorf("%s: %s", u, describe(err))
+			if errors.Is(err, rpctypes.ErrMemberLearnerNotReady) {
+				// The leader decides; asking another endpoint changes nothing.
+				break
+			}
+		}
+		if time.Now().After(end) || ctx.Err() != nil {
+			return fmt.Errorf("promote %s: still not promoted after %s: %w", FormatID(id), deadline, last)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// Remove removes member id through the first endpoint that can; a member
+// already gone is a success. etcd refuses a removal that would cost quorum
+// ("unhealthy cluster"); that is retried until deadline, since a member
+// restarting a moment ago counts as not connected for five seconds.
+func (c *Client) Remove(ctx context.Context, urls []string, id uint64, deadline time.Duration) error {
+	end := time.Now().Add(deadline)
+	var last error
+	for {
+		for _, u := range urls {
+			cli, err := c.endpoint(u)
+			if err != nil {
+				last = err
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, DefaultCallTimeout)
+			_, err = cli.MemberRemove(cctx, id)
+			cancel()
+			if err == nil || errors.Is(err, rpctypes.ErrMemberNotFound) {
+				return nil
+			}
+			last = fmt.Errorf("%s: %s", u, describe(err))
+		}
+		if time.Now().After(end) || ctx.Err() != nil {
+			return fmt.Errorf("remove member %s: %w", FormatID(id), last)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// InitialCluster is etcd's --initial-cluster for a member joining a cluster
+// whose members are ms: every member by name with its first peer URL, a
+// member not started yet by its hex ID (etcd merges entries of the same
+// name, so empty names would collapse), and self under its own name.
+func InitialCluster(ms []Member, self, selfPeerURL string) string {
+	var parts []string
+	for _, m := range ms {
+		if len(m.PeerURLs) == 0 {
+			continue
+		}
+		name := m.Name
+		switch {
+		case m.HasPeerURL(selfPeerURL):
+			name = self
+		case name == "":
+			name = m.HexID()
+		}
+		parts = append(parts, name+"="+m.PeerURLs[0])
+	}
+	joined := strings.Join(parts, ",")
+	if !strings.Contains(joined, "="+selfPeerURL) {
+		if joined != "" {
+			joined += ","
+		}
+		joined += self + "=" + selfPeerURL
+	}
+	return joined
+}
+
+// MoveLeaderAway hands leadership to another healthy voting member when the
+// member with the hex ID leads, so that removing or stopping it costs no
+// election; otherwise it does nothing.
+func (c *Client) MoveLeaderAway(ctx context.Context, urls []string, hexID string) error {
+	var eps []Endpoint
+	for _, u := range urls {
+		eps = append(eps, Endpoint{ClientURL: u})
+	}
+	sts := c.Status(ctx, eps, DefaultCallTimeout)
+	var leader *MemberStatus
+	var to uint64
+	for i, st := range sts {
+		switch {
+		case st.Leader && st.ID == hexID:
+			leader = &sts[i]
+		case st.Healthy && !st.Learner && st.ID != hexID && to == 0:
+			to = st.MemberID
+		}
+	}
+	if leader == nil {
+		return nil
+	}
+	if to == 0 {
+		return fmt.Errorf("move leadership away from %s: no other healthy voting member", hexID)
+	}
+	cli, err := c.endpoint(leader.Endpoint)
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := cli.MoveLeader(cctx, to); err != nil {
+		return fmt.Errorf("move leadership from %s to %s: %s", hexID, FormatID(to), describe(err))
+	}
+	return nil
+}

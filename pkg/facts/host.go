@@ -1,0 +1,546 @@
+// Package facts reads what the hosts and etcd say before anything is
+// decided: per host, in one command, who runs commands, the kubelet, etcd's
+// ports and process, the data directory and the member it holds, the etcd
+// manifest, the state of every planned file and directory, the CA the host
+// trusts, its clock and the work a previous run left pending; from etcd, the
+// member list and every member's status.
+package facts
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/etcdadm-io/etcdadm/pkg/remote"
+)
+
+// StateDir is etcdadm's own directory on a host: the lock and the markers
+// of pending work live there.
+const StateDir = "/var/lib/etcdadm"
+
+// PendingDir holds one marker file per piece of work a run recorded before
+// starting it, removed once done, so that a later run finishes it.
+const PendingDir = StateDir + "/" + pendingName
+
+const (
+	pendingName = "pending"
+	lockName    = "lock"
+)
+
+// Pending work a marker can record.
+const (
+	PendingKubeletRestart = "kubelet-restart"
+	PendingEtcdRestart    = "etcd-restart"
+)
+
+// Request says what to read on one host.
+type Request struct {
+	DataDir      string
+	ManifestPath string
+	// CAPath is the etcd CA file etcd trusts (trusted-ca-file).
+	CAPath string
+	// Files are the planned files: state, and content for certificates.
+	Files []string
+	// Dirs are the planned directories.
+	Dirs []string
+	// ClientPort is etcd's client port, whose listener is etcd's process.
+	ClientPort int
+	// StateDir is etcdadm's directory on the host; StateDir when empty.
+	StateDir string
+}
+
+func (r Request) stateDir() string {
+	if r.StateDir == "" {
+		return StateDir
+	}
+	return r.StateDir
+}
+
+// FileState is a file or directory as a host has it.
+type FileState struct {
+	Mode   fs.FileMode `json:"mode"`
+	UID    int         `json:"uid"`
+	GID    int         `json:"gid"`
+	Dir    bool        `json:"dir,omitempty"`
+	SHA256 string      `json:"sha256,omitempty"`
+	// Data is the content of certificates (.crt), for showing what changes.
+	Data []byte `json:"-"`
+}
+
+// Listener is a process listening on one of etcd's ports.
+type Listener struct {
+	Port    int    `json:"port"`
+	Process string `json:"process"`
+	PID     int    `json:"pid,omitempty"`
+	Line    string `json:"-"`
+}
+
+// Process identifies one process across restarts: a PID may be reused, a
+// PID with its start time may not.
+type Process struct {
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"`
+	// Cgroup is the pod's cgroup directory when the process runs in a Pod.
+	Cgroup string `json:"cgroup,omitempty"`
+}
+
+// DataDir is what etcd's data directory holds.
+type DataDir struct {
+	Exists  bool `json:"exists"`
+	Entries int  `json:"entries"`
+	// HasWAL is set when the directory holds a member (member/wal/*.wal).
+	HasWAL bool `json:"hasWAL"`
+	// MemberID and ClusterID are read from the WAL's metadata; 0 when
+	// they could not be read.
+	MemberID  uint64 `json:"memberID,omitempty"`
+	ClusterID uint64 `json:"clusterID,omitempty"`
+}
+
+// Empty reports whether there is nothing in the directory, or no directory.
+func (d DataDir) Empty() bool { return d.Entries == 0 }
+
+// Host is what one host has.
+type Host struct {
+	Name string `json:"name"`
+	// UID is the user commands run as; 0 is root (directly or through sudo).
+	UID        int    `json:"uid"`
+	Kubelet    string `json:"kubelet,omitempty"`
+	KubeletBin bool   `json:"kubeletUsrBin"`
+	// KubeletActive is what `systemctl is-active kubelet` says.
+	KubeletActive string               `json:"kubeletActive,omitempty"`
+	NoSS          bool                 `json:"-"`
+	Listeners     []Listener           `json:"listeners,omitempty"`
+	Etcd          []Process            `json:"etcdProcess,omitempty"`
+	DataDir       DataDir              `json:"dataDir"`
+	Manifest      *Manifest            `json:"manifest,omitempty"`
+	Files         map[string]FileState `json:"files"`
+	// CAData is the host's etcd CA file; TrustedCAs its certificates in order.
+	CAData     []byte              `json:"-"`
+	TrustedCAs []*x509.Certificate `json:"-"`
+	// ClockSkew is the host's clock minus this machine's, within ClockError.
+	ClockSkew  time.Duration `json:"clockSkew"`
+	ClockError time.Duration `json:"clockError"`
+	Pending    []string      `json:"pending,omitempty"`
+	// LockHolder says who holds the host's lock when another run does.
+	LockHolder string `json:"-"`
+}
+
+// HasPending reports whether a marker records the work.
+func (h *Host) HasPending(what string) bool {
+	for _, p := range h.Pending {
+		if p == what {
+			return true
+		}
+	}
+	return false
+}
+
+// RunsEtcd reports whether an etcd process listens on the client port.
+func (h *Host) RunsEtcd() bool { return len(h.Etcd) > 0 }
+
+// Script is the command that reads req on a host. It changes nothing.
+func Script(req Request) (string, error) {
+	var b strings.Builder
+	q := remote.ShellQuote
+	for _, p := range append(append([]string{req.DataDir, req.ManifestPath, req.CAPath}, req.Files...), req.Dirs...) {
+		if !path.IsAbs(p) || strings.ContainsAny(p, "\n") {
+			return "", fmt.Errorf("path %q is not absolute", p)
+		}
+	}
+	port := req.ClientPort
+	if port == 0 {
+		port = 2379
+	}
+	b.WriteString("export LC_ALL=C\n")
+	b.WriteString("echo \"clock $(date +%s.%N)\"\n")
+	b.WriteString("echo \"uid $(id -u)\"\n")
+	b.WriteString("echo \"kubelet $(command -v kubelet 2>/dev/null)\"\n")
+	b.WriteString("[ -x /usr/bin/kubelet ] && echo kubelet-usr-bin\n")
+	b.WriteString("echo \"kubelet-active $(systemctl is-active kubelet 2>/dev/null)\"\n")
+	b.WriteString("if command -v ss >/dev/null 2>&1; then\n")
+	b.WriteString("  ss -Hltnp '( sport = :2379 or sport = :2380 or sport = :2381 )' 2>/dev/null | while IFS= read -r l; do echo \"listen $l\"; done\n")
+	b.WriteString("  " + ProcessScript(port) + "\n")
+	b.WriteString("else echo no-ss; fi\n")
+	fmt.Fprintf(&b, "d=%s\n", q(req.DataDir))
+	b.WriteString("[ -d \"$d\" ] && echo \"datadir $(ls -A \"$d\" | wc -l)\"\n")
+	b.WriteString("w=$(ls \"$d\"/member/wal/*.wal 2>/dev/null | head -n 1)\n")
+	b.WriteString("[ -n \"$w\" ] && echo \"wal $(head -c 4096 \"$w\" | base64 | tr -d '\\n')\"\n")
+	fmt.Fprintf(&b, "f=%s; [ -f \"$f\" ] && echo \"manifest $(base64 < \"$f\" | tr -d '\\n')\"\n", q(req.ManifestPath))
+	fmt.Fprintf(&b, "f=%s; [ -f \"$f\" ] && echo \"ca $(base64 < \"$f\" | tr -d '\\n')\"\n", q(req.CAPath))
+	if len(req.Files) > 0 {
+		b.WriteString("for f in")
+		for _, f := range req.Files {
+			b.WriteString(" " + q(f))
+		}
+		b.WriteString("; do if [ -e \"$f\" ]; then s=-; [ -f \"$f\" ] && s=$(sha256sum < \"$f\" | cut -d' ' -f1)")
+		b.WriteString("; echo \"file $(stat -c '%f %u %g' \"$f\") $s $f\"")
+		b.WriteString("; case \"$f\" in *.crt) [ -f \"$f\" ] && echo \"data $(base64 < \"$f\" | tr -d '\\n') $f\";; esac; fi; done\n")
+	}
+	if len(req.Dirs) > 0 {
+		b.WriteString("for f in")
+		for _, f := range req.Dirs {
+			b.WriteString(" " + q(f))
+		}
+		b.WriteString("; do [ -e \"$f\" ] && echo \"file $(stat -c '%f %u %g' \"$f\") - $f\"; done\n")
+	}
+	fmt.Fprintf(&b, "for m in %s/*; do [ -f \"$m\" ] && echo \"pending ${m##*/}\"; done\n", q(path.Join(req.stateDir(), pendingName)))
+	b.WriteString("echo end\n")
+	return b.String(), nil
+}
+
+// lockedScript holds the host's lock (the file "lock" in the state
+// directory) around script: it prints "locked" and who holds the lock, and
+// exits 75, when another run does; otherwise it records holder, runs script,
+// and keeps the lock until its input ends.
+func lockedScript(script, holder, stateDir string) string {
+	q := remote.ShellQuote
+	return fmt.Sprintf(`mkdir -p %[1]s && chmod 0700 %[1]s || exit 1
+exec 9>>%[2]s
+if ! flock -n 9; then echo "locked $(tr -d '\n' < %[2]s)"; exit 75; fi
+printf '%%s\n' %[3]s > %[2]s
+%[4]s
+exec cat >/dev/null
+`, q(stateDir), q(path.Join(stateDir, lockName)), q(holder), script)
+}
+
+// Lock is a host's lock, held until Release.
+type Lock struct {
+	p *remote.Process
+}
+
+// Release lets another run take the host.
+func (l *Lock) Release() {
+	if l != nil && l.p != nil {
+		_ = l.p.Close()
+	}
+}
+
+// ErrLocked is returned when another etcdadm run holds a host.
+var ErrLocked = errors.New("another etcdadm run holds the host")
+
+// Gather reads req on the host in one command. With holder set it also
+// takes the host's lock, which the returned Lock holds until released or
+// until the connection ends; without, it writes nothing on the host.
+func Gather(ctx context.Context, t remote.Transport, req Request, holder string) (*Host, *Lock, error) {
+	script, err := Script(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	before := time.Now()
+	var out []byte
+	var lock *Lock
+	if holder == "" {
+		out, err = t.Run(ctx, script, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read the host's state: %w", err)
+		}
+	} else {
+		p, err := t.Start(ctx, lockedScript(script, holder, req.stateDir()))
+		if err != nil {
+			return nil, nil, fmt.Errorf("read the host's state: %w", err)
+		}
+		out, err = readUntilEnd(ctx, p)
+		if err != nil {
+			_ = p.Close()
+			if werr := p.Wait(); werr != nil {
+				err = fmt.Errorf("%w (%v)", err, werr)
+			}
+			if holderLine, ok := bytes.CutPrefix(bytes.TrimSpace(out), []byte("locked")); ok {
+				return &Host{Name: t.Host(), LockHolder: strings.TrimSpace(string(holderLine))}, nil, ErrLocked
+			}
+			return nil, nil, fmt.Errorf("read the host's state: %w", err)
+		}
+		lock = &Lock{p: p}
+	}
+	after := time.Now()
+	h, err := Parse(out, before, after)
+	if err != nil {
+		lock.Release()
+		return nil, nil, fmt.Errorf("read the host's state on %s: %w", t.Host(), err)
+	}
+	h.Name = t.Host()
+	return h, lock, nil
+}
+
+// readUntilEnd reads the script's output up to its "end" line.
+func readUntilEnd(ctx context.Context, p *remote.Process) ([]byte, error) {
+	type result struct {
+		out []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var buf bytes.Buffer
+		r := bufio.NewReader(p.Stdout)
+		for {
+			line, err := r.ReadBytes('\n')
+			buf.Write(line)
+			if string(line) == "end\n" {
+				done <- result{buf.Bytes(), nil}
+				return
+			}
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = errors.New("the host's output ended early")
+				}
+				done <- result{buf.Bytes(), err}
+				return
+			}
+		}
+	}()
+	select {
+	case r := <-done:
+		return r.out, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Parse reads the output of Script, run between before and after.
+func Parse(out []byte, before, after time.Time) (*Host, error) {
+	h := &Host{Files: map[string]FileState{}}
+	ended := false
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		tag, rest, _ := strings.Cut(line, " ")
+		var err error
+		switch tag {
+		case "clock":
+			err = h.parseClock(rest, before, after)
+		case "uid":
+			h.UID, err = strconv.Atoi(strings.TrimSpace(rest))
+		case "kubelet":
+			h.Kubelet = strings.TrimSpace(rest)
+		case "kubelet-usr-bin":
+			h.KubeletBin = true
+		case "kubelet-active":
+			h.KubeletActive = strings.TrimSpace(rest)
+		case "no-ss":
+			h.NoSS = true
+		case "listen":
+			h.Listeners = append(h.Listeners, parseListener(rest))
+		case "proc":
+			p, ok := parseProcess(rest)
+			if !ok {
+				return nil, fmt.Errorf("unexpected line %q", line)
+			}
+			h.Etcd = append(h.Etcd, p)
+		case "datadir":
+			h.DataDir.Exists = true
+			h.DataDir.Entries, err = strconv.Atoi(strings.TrimSpace(rest))
+		case "wal":
+			h.DataDir.HasWAL = true
+			var b []byte
+			if b, err = base64.StdEncoding.DecodeString(rest); err == nil {
+				// An unreadable WAL still holds a member; its ID stays unknown.
+				h.DataDir.MemberID, h.DataDir.ClusterID, _ = WALMetadata(b)
+			}
+		case "manifest":
+			var b []byte
+			if b, err = base64.StdEncoding.DecodeString(rest); err == nil {
+				h.Manifest = ParseManifest(b)
+			}
+		case "ca":
+			if h.CAData, err = base64.StdEncoding.DecodeString(rest); err == nil {
+				h.TrustedCAs = parseCerts(h.CAData)
+			}
+		case "file":
+			err = h.parseFile(rest)
+		case "data":
+			b64, p, ok := strings.Cut(rest, " ")
+			if !ok {
+				return nil, fmt.Errorf("unexpected line %q", line)
+			}
+			fs := h.Files[p]
+			if fs.Data, err = base64.StdEncoding.DecodeString(b64); err == nil {
+				h.Files[p] = fs
+			}
+		case "pending":
+			h.Pending = append(h.Pending, strings.TrimSpace(rest))
+		case "end":
+			ended = true
+		case "":
+		default:
+			return nil, fmt.Errorf("unexpected line %q", line)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("line %q: %w", line, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if !ended {
+		return nil, errors.New("the output ended early")
+	}
+	return h, nil
+}
+
+func (h *Host) parseClock(rest string, before, after time.Time) error {
+	secs, frac, _ := strings.Cut(strings.TrimSpace(rest), ".")
+	s, err := strconv.ParseInt(secs, 10, 64)
+	if err != nil {
+		return err
+	}
+	var ns int64
+	if frac != "" && frac != "N" {
+		frac = (frac + "000000000")[:9]
+		if ns, err = strconv.ParseInt(frac, 10, 64); err != nil {
+			return err
+		}
+	}
+	remoteNow := time.Unix(s, ns)
+	mid := before.Add(after.Sub(before) / 2)
+	h.ClockSkew = remoteNow.Sub(mid)
+	h.ClockError = after.Sub(before)/2 + time.Millisecond
+	return nil
+}
+
+// parseFile reads "<hex mode> <uid> <gid> <sha256|-> <path>".
+func (h *Host) parseFile(rest string) error {
+	f := strings.SplitN(rest, " ", 5)
+	if len(f) != 5 {
+		return errors.New("want mode, uid, gid, sha256 and path")
+	}
+	raw, err := strconv.ParseUint(f[0], 16, 32)
+	if err != nil {
+		return err
+	}
+	st := FileState{Mode: fs.FileMode(raw&0o777) | specialBits(raw), Dir: raw&0o170000 == 0o040000}
+	if st.UID, err = strconv.Atoi(f[1]); err != nil {
+		return err
+	}
+	if st.GID, err = strconv.Atoi(f[2]); err != nil {
+		return err
+	}
+	if f[3] != "-" {
+		st.SHA256 = f[3]
+	}
+	old := h.Files[f[4]]
+	st.Data = old.Data
+	h.Files[f[4]] = st
+	return nil
+}
+
+func specialBits(raw uint64) fs.FileMode {
+	var m fs.FileMode
+	if raw&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if raw&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if raw&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
+
+// parseListener reads one line of `ss -Hltnp`.
+func parseListener(line string) Listener {
+	l := Listener{Line: line, Process: "an unknown process"}
+	fields := strings.Fields(line)
+	if len(fields) >= 4 {
+		if i := strings.LastIndex(fields[3], ":"); i >= 0 {
+			l.Port, _ = strconv.Atoi(fields[3][i+1:])
+		}
+	}
+	if i := strings.Index(line, `(("`); i >= 0 {
+		if j := strings.Index(line[i+3:], `"`); j >= 0 {
+			l.Process = line[i+3 : i+3+j]
+		}
+	}
+	if i := strings.Index(line, "pid="); i >= 0 {
+		end := i + 4
+		for end < len(line) && line[end] >= '0' && line[end] <= '9' {
+			end++
+		}
+		l.PID, _ = strconv.Atoi(line[i+4 : end])
+	}
+	return l
+}
+
+func parseCerts(data []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return out
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		if c, err := x509.ParseCertificate(block.Bytes); err == nil {
+			out = append(out, c)
+		}
+	}
+}
+
+// ProcessScript prints the etcd processes listening on the client port, as
+// Script does: "proc <pid> <start> <pod cgroup directory or ->" lines. The
+// kubelet removes a pod's cgroup once it is done with the pod.
+func ProcessScript(port int) string {
+	if port == 0 {
+		port = 2379
+	}
+	return fmt.Sprintf(`for p in $(ss -Hltnp '( sport = :%d )' 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do [ -r /proc/$p/stat ] || continue; `+
+		`cg=$(sed -n 's#^[0-9]*:memory:\(.*pod[^/]*\).*#/sys/fs/cgroup/memory\1#p' /proc/$p/cgroup 2>/dev/null | head -n 1); `+
+		`[ -n "$cg" ] || cg=$(sed -n 's#^0::\(.*pod[^/]*\).*#/sys/fs/cgroup\1#p' /proc/$p/cgroup 2>/dev/null | head -n 1); `+
+		`echo "proc $p $(sed 's/^.*) //' /proc/$p/stat | cut -d' ' -f20) ${cg:--}"; done; true`, port)
+}
+
+// ParseProcesses reads the output of ProcessScript.
+func ParseProcesses(out []byte) []Process {
+	var ps []Process
+	for _, line := range strings.Split(string(out), "\n") {
+		if p, ok := parseProcess(strings.TrimPrefix(line, "proc ")); ok && strings.HasPrefix(line, "proc ") {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+func parseProcess(rest string) (Process, bool) {
+	f := strings.Fields(rest)
+	if len(f) < 2 {
+		return Process{}, false
+	}
+	var p Process
+	var err error
+	if p.PID, err = strconv.Atoi(f[0]); err != nil {
+		return Process{}, false
+	}
+	if p.Start, err = strconv.ParseUint(f[1], 10, 64); err != nil {
+		return Process{}, false
+	}
+	if len(f) > 2 && f[2] != "-" {
+		p.Cgroup = f[2]
+	}
+	return p, true
+}
+
+// Same reports whether p and q are one process.
+func (p Process) Same(q Process) bool { return p.PID == q.PID && p.Start == q.Start }
+
+// Processes returns the etcd processes listening on the host's client port.
+func Processes(ctx context.Context, t remote.Transport, port int) ([]Process, error) {
+	out, err := t.Run(ctx, ProcessScript(port), nil)
+	if err != nil {
+		return nil, fmt.Errorf("look for etcd's process: %w", err)
+	}
+	return ParseProcesses(out), nil
+}

@@ -1,0 +1,74 @@
+package facts
+
+import (
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// Manifest is what an etcd static Pod on a host says about its member.
+type Manifest struct {
+	Data []byte `json:"-"`
+	// Err is set when the file is not an etcd Pod etcdadm can read.
+	Err                 string `json:"error,omitempty"`
+	Name                string `json:"name,omitempty"`
+	InitialCluster      string `json:"initialCluster,omitempty"`
+	InitialClusterState string `json:"initialClusterState,omitempty"`
+	Image               string `json:"image,omitempty"`
+	DataDir             string `json:"dataDir,omitempty"`
+	// Restart is the Pod's etcdadm.io/restart annotation.
+	Restart string `json:"restart,omitempty"`
+	// Flags are the etcd command's flags, without their dashes.
+	Flags map[string]string `json:"-"`
+}
+
+// ParseManifest reads an etcd static Pod.
+func ParseManifest(data []byte) *Manifest {
+	m := &Manifest{Data: data, Flags: map[string]string{}}
+	var pod corev1.Pod
+	if err := yaml.Unmarshal(data, &pod); err != nil {
+		m.Err = "not a Pod: " + err.Error()
+		return m
+	}
+	m.Restart = pod.Annotations["etcdadm.io/restart"]
+	for _, c := range pod.Spec.Containers {
+		if c.Name != "etcd" {
+			continue
+		}
+		m.Image = c.Image
+		for _, arg := range append(append([]string(nil), c.Command...), c.Args...) {
+			name, value, ok := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
+			if !ok || !strings.HasPrefix(arg, "--") {
+				continue
+			}
+			m.Flags[name] = value
+		}
+		m.Name = m.Flags["name"]
+		m.InitialCluster = m.Flags["initial-cluster"]
+		m.InitialClusterState = m.Flags["initial-cluster-state"]
+		m.DataDir = m.Flags["data-dir"]
+		return m
+	}
+	m.Err = "no container named etcd"
+	return m
+}
+
+// InitialClusterNames returns the member names --initial-cluster lists, with
+// their peer URLs.
+func (m *Manifest) InitialClusterNames() map[string][]string {
+	return ParseInitialCluster(m.InitialCluster)
+}
+
+// ParseInitialCluster splits name=url,name=url into names and their URLs.
+func ParseInitialCluster(s string) map[string][]string {
+	out := map[string][]string{}
+	for _, part := range strings.Split(s, ",") {
+		name, u, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || name == "" {
+			continue
+		}
+		out[name] = append(out[name], u)
+	}
+	return out
+}

@@ -1,0 +1,330 @@
+package plan
+
+import (
+	"bytes"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/etcdadm-io/etcdadm/pkg/certs"
+	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/facts"
+	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+)
+
+// Input is everything a plan is made from, and nothing else.
+type Input struct {
+	Cluster *config.Cluster
+	// PKI is the operator's PKI as certs.Compute worked it out.
+	PKI *certs.PKI
+	// Hosts are the facts of the inventory's hosts, by name.
+	Hosts map[string]*facts.Host
+	// Etcd is what etcd says; nil when it was not asked.
+	Etcd *facts.Cluster
+	// Now stamps the restarts the plan makes; the zero time means time.Now.
+	Now time.Time
+}
+
+func (in Input) restartStamp() string {
+	now := in.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	return now.UTC().Format(time.RFC3339)
+}
+
+// Commands run on hosts.
+const (
+	CmdDaemonReload = "systemctl daemon-reload"
+	CmdRestartKube  = "systemctl restart kubelet"
+	CmdStartKube    = "systemctl start kubelet"
+	CmdStopKube     = "systemctl stop kubelet"
+)
+
+// role is what a host is to its cluster.
+type role int
+
+const (
+	// roleBootstrap: part of a cluster being brought up; starts as "new".
+	roleBootstrap role = iota
+	// roleMember: a member with its data, running or to be repaired.
+	roleMember
+	// roleJoin: not a voting member yet; added as a learner, then promoted.
+	roleJoin
+)
+
+// host is the planner's view of one inventory host.
+type host struct {
+	cfg    config.Host
+	facts  *facts.Host
+	role   role
+	member etcdclient.Member
+	listed bool
+	plan   *Host
+	// restart is the manifest with a new restart annotation, for a restart.
+	restart File
+}
+
+func (h *host) runs() bool { return h.facts.RunsEtcd() }
+
+// Build makes the plan that brings the hosts to the inventory, from the
+// inventory, the operator's PKI and the facts, with no side effect. Every
+// guard is checked first; a refused plan is a *RefusedError listing every
+// reason.
+func Build(in Input) (*Plan, error) {
+	c := in.Cluster
+	if in.Etcd == nil {
+		in.Etcd = &facts.Cluster{}
+	}
+	p := &Plan{Cluster: c.Metadata.Name, Topology: c.Spec.Topology}
+	var refused refusals
+	checkPKI(in, &refused)
+	hosts := make([]*host, 0, len(c.Spec.Hosts))
+	for _, ch := range c.Spec.Hosts {
+		hf := in.Hosts[ch.Name]
+		if hf == nil {
+			return nil, fmt.Errorf("no facts for host %s", ch.Name)
+		}
+		hosts = append(hosts, &host{cfg: ch, facts: hf})
+	}
+	formed := classify(in, hosts, &refused)
+	p.Warnings = append(p.Warnings, unknownMembers(in)...)
+	if err := refused.err("apply"); err != nil {
+		return nil, err
+	}
+	var joined []etcdclient.Member
+	for _, h := range hosts {
+		hp, err := HostFiles(c, in.PKI, h.cfg, memberFor(in, hosts, h, formed, &joined), AllParts)
+		if err != nil {
+			return nil, err
+		}
+		Compare(&hp, h.facts)
+		p.Hosts = append(p.Hosts, hp)
+		m := hp.Member
+		m.Restart = in.restartStamp()
+		if h.restart, err = ManifestFile(c, h.cfg, m); err != nil {
+			return nil, err
+		}
+	}
+	// The plan's hosts are copies; keep h.plan pointing at them.
+	for i, h := range hosts {
+		h.plan = &p.Hosts[i]
+	}
+	if !formed {
+		p.Stages = bringUp(in, hosts, "bring-up", "a new cluster: no host holds etcd data and no member answers")
+		return p, nil
+	}
+	stages, warnings := converge(in, hosts, &refused)
+	p.Stages = stages
+	p.Warnings = append(p.Warnings, warnings...)
+	if err := refused.err("apply"); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// checkPKI refuses a local PKI that is not the one the hosts trust.
+func checkPKI(in Input, refused *refusals) {
+	var trusting []string
+	for _, ch := range in.Cluster.Spec.Hosts {
+		if hf := in.Hosts[ch.Name]; hf != nil && len(hf.TrustedCAs) > 0 {
+			trusting = append(trusting, ch.Name)
+		}
+	}
+	if in.PKI.CACreated && len(trusting) > 0 {
+		refused.add("", "%s has no etcd CA but %s already trust one: etcdadm would make a new CA and break the members' mutual TLS; copy the PKI directory from where it was created (the workstation or checkout that first ran etcdadm) to %s",
+			path.Join(in.PKI.Dir, certs.CABaseName+".crt"), strings.Join(trusting, ", "), in.PKI.Dir)
+		return
+	}
+	local := in.PKI.CA.Cert
+	for _, ch := range in.Cluster.Spec.Hosts {
+		hf := in.Hosts[ch.Name]
+		if hf == nil || len(hf.TrustedCAs) == 0 {
+			continue
+		}
+		trusted := false
+		for _, ca := range hf.TrustedCAs {
+			if bytes.Equal(ca.Raw, local.Raw) {
+				trusted = true
+			}
+		}
+		if !trusted {
+			refused.add(ch.Name, "trusts another etcd CA, %s; the local PKI's CA is %s. Put the cluster's own CA in %s, or move the cluster to this CA with a CA rotation",
+				describeCA(hf.TrustedCAs[0]), describeCA(local), in.PKI.Dir)
+		}
+	}
+}
+
+// classify decides what each host is to its cluster, refusing what cannot be
+// planned safely, and reports whether a cluster exists at all.
+func classify(in Input, hosts []*host, refused *refusals) bool {
+	c, e := in.Cluster, in.Etcd
+	dataDir := c.Spec.Etcd.DataDir
+	for _, h := range hosts {
+		preflight(c, h, refused)
+	}
+	formed := e.Known()
+	for _, h := range hosts {
+		if h.facts.DataDir.HasWAL || h.runs() {
+			formed = true
+		}
+	}
+	if !formed {
+		for _, h := range hosts {
+			h.role = roleBootstrap
+			if !h.facts.DataDir.Empty() {
+				refused.add(h.cfg.Name, "data directory %s is not empty and holds no etcd member: it may belong to something else; move it away or empty it", dataDir)
+			}
+		}
+		return false
+	}
+	boot := bootstrapCluster(hosts)
+	for _, h := range hosts {
+		name, peer := h.cfg.Name, manifests.PeerURL(h.cfg)
+		h.member, h.listed = e.Member(name, peer)
+		dd := h.facts.DataDir
+		switch {
+		case h.listed && !h.member.HasPeerURL(peer):
+			refused.add(name, "the cluster knows member %s (%s) at %v but the inventory puts it at %s; a member's address does not change in place: replace it with `etcdadm member replace %s`",
+				name, h.member.HexID(), h.member.PeerURLs, peer, name)
+		case dd.HasWAL || h.runs():
+			switch {
+			case e.Known() && !h.listed:
+				refused.add(name, "its data directory %s holds etcd member %s, which is not a member of this cluster (it was removed, or belongs to another cluster): `etcdadm reset %s` moves it under the backup directory so that the host can join again",
+					dataDir, idOrUnknown(dd.MemberID), name)
+			case e.Known() && dd.MemberID != 0 && dd.MemberID != h.member.ID:
+				refused.add(name, "its data directory %s holds etcd member %s, but the cluster knows %s as member %s: `etcdadm reset %s` moves the stale data under the backup directory",
+					dataDir, idOrUnknown(dd.MemberID), name, h.member.HexID(), name)
+			case h.listed && h.member.Learner:
+				h.role = roleJoin
+			default:
+				h.role = roleMember
+			}
+		case !dd.Empty():
+			refused.add(name, "data directory %s is not empty and holds no etcd member: it may belong to something else; move it away or empty it", dataDir)
+		case h.listed && h.member.Started():
+			refused.add(name, "the cluster lists member %s (%s) as started, but its data directory %s is empty: its data is lost; replace the member with `etcdadm member replace %s`",
+				name, h.member.HexID(), dataDir, name)
+		case h.listed:
+			h.role = roleJoin
+			if !h.member.Learner && boot.names(peer) {
+				h.role = roleBootstrap
+			}
+		case e.Known():
+			h.role = roleJoin
+		case boot.names(peer):
+			h.role = roleBootstrap
+		default:
+			refused.add(name, "is not a member yet and no member answers, so it cannot be added now (%s)", e.ListError)
+		}
+	}
+	return true
+}
+
+// preflight refuses a host etcdadm cannot work on.
+func preflight(c *config.Cluster, h *host, refused *refusals) {
+	name, hf := h.cfg.Name, h.facts
+	if hf.UID != 0 {
+		refused.add(name, "commands run as uid %d, not root: log in as root or as a user with passwordless sudo", hf.UID)
+	}
+	if c.Spec.Topology == config.TopologyExternal && !hf.KubeletBin {
+		where := "not installed"
+		if hf.Kubelet != "" {
+			where = "at " + hf.Kubelet + ", not at /usr/bin/kubelet, where the drop-in runs it"
+		}
+		refused.add(name, "kubelet is %s: install the kubelet package of Kubernetes %s", where, c.Spec.KubernetesVersion)
+	}
+	if hf.NoSS {
+		refused.add(name, "ss (iproute2) is missing: etcdadm needs it to see who holds etcd's ports; install iproute2")
+	}
+	for _, l := range hf.Listeners {
+		if l.Process != "etcd" {
+			refused.add(name, "port %d is held by %s (%s): stop that process or move it", l.Port, l.Process, strings.TrimSpace(l.Line))
+		}
+	}
+	if skew := hf.ClockSkew; skew > MaxClockSkew+hf.ClockError || -skew > MaxClockSkew+hf.ClockError {
+		refused.add(name, "clock is %s off this machine's (at most %s allowed): synchronise it with NTP", skew.Round(time.Millisecond), MaxClockSkew)
+	}
+}
+
+// MaxClockSkew is how far a host's clock may be from the operator's:
+// certificates are backdated by minutes, but etcd's leases and a human
+// reading logs across hosts suffer from skew long before that.
+const MaxClockSkew = time.Second
+
+func idOrUnknown(id uint64) string {
+	if id == 0 {
+		return "(ID unreadable)"
+	}
+	return etcdclient.FormatID(id)
+}
+
+// bootstrap is the --initial-cluster a cluster was brought up with, read
+// from the manifests of members that hold data and started as "new".
+type bootstrap struct {
+	initialCluster string
+	peers          []string
+}
+
+func bootstrapCluster(hosts []*host) bootstrap {
+	for _, h := range hosts {
+		m := h.facts.Manifest
+		if m == nil || m.Err != "" || m.InitialClusterState != manifests.StateNew || !(h.facts.DataDir.HasWAL || h.runs()) {
+			continue
+		}
+		var peers []string
+		for _, urls := range facts.ParseInitialCluster(m.InitialCluster) {
+			peers = append(peers, urls...)
+		}
+		return bootstrap{initialCluster: m.InitialCluster, peers: peers}
+	}
+	return bootstrap{}
+}
+
+func (b bootstrap) names(peer string) bool { return slices.Contains(b.peers, peer) }
+
+// memberFor decides how a host's member starts.
+func memberFor(in Input, hosts []*host, h *host, formed bool, joined *[]etcdclient.Member) Member {
+	c := in.Cluster
+	if !formed {
+		return Bootstrap(c)
+	}
+	m := h.facts.Manifest
+	kept := m != nil && m.Err == "" && m.Name == h.cfg.Name && m.InitialCluster != "" &&
+		(m.InitialClusterState == manifests.StateNew || m.InitialClusterState == manifests.StateExisting)
+	var keep Member
+	if kept {
+		keep = Member{InitialCluster: m.InitialCluster, State: m.InitialClusterState, Restart: m.Restart, Why: "kept from the member's manifest: etcd reads it only on an empty data directory"}
+	}
+	peer := manifests.PeerURL(h.cfg)
+	switch h.role {
+	case roleMember:
+		if kept {
+			return keep
+		}
+		ic := manifests.InitialCluster(c.Spec.Hosts)
+		if in.Etcd.Known() {
+			ic = etcdclient.InitialCluster(in.Etcd.Members, h.cfg.Name, peer)
+		} else if b := bootstrapCluster(hosts); b.initialCluster != "" {
+			ic = b.initialCluster
+		}
+		return Member{InitialCluster: ic, State: manifests.StateExisting, Why: "its data directory holds the member; the manifest is restored"}
+	case roleBootstrap:
+		if kept && m.InitialClusterState == manifests.StateNew {
+			return keep
+		}
+		return Member{InitialCluster: bootstrapCluster(hosts).initialCluster, State: manifests.StateNew, Why: "named in the running members' --initial-cluster: the bring-up goes on"}
+	default:
+		if kept && m.InitialClusterState == manifests.StateExisting {
+			return keep
+		}
+		members := append(slices.Clone(in.Etcd.Members), *joined...)
+		if !h.listed {
+			*joined = append(*joined, etcdclient.Member{Name: h.cfg.Name, PeerURLs: []string{peer}})
+		}
+		return Member{InitialCluster: etcdclient.InitialCluster(members, h.cfg.Name, peer), State: manifests.StateExisting, Why: "joins the running cluster as a learner"}
+	}
+}

@@ -1,0 +1,296 @@
+package plan
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/facts"
+	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+)
+
+// target is the member a membership command names.
+type target struct {
+	name   string
+	host   *config.Host
+	facts  *facts.Host
+	member etcdclient.Member
+	listed bool
+}
+
+// find resolves name: an inventory host (by name) or a member (by name or hex ID).
+func find(in Input, name string) target {
+	t := target{name: name}
+	if h, ok := in.Cluster.Host(name); ok {
+		t.host = &h
+		t.facts = in.Hosts[name]
+		t.member, t.listed = in.Etcd.Member(name, manifests.PeerURL(h))
+		return t
+	}
+	for _, m := range in.Etcd.Members {
+		if m.Name == name || m.HexID() == name {
+			t.member, t.listed = m, true
+		}
+	}
+	return t
+}
+
+func (t target) reachable() bool { return t.facts != nil }
+
+// holdsEtcd reports whether the host has anything of etcd's left.
+func (t target) holdsEtcd() bool {
+	if t.facts == nil {
+		return false
+	}
+	if t.facts.Manifest != nil || t.facts.RunsEtcd() || !t.facts.DataDir.Empty() {
+		return true
+	}
+	for p, st := range t.facts.Files {
+		if !st.Dir && p != "" {
+			return true
+		}
+	}
+	return len(t.facts.Pending) > 0
+}
+
+func newPlan(in Input) *Plan {
+	return &Plan{Cluster: in.Cluster.Metadata.Name, Topology: in.Cluster.Spec.Topology}
+}
+
+// Remove plans `etcdadm member remove NAME`: hand leadership over if it
+// leads, remove it by ID through the other members, then, if its host can
+// be reached, stop its etcd and move its data directory, manifest,
+// certificates and kubelet files under the backup directory.
+func Remove(in Input, name string) (*Plan, error) {
+	if in.Etcd == nil {
+		in.Etcd = &facts.Cluster{}
+	}
+	var refused refusals
+	p := newPlan(in)
+	t := find(in, name)
+	switch {
+	case t.host == nil && !t.listed:
+		refused.add(name, "is neither a host of the inventory nor a member of the cluster")
+		return nil, refused.err("member remove")
+	case !in.Etcd.Known() || in.Etcd.Serializable:
+		refused.add("", "no quorum to remove a member with (%s): bring the members back first", quorumWhy(in))
+		return nil, refused.err("member remove")
+	}
+	if !t.listed {
+		if t.reachable() && t.holdsEtcd() {
+			p.Warnings = append(p.Warnings, name+" is not a member of the cluster any more; its host is cleaned")
+			p.Stages = []Stage{{Name: "clean " + name, Rollout: OneAtATime, Hosts: []HostOps{{Host: name, Ops: cleanOps(in.Cluster, t.facts, true)}}}}
+		} else {
+			p.Warnings = append(p.Warnings, name+" is not a member of the cluster and its host holds nothing of etcd: nothing to do")
+		}
+		return p, nil
+	}
+	if err := checkRemoval(in, t, &refused); err != nil {
+		return nil, err
+	}
+	ops := []Op{}
+	if !t.member.Learner {
+		ops = append(ops, Op{Kind: OpMoveLeader, Member: name, MemberID: t.member.HexID(), Why: "a removed leader would cost an election"})
+	}
+	ops = append(ops, Op{Kind: OpRemoveMember, Member: name, MemberID: t.member.HexID()})
+	switch {
+	case t.host == nil:
+		p.Warnings = append(p.Warnings, name+" is not in the inventory: it is removed by ID and its host is not cleaned")
+	case !t.reachable():
+		p.Warnings = append(p.Warnings, fmt.Sprintf("%s cannot be reached: it is removed by ID, but its host is not cleaned; when it is back, run `etcdadm reset %s` before it joins again", name, name))
+	default:
+		ops = append(ops, cleanOps(in.Cluster, t.facts, true)...)
+	}
+	remaining := remainingVoters(in, t.member.ID)
+	if len(remaining) > 0 {
+		ops = append(ops, Op{Kind: OpWaitCluster, Members: remaining})
+	}
+	p.Stages = []Stage{{Name: "remove member " + name, Rollout: OneAtATime, Why: "the other members keep quorum without it",
+		Hosts: []HostOps{{Host: name, Ops: ops}}}}
+	return p, nil
+}
+
+// checkRemoval refuses a removal that would cost quorum or leave no member.
+func checkRemoval(in Input, t target, refused *refusals) error {
+	if t.member.Learner {
+		return nil
+	}
+	voters := in.Etcd.Voters()
+	if len(voters) <= 1 {
+		refused.add(t.name, "is the cluster's last voting member: removing it would end the cluster")
+		return refused.err("member remove")
+	}
+	healthy := 0
+	for _, m := range voters {
+		if m.ID != t.member.ID && in.Etcd.Healthy(m.ID) {
+			healthy++
+		}
+	}
+	if q := facts.Quorum(len(voters) - 1); healthy < q {
+		refused.add(t.name, "removing it would leave %d healthy of %d voting members, below the quorum of %d%s; bring them back first",
+			healthy, len(voters)-1, q, unhealthyList(in))
+		return refused.err("member remove")
+	}
+	return nil
+}
+
+func quorumWhy(in Input) string {
+	switch {
+	case in.Etcd.ListError != "":
+		return in.Etcd.ListError
+	case in.Etcd.Serializable:
+		return "only " + in.Etcd.ListFrom + " answered, without a leader"
+	}
+	return "no member answered"
+}
+
+// remainingVoters are the inventory hosts whose members are healthy voters,
+// without the member id.
+func remainingVoters(in Input, id uint64) []string {
+	var out []string
+	for _, h := range in.Cluster.Spec.Hosts {
+		m, ok := in.Etcd.Member(h.Name, manifests.PeerURL(h))
+		if ok && m.ID != id && !m.Learner && in.Etcd.Healthy(m.ID) {
+			out = append(out, h.Name)
+		}
+	}
+	return out
+}
+
+// cleanOps stop a host's etcd and move everything etcdadm put there under
+// the backup directory: data, manifest, certificates, configuration, and
+// (all, for a host that leaves) the kubelet's files, then stop the kubelet
+// that only ran etcd.
+func cleanOps(c *config.Cluster, hf *facts.Host, all bool) []Op {
+	var ops []Op
+	if hf.Manifest != nil || hf.RunsEtcd() {
+		ops = append(ops, Op{Kind: OpStopEtcd})
+	}
+	if !hf.DataDir.Empty() {
+		ops = append(ops, Op{Kind: OpBackup, Path: c.Spec.Etcd.DataDir, Why: "etcd's data"})
+	}
+	if !all {
+		return ops
+	}
+	manifest := manifests.ManifestPath(c)
+	var paths []string
+	kubelet := false
+	for p, st := range hf.Files {
+		if st.Dir || p == manifest {
+			continue
+		}
+		paths = append(paths, p)
+		if strings.HasPrefix(p, "/etc/systemd/") {
+			kubelet = true
+		}
+	}
+	slices.Sort(paths)
+	for _, p := range paths {
+		ops = append(ops, Op{Kind: OpBackup, Path: p})
+	}
+	for _, m := range hf.Pending {
+		ops = append(ops, Op{Kind: OpUnmark, Marker: m})
+	}
+	if kubelet && c.Spec.Topology == config.TopologyExternal {
+		ops = append(ops, Op{Kind: OpRun, Command: CmdDaemonReload}, Op{Kind: OpRun, Command: CmdStopKube, Why: "it ran only etcd"})
+	}
+	return ops
+}
+
+// Reset plans `etcdadm reset NAME`: clean a host that is not a member.
+func Reset(in Input, name string) (*Plan, error) {
+	if in.Etcd == nil {
+		in.Etcd = &facts.Cluster{}
+	}
+	var refused refusals
+	t := find(in, name)
+	switch {
+	case t.host == nil:
+		refused.add(name, "is not a host of the inventory: reset needs to reach it")
+	case !t.reachable():
+		refused.add(name, "cannot be reached")
+	case !in.Etcd.Known():
+		refused.add(name, "no member answers (%s), so it cannot be told whether %s is still a member", quorumWhy(in), name)
+	case t.listed:
+		refused.add(name, "is member %s of the cluster: remove it first with `etcdadm member remove %s`", t.member.HexID(), name)
+	case t.facts.DataDir.MemberID != 0:
+		if m, ok := in.Etcd.MemberByID(t.facts.DataDir.MemberID); ok {
+			refused.add(name, "its data directory holds member %s (%s) of the cluster: remove it first with `etcdadm member remove %s`", m.HexID(), m.Name, orID(m))
+		}
+	}
+	if err := refused.err("reset"); err != nil {
+		return nil, err
+	}
+	p := newPlan(in)
+	if !t.holdsEtcd() {
+		p.Warnings = append(p.Warnings, name+" holds nothing of etcd: nothing to do")
+		return p, nil
+	}
+	p.Stages = []Stage{{Name: "reset " + name, Rollout: OneAtATime, Why: "not a member: its etcd files go under the backup directory",
+		Hosts: []HostOps{{Host: name, Ops: cleanOps(in.Cluster, t.facts, true)}}}}
+	return p, nil
+}
+
+// Replace plans `etcdadm member replace NAME` for a failed member: remove
+// its stale ID, move what is left of its data aside, then add it again as a
+// learner, with the inventory's address, and promote it.
+func Replace(in Input, name string, force bool) (*Plan, error) {
+	if in.Etcd == nil {
+		in.Etcd = &facts.Cluster{}
+	}
+	var refused refusals
+	t := find(in, name)
+	switch {
+	case t.host == nil:
+		refused.add(name, "is not a host of the inventory: add it there with its (new) address first")
+	case !t.reachable():
+		refused.add(name, "cannot be reached: the replacement member must be started on it")
+	case !in.Etcd.Known() || in.Etcd.Serializable:
+		refused.add("", "no quorum to replace a member with (%s)", quorumWhy(in))
+	}
+	if err := refused.err("member replace"); err != nil {
+		return nil, err
+	}
+	if t.listed && in.Etcd.Healthy(t.member.ID) && !force {
+		refused.add(name, "member %s is healthy: replace is for a failed member (pass --force to replace it anyway)", t.member.HexID())
+		return nil, refused.err("member replace")
+	}
+	if t.listed {
+		if err := checkRemoval(in, t, &refused); err != nil {
+			return nil, err
+		}
+	}
+	p := newPlan(in)
+	var stages []Stage
+	members := in.Etcd.Members
+	if t.listed {
+		ops := []Op{{Kind: OpRemoveMember, Member: name, MemberID: t.member.HexID(), Why: "the failed member's ID"}}
+		ops = append(ops, cleanOps(in.Cluster, t.facts, false)...)
+		stages = append(stages, Stage{Name: "remove the failed member " + name, Rollout: OneAtATime, Hosts: []HostOps{{Host: name, Ops: ops}}})
+		members = slices.DeleteFunc(slices.Clone(members), func(m etcdclient.Member) bool { return m.ID == t.member.ID })
+	}
+	// The host as it will be once its old member is gone.
+	hf := *t.facts
+	hf.Manifest, hf.Etcd, hf.DataDir = nil, nil, facts.DataDir{Exists: true}
+	hf.Files = maps.Clone(t.facts.Files)
+	delete(hf.Files, manifests.ManifestPath(in.Cluster))
+	peer := manifests.PeerURL(*t.host)
+	m := Member{InitialCluster: etcdclient.InitialCluster(members, name, peer), State: manifests.StateExisting, Why: "joins the running cluster as a learner, replacing the failed member"}
+	hp, err := HostFiles(in.Cluster, in.PKI, *t.host, m, AllParts)
+	if err != nil {
+		return nil, err
+	}
+	Compare(&hp, &hf)
+	p.Hosts = []Host{hp}
+	h := &host{cfg: *t.host, facts: &hf, role: roleJoin, plan: &p.Hosts[0]}
+	voters := remainingVoters(in, t.member.ID)
+	jin := in
+	jin.Etcd = &facts.Cluster{Members: members, Status: in.Etcd.Status}
+	stages = append(stages, join(jin, h, voters))
+	p.Stages = stages
+	p.Warnings = append(p.Warnings, unknownMembers(in)...)
+	return p, nil
+}

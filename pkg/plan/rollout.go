@@ -1,0 +1,381 @@
+package plan
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/etcdadm-io/etcdadm/pkg/certs"
+	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/facts"
+	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+)
+
+// work is what one host needs: prepare before its member (re)starts, start
+// to (re)start it.
+type work struct {
+	prepare []Op
+	start   []Op
+	// restarts is set when the member's process changes; why says why.
+	restarts bool
+	why      []string
+	// kubelet is set when the kubelet restarts or starts.
+	kubelet bool
+}
+
+func (w work) empty() bool { return len(w.prepare) == 0 && len(w.start) == 0 }
+
+// disruptive reports whether the work stops a running member.
+func (w work) disruptive() bool {
+	for _, op := range append(slices.Clone(w.prepare), w.start...) {
+		if op.Disruptive {
+			return true
+		}
+	}
+	return false
+}
+
+// etcdFiles are the files etcd reads at start or for its own connections: a
+// change restarts the member, since etcd loads its CA only at start and
+// keeps its peer streams on the old certificate.
+func etcdFiles() []string {
+	var out []string
+	for _, base := range []string{certs.CABaseName, "etcd/server", "etcd/peer"} {
+		p := path.Join(manifests.CertificatesDir, base)
+		out = append(out, p+".crt", p+".key")
+	}
+	return out
+}
+
+// hostWork lists the operations that bring a host to its plan: directories,
+// certificates, kubeadm configuration and kubelet files (the kubelet
+// restarted behind a marker), then the manifest, or a restart when only
+// what etcd reads at start changed, or when a previous run recorded one.
+func hostWork(in Input, h *host) work {
+	c := in.Cluster
+	var w work
+	hp, hf := h.plan, h.facts
+	running := h.runs()
+	for _, d := range hp.Dirs {
+		if st, ok := hf.Files[d.Path]; !ok || !st.Dir {
+			w.prepare = append(w.prepare, Op{Kind: OpMkdir, Path: d.Path, Mode: d.Mode})
+		}
+	}
+	var manifest *Change
+	certRestart := false
+	for i, ch := range hp.Changes {
+		if ch.File.Part == PartManifests && ch.Kind != Unchanged {
+			manifest = &hp.Changes[i]
+		}
+		if slices.Contains(etcdFiles(), ch.Path) && (ch.Kind == Create || ch.Kind == Update) {
+			certRestart = true
+		}
+	}
+	hasManifest := hf.Manifest != nil
+	restartEtcd := manifest == nil && hasManifest && (certRestart || hf.HasPending(facts.PendingEtcdRestart))
+	if restartEtcd && !hf.HasPending(facts.PendingEtcdRestart) {
+		w.prepare = append(w.prepare, Op{Kind: OpMark, Marker: facts.PendingEtcdRestart, Why: "etcd reads its CA and keeps its peer streams until it restarts"})
+	}
+	write := func(part Part) {
+		for i, ch := range hp.Changes {
+			if ch.File.Part == part && ch.Kind != Unchanged {
+				w.prepare = append(w.prepare, Op{Kind: OpWrite, Path: ch.Path, Change: &hp.Changes[i]})
+			}
+		}
+	}
+	write(PartCerts)
+	write(PartKubeadmConfig)
+	switch {
+	case hp.PartChanged(PartKubelet):
+		w.prepare = append(w.prepare, Op{Kind: OpMark, Marker: facts.PendingKubeletRestart, Why: "the kubelet's files change"})
+		write(PartKubelet)
+		w.prepare = append(w.prepare,
+			Op{Kind: OpRun, Command: CmdDaemonReload},
+			Op{Kind: OpRun, Command: CmdRestartKube},
+			Op{Kind: OpUnmark, Marker: facts.PendingKubeletRestart})
+		w.kubelet = true
+	case hf.HasPending(facts.PendingKubeletRestart):
+		w.prepare = append(w.prepare,
+			Op{Kind: OpRun, Command: CmdDaemonReload, Why: "a previous run recorded a kubelet restart it did not finish"},
+			Op{Kind: OpRun, Command: CmdRestartKube},
+			Op{Kind: OpUnmark, Marker: facts.PendingKubeletRestart})
+		w.kubelet = true
+	case c.Spec.Topology == config.TopologyExternal && (hf.KubeletActive == "inactive" || hf.KubeletActive == "failed"):
+		w.prepare = append(w.prepare, Op{Kind: OpRun, Command: CmdStartKube, Why: "the kubelet runs etcd and is " + hf.KubeletActive})
+		w.kubelet = true
+	}
+	switch {
+	case manifest != nil && running:
+		w.start = append(w.start, Op{Kind: OpRestartEtcd, Path: manifest.Path, Change: manifest, Disruptive: true, Why: "its manifest changes"})
+		w.restarts = true
+		w.why = append(w.why, "its manifest changes")
+	case manifest != nil:
+		w.start = append(w.start, Op{Kind: OpWrite, Path: manifest.Path, Change: manifest})
+		w.restarts = true
+		if hasManifest {
+			w.why = append(w.why, "its manifest changes")
+		} else {
+			w.why = append(w.why, "its manifest is missing")
+		}
+	case restartEtcd:
+		why := "a previous run recorded a restart it did not finish"
+		if certRestart {
+			why = "the CA or its server or peer certificate changes"
+		}
+		f := h.restart
+		ch := &Change{File: f, Path: f.Path, Kind: Update, Mode: fmt.Sprintf("%04o", f.Mode.Perm()), NewSHA: f.SHA256()}
+		if cur, ok := hf.Files[f.Path]; ok {
+			ch.OldSHA, ch.OldMode = cur.SHA256, fmt.Sprintf("%04o", cur.Mode.Perm())
+		}
+		w.start = append(w.start, Op{Kind: OpRestartEtcd, Path: f.Path, Change: ch, Disruptive: running, Why: why})
+		w.restarts = true
+		w.why = append(w.why, why)
+	}
+	if len(w.start) > 0 && hf.HasPending(facts.PendingEtcdRestart) || restartEtcd {
+		w.start = append(w.start, Op{Kind: OpUnmark, Marker: facts.PendingEtcdRestart})
+	}
+	return w
+}
+
+// bringUp starts members that have no data yet, all at once: they need each
+// other for a quorum. Every host gets all its other files before any gets
+// its manifest, so that a cut run leaves no member started alone that a
+// re-run could not finish.
+func bringUp(in Input, hosts []*host, name, why string) []Stage {
+	prepare := Stage{Name: name + ": prepare the hosts", Rollout: AllAtOnce, Why: why}
+	start := Stage{Name: name + ": start the members", Rollout: AllAtOnce}
+	for _, h := range hosts {
+		w := hostWork(in, h)
+		if len(w.prepare) > 0 {
+			prepare.Hosts = append(prepare.Hosts, HostOps{Host: h.cfg.Name, Ops: w.prepare})
+		}
+		if len(w.start) > 0 {
+			start.Hosts = append(start.Hosts, HostOps{Host: h.cfg.Name, Ops: w.start})
+		}
+	}
+	for _, h := range hosts {
+		start.Wait = append(start.Wait, h.cfg.Name)
+	}
+	var out []Stage
+	if len(prepare.Hosts) > 0 {
+		out = append(out, prepare)
+	}
+	if len(start.Hosts) > 0 || len(prepare.Hosts) > 0 {
+		out = append(out, start)
+	}
+	return out
+}
+
+// converge plans the changes to a cluster that exists: members brought to
+// their files one at a time behind health gates (leader last), or all at
+// once when there is no quorum left to protect; hosts named in the bring-up
+// but never started, started together; new hosts added one at a time as
+// learners and promoted.
+func converge(in Input, hosts []*host, refused *refusals) ([]Stage, []string) {
+	e := in.Etcd
+	var warnings []string
+	var members, boots, joins []*host
+	for _, h := range hosts {
+		switch h.role {
+		case roleMember:
+			members = append(members, h)
+		case roleBootstrap:
+			boots = append(boots, h)
+		case roleJoin:
+			joins = append(joins, h)
+		}
+	}
+	anyRuns := slices.ContainsFunc(hosts, (*host).runs)
+	blind := !e.Known() && anyRuns
+	if !e.HasQuorum() && !blind {
+		// Nothing to protect: a bring-up to finish, or a cluster to recover.
+		if len(joins) > 0 {
+			for _, h := range joins {
+				refused.add(h.cfg.Name, "cannot join while the cluster has no quorum: bring the existing members back first")
+			}
+		}
+		why := "the cluster has no quorum: every member is brought back at once"
+		name := "recovery"
+		if len(boots) > 0 {
+			why, name = "the bring-up of this cluster did not finish: the members named in its --initial-cluster start together", "bring-up (continued)"
+		}
+		return bringUp(in, append(members, boots...), name, why), warnings
+	}
+
+	var stages []Stage
+	if len(boots) > 0 {
+		stages = append(stages, bringUp(in, boots, "bring-up (continued)", "members named in the cluster's --initial-cluster that never started")...)
+	}
+	if st, ws := rolling(in, members, refused, blind); len(st.Hosts) > 0 {
+		stages = append(stages, st)
+		warnings = append(warnings, ws...)
+	} else {
+		warnings = append(warnings, ws...)
+	}
+	voters := healthyVoterNames(in, hosts)
+	for _, h := range joins {
+		if blind {
+			refused.add(h.cfg.Name, "cannot be added: no member answers (%s)", e.ListError)
+			continue
+		}
+		stages = append(stages, join(in, h, voters))
+		voters = append(voters, h.cfg.Name)
+	}
+	return stages, warnings
+}
+
+// rolling changes members one at a time: the unhealthy ones first (they are
+// down already), then the followers, then the leader. A change that
+// restarts a healthy member is refused when the others could not keep
+// quorum without it.
+func rolling(in Input, members []*host, refused *refusals, blind bool) (Stage, []string) {
+	e := in.Etcd
+	st := Stage{Name: "update members", Rollout: OneAtATime, Why: "a running cluster: one member at a time, each healthy and caught up before the next, the leader last"}
+	var warnings []string
+	type item struct {
+		h    *host
+		w    work
+		rank int
+	}
+	var items []item
+	for _, h := range members {
+		w := hostWork(in, h)
+		healthy := h.listed && e.Healthy(h.member.ID)
+		if w.empty() {
+			if !h.runs() && !healthy {
+				warnings = append(warnings, fmt.Sprintf("%s: its etcd is not running although its files are as planned; look at its kubelet and etcd logs", h.cfg.Name))
+			}
+			continue
+		}
+		rank := 1
+		switch {
+		case !healthy:
+			rank = 0
+		case h.member.ID == e.Leader():
+			rank = 2
+		}
+		items = append(items, item{h, w, rank})
+	}
+	slices.SortStableFunc(items, func(a, b item) int { return a.rank - b.rank })
+	voters := len(e.Voters())
+	q := facts.Quorum(voters)
+	healthyNow := e.HealthyVoters()
+	st.Quorum = q
+	expected := healthyVoterNames(in, members)
+	for _, it := range items {
+		name := it.h.cfg.Name
+		if it.w.disruptive() {
+			switch {
+			case blind:
+				refused.add(name, "restarting its member (%s) needs a look at quorum first, but no member answers: %s", strings.Join(it.w.why, ", "), e.ListError)
+				continue
+			case it.h.listed && !it.h.member.Learner && e.Healthy(it.h.member.ID) && healthyNow-1 < q:
+				refused.add(name, "restarting its member (%s) would leave %d of %d voting members healthy, below the quorum of %d%s; bring them back first, then apply again",
+					strings.Join(it.w.why, ", "), healthyNow-1, voters, q, unhealthyList(in))
+				continue
+			}
+		}
+		ops := append(slices.Clone(it.w.prepare), it.w.start...)
+		if len(it.w.start) > 0 || it.w.kubelet {
+			ops = append(ops, Op{Kind: OpWaitMember, Member: name, NewProcess: it.w.restarts})
+		}
+		if !slices.Contains(expected, name) {
+			expected = append(expected, name)
+		}
+		ops = append(ops, Op{Kind: OpWaitCluster, Members: slices.Clone(expected)})
+		st.Hosts = append(st.Hosts, HostOps{Host: name, Ops: ops})
+	}
+	return st, warnings
+}
+
+// join adds one host: its files, the learner, the manifest, the catch-up
+// and the promotion, then a wait for every member.
+func join(in Input, h *host, voters []string) Stage {
+	name, peer := h.cfg.Name, manifests.PeerURL(h.cfg)
+	w := hostWork(in, h)
+	st := Stage{Name: "add member " + name, Rollout: OneAtATime, Quorum: facts.Quorum(len(in.Etcd.Voters())),
+		Why: "a new member joins as a learner, which does not count towards quorum until it caught up and is promoted"}
+	ops := slices.Clone(w.prepare)
+	if !h.listed {
+		ops = append(ops, Op{Kind: OpAddLearner, Member: name, PeerURL: peer})
+	} else {
+		st.Name = "finish adding member " + name
+	}
+	ops = append(ops, w.start...)
+	ops = append(ops, Op{Kind: OpWaitMember, Member: name, NewProcess: len(w.start) > 0})
+	if !h.listed || h.member.Learner {
+		ops = append(ops, Op{Kind: OpPromote, Member: name, PeerURL: peer})
+	}
+	ops = append(ops, Op{Kind: OpWaitCluster, Members: append(slices.Clone(voters), name)})
+	st.Hosts = []HostOps{{Host: name, Ops: ops}}
+	return st
+}
+
+// healthyVoterNames are the inventory hosts whose members are healthy voters.
+func healthyVoterNames(in Input, hosts []*host) []string {
+	var out []string
+	for _, h := range hosts {
+		if h.listed && !h.member.Learner && in.Etcd.Healthy(h.member.ID) {
+			out = append(out, h.cfg.Name)
+		}
+	}
+	return out
+}
+
+// unhealthyList names the voting members that are not healthy, and why.
+func unhealthyList(in Input) string {
+	var bad []string
+	for _, m := range in.Etcd.Voters() {
+		if in.Etcd.Healthy(m.ID) {
+			continue
+		}
+		name := m.Name
+		if name == "" {
+			name = m.HexID()
+		}
+		why := "not answering"
+		if st, ok := in.Etcd.Status[m.ID]; ok && st.Error != "" {
+			why = st.Error
+		} else if len(m.ClientURLs) > 0 {
+			if st, ok := in.Etcd.Unanswered[m.ClientURLs[0]]; ok && st.Error != "" {
+				why = st.Error
+			}
+		}
+		bad = append(bad, name+" ("+why+")")
+	}
+	if len(bad) == 0 {
+		return ""
+	}
+	return "; not healthy: " + strings.Join(bad, ", ")
+}
+
+// unknownMembers warns about members the inventory does not name.
+func unknownMembers(in Input) []string {
+	var out []string
+	for _, m := range in.Etcd.Members {
+		known := false
+		for _, h := range in.Cluster.Spec.Hosts {
+			if m.HasPeerURL(manifests.PeerURL(h)) || (m.Name != "" && m.Name == h.Name) {
+				known = true
+			}
+		}
+		if !known {
+			name := m.Name
+			if name == "" {
+				name = "(not started)"
+			}
+			out = append(out, fmt.Sprintf("etcd member %s (%s, %v) is not in the inventory: it is left alone and counts towards quorum; `etcdadm member remove %s` removes it",
+				name, m.HexID(), m.PeerURLs, orID(m)))
+		}
+	}
+	return out
+}
+
+func orID(m etcdclient.Member) string {
+	if m.Name != "" {
+		return m.Name
+	}
+	return m.HexID()
+}

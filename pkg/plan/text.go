@@ -1,0 +1,72 @@
+package plan
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// WriteText prints a plan for people: per host how many files differ, then
+// every stage with its operations in order, then the warnings.
+func WriteText(w io.Writer, p *Plan) {
+	for _, h := range p.Hosts {
+		if len(h.Changes) == 0 {
+			continue
+		}
+		if n := len(h.Changed()); n > 0 {
+			fmt.Fprintf(w, "%s: %d of %d files would change\n", h.Name, n, len(h.Changes))
+		} else {
+			fmt.Fprintf(w, "%s: up to date (%d files)\n", h.Name, len(h.Changes))
+		}
+	}
+	if p.Empty() {
+		fmt.Fprintln(w, "nothing to do: every host is as planned")
+	}
+	for i, st := range p.Stages {
+		how := "all hosts at once"
+		if st.Rollout == OneAtATime {
+			how = "one host at a time"
+		}
+		fmt.Fprintf(w, "stage %d/%d: %s (%s)\n", i+1, len(p.Stages), st.Name, how)
+		if st.Why != "" {
+			fmt.Fprintf(w, "  why: %s\n", st.Why)
+		}
+		for _, ho := range st.Hosts {
+			fmt.Fprintf(w, "  %s:\n", ho.Host)
+			for _, op := range ho.Ops {
+				line := op.String()
+				if op.Why != "" && op.Kind != OpWrite {
+					line += " (" + op.Why + ")"
+				}
+				fmt.Fprintf(w, "    %s\n", line)
+				if op.Kind == OpWrite && op.Change.Cert != nil {
+					if op.Change.Cert.Old != nil {
+						fmt.Fprintf(w, "        was: %s\n", op.Change.Cert.Old)
+					}
+					if op.Change.Cert.New != nil {
+						fmt.Fprintf(w, "        now: %s\n", op.Change.Cert.New)
+					}
+				}
+			}
+		}
+		if len(st.Wait) > 0 {
+			fmt.Fprintf(w, "  then wait for %s healthy\n", strings.Join(st.Wait, ", "))
+		}
+	}
+	for _, warn := range p.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", warn)
+	}
+}
+
+// WriteJSON prints a plan for tools.
+func WriteJSON(w io.Writer, p *Plan) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(p)
+}
+
+func (s *CertSummary) String() string {
+	return fmt.Sprintf("%s, SANs [%s], expires %s", s.Subject, strings.Join(s.SANs, " "), s.NotAfter.Format(time.RFC3339))
+}
