@@ -55,6 +55,7 @@ demo-down:
 demo-render: build
 	rm -rf $(DEMO_DIR)/render && mkdir -p $(DEMO_DIR)/render
 	cp examples/cluster.yaml $(DEMO_DIR)/render/cluster.yaml
+	$(ETCDADM) certs generate -f $(DEMO_DIR)/render/cluster.yaml >/dev/null
 	$(ETCDADM) render -f $(DEMO_DIR)/render/cluster.yaml -o $(DEMO_DIR)/render/out
 	@cd $(DEMO_DIR)/render/out/infra0 && find . -type f ! -name index.json ! -name SHA256SUMS -printf '%m %p\n' | sort -k2
 	@cd $(DEMO_DIR)/render/out/infra0 && sha256sum --quiet -c SHA256SUMS && echo "infra0: all files match SHA256SUMS"

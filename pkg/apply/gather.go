@@ -91,7 +91,7 @@ func Gather(ctx context.Context, c *config.Cluster, pki *certs.PKI, hs *Hosts, c
 			etcd = facts.GatherCluster(ctx, client, Endpoints(c), opts.EtcdTimeout)
 		}()
 	}
-	err := ForEach(ctx, reachable, opts.Concurrency, func(ctx context.Context, h config.Host) error {
+	gather := func(ctx context.Context, h config.Host) error {
 		req, err := Request(c, pki, h)
 		if err != nil {
 			return err
@@ -110,7 +110,19 @@ func Gather(ctx context.Context, c *config.Cluster, pki *certs.PKI, hs *Hosts, c
 		}
 		mu.Unlock()
 		return nil
-	})
+	}
+	rest := reachable
+	var err error
+	if opts.Lock && len(reachable) > 1 {
+		// Every run takes the first host first: of two runs started at
+		// once, one gets the cluster and the other is refused, rather than
+		// each getting some hosts and both being refused.
+		err = ForEach(ctx, reachable[:1], 1, gather)
+		rest = reachable[1:]
+	}
+	if err == nil {
+		err = ForEach(ctx, rest, opts.Concurrency, gather)
+	}
 	wg.Wait()
 	f.Etcd = etcd
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -110,6 +111,15 @@ func Status(c *config.Cluster, f *Facts, unreachable map[string]error, now time.
 		hostFacts(c, &mr, f, unreachable, h, now)
 		r.Members = append(r.Members, mr)
 	}
+	rank := func(name string) int {
+		for i, h := range c.Spec.Hosts {
+			if h.Name == name {
+				return i
+			}
+		}
+		return len(c.Spec.Hosts)
+	}
+	slices.SortStableFunc(r.Members, func(a, b MemberReport) int { return rank(a.Name) - rank(b.Name) })
 	return r
 }
 
@@ -160,6 +170,8 @@ func WriteStatusTable(w io.Writer, r *Report) error {
 	for _, m := range r.Members {
 		health := "healthy"
 		switch {
+		case m.Membership == NotAMember && !m.Healthy:
+			health = "-"
 		case m.HostError != "" && !m.Healthy:
 			health = "unhealthy: " + m.Error + "; host unreachable: " + m.HostError
 		case !m.Healthy && m.Error != "":

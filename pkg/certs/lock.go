@@ -4,18 +4,28 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
 // Lock takes the operator's PKI directory for one run, so that two runs on
 // one workstation never write it, or the hosts, at the same time. The lock
-// is the kernel's (flock): it ends with the process, however it ends. The
-// directory is created (0700) if missing.
+// is the kernel's (flock) on the directory that holds the PKI directory, so
+// that taking it creates nothing, even when the PKI does not exist yet; it
+// ends with the process, however that ends.
 func Lock(dir string) (release func(), err error) {
-	if err := os.MkdirAll(dir, DirMode); err != nil {
-		return nil, fmt.Errorf("create %s: %w", dir, err)
+	holder := filepath.Dir(filepath.Clean(dir))
+	for {
+		if st, err := os.Stat(holder); err == nil && st.IsDir() {
+			break
+		}
+		parent := filepath.Dir(holder)
+		if parent == holder {
+			break
+		}
+		holder = parent
 	}
-	f, err := os.Open(dir)
+	f, err := os.Open(holder)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", dir, err)
 	}

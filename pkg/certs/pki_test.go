@@ -408,3 +408,24 @@ func writeKey(t *testing.T, p string, key any) {
 		t.Fatal(err)
 	}
 }
+
+// Two runs cannot hold the PKI at once; taking the lock writes nothing.
+func TestLockExcludesASecondRunAndCreatesNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	release, err := Lock(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the lock created %s: %v", dir, err)
+	}
+	if _, err := Lock(dir); err == nil || !strings.Contains(err.Error(), "another etcdadm run") {
+		t.Errorf("second lock: %v", err)
+	}
+	release()
+	again, err := Lock(dir)
+	if err != nil {
+		t.Fatalf("after release: %v", err)
+	}
+	again()
+}

@@ -267,7 +267,11 @@ func Replace(in Input, name string, force bool) (*Plan, error) {
 	var stages []Stage
 	members := in.Etcd.Members
 	if t.listed {
-		ops := []Op{{Kind: OpRemoveMember, Member: name, MemberID: t.member.HexID(), Why: "the failed member's ID"}}
+		var ops []Op
+		if in.Etcd.Healthy(t.member.ID) && !t.member.Learner {
+			ops = append(ops, Op{Kind: OpMoveLeader, Member: name, MemberID: t.member.HexID(), Why: "a removed leader would cost an election"})
+		}
+		ops = append(ops, Op{Kind: OpRemoveMember, Member: name, MemberID: t.member.HexID(), Why: "the member to replace"})
 		ops = append(ops, cleanOps(in.Cluster, t.facts, false)...)
 		stages = append(stages, Stage{Name: "remove the failed member " + name, Rollout: OneAtATime, Hosts: []HostOps{{Host: name, Ops: ops}}})
 		members = slices.DeleteFunc(slices.Clone(members), func(m etcdclient.Member) bool { return m.ID == t.member.ID })
@@ -289,7 +293,7 @@ func Replace(in Input, name string, force bool) (*Plan, error) {
 	voters := remainingVoters(in, t.member.ID)
 	jin := in
 	jin.Etcd = &facts.Cluster{Members: members, Status: in.Etcd.Status}
-	stages = append(stages, join(jin, h, voters))
+	stages = append(stages, join(jin, h, voters, 0))
 	p.Stages = stages
 	p.Warnings = append(p.Warnings, unknownMembers(in)...)
 	return p, nil

@@ -215,12 +215,12 @@ func converge(in Input, hosts []*host, refused *refusals) ([]Stage, []string) {
 		warnings = append(warnings, ws...)
 	}
 	voters := healthyVoterNames(in, hosts)
-	for _, h := range joins {
+	for i, h := range joins {
 		if blind {
 			refused.add(h.cfg.Name, "cannot be added: no member answers (%s)", e.ListError)
 			continue
 		}
-		stages = append(stages, join(in, h, voters))
+		stages = append(stages, join(in, h, voters, i))
 		voters = append(voters, h.cfg.Name)
 	}
 	return stages, warnings
@@ -290,12 +290,13 @@ func rolling(in Input, members []*host, refused *refusals, blind bool) (Stage, [
 	return st, warnings
 }
 
-// join adds one host: its files, the learner, the manifest, the catch-up
-// and the promotion, then a wait for every member.
-func join(in Input, h *host, voters []string) Stage {
+// join adds one host, after earlier joins of the same plan: its files, the
+// learner, the manifest, the catch-up and the promotion, then a wait for
+// every member.
+func join(in Input, h *host, voters []string, earlier int) Stage {
 	name, peer := h.cfg.Name, manifests.PeerURL(h.cfg)
 	w := hostWork(in, h)
-	st := Stage{Name: "add member " + name, Rollout: OneAtATime, Quorum: facts.Quorum(len(in.Etcd.Voters())),
+	st := Stage{Name: "add member " + name, Rollout: OneAtATime, Quorum: facts.Quorum(len(in.Etcd.Voters()) + earlier),
 		Why: "a new member joins as a learner, which does not count towards quorum until it caught up and is promoted"}
 	ops := slices.Clone(w.prepare)
 	if !h.listed {
