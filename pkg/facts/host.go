@@ -169,7 +169,7 @@ func Script(req Request) (string, error) {
 	b.WriteString("[ -x /usr/bin/kubelet ] && echo kubelet-usr-bin\n")
 	b.WriteString("echo \"kubelet-active $(systemctl is-active kubelet 2>/dev/null)\"\n")
 	b.WriteString("if command -v ss >/dev/null 2>&1; then\n")
-	b.WriteString("  ss -Hltnp '( sport = :2379 or sport = :2380 or sport = :2381 )' 2>/dev/null | while IFS= read -r l; do echo \"listen $l\"; done\n")
+	b.WriteString("  ss -Hltnp '( sport = :2379 or sport = :2380 or sport = :2381 )' 2>/dev/null | while IFS= read -r l; do printf 'listen %s\\n' \"$l\"; done\n")
 	b.WriteString("  " + ProcessScript(port) + "\n")
 	b.WriteString("else echo no-ss; fi\n")
 	fmt.Fprintf(&b, "d=%s\n", q(req.DataDir))
@@ -184,17 +184,17 @@ func Script(req Request) (string, error) {
 			b.WriteString(" " + q(f))
 		}
 		b.WriteString("; do if [ -e \"$f\" ]; then s=-; [ -f \"$f\" ] && s=$(sha256sum < \"$f\" | cut -d' ' -f1)")
-		b.WriteString("; echo \"file $(stat -c '%f %u %g' \"$f\") $s $f\"")
-		b.WriteString("; case \"$f\" in *.crt) [ -f \"$f\" ] && echo \"data $(base64 < \"$f\" | tr -d '\\n') $f\";; esac; fi; done\n")
+		b.WriteString("; printf 'file %s %s %s\\n' \"$(stat -L -c '%f %u %g' \"$f\")\" \"$s\" \"$f\"")
+		b.WriteString("; case \"$f\" in *.crt) [ -f \"$f\" ] && printf 'data %s %s\\n' \"$(base64 < \"$f\" | tr -d '\\n')\" \"$f\";; esac; fi; done\n")
 	}
 	if len(req.Dirs) > 0 {
 		b.WriteString("for f in")
 		for _, f := range req.Dirs {
 			b.WriteString(" " + q(f))
 		}
-		b.WriteString("; do [ -e \"$f\" ] && echo \"file $(stat -c '%f %u %g' \"$f\") - $f\"; done\n")
+		b.WriteString("; do [ -e \"$f\" ] && printf 'file %s - %s\\n' \"$(stat -L -c '%f %u %g' \"$f\")\" \"$f\"; done\n")
 	}
-	fmt.Fprintf(&b, "for m in %s/*; do [ -f \"$m\" ] && echo \"pending ${m##*/}\"; done\n", q(path.Join(req.stateDir(), pendingName)))
+	fmt.Fprintf(&b, "for m in %s/*; do [ -f \"$m\" ] && printf 'pending %%s\\n' \"${m##*/}\"; done\n", q(path.Join(req.stateDir(), pendingName)))
 	b.WriteString("echo end\n")
 	return b.String(), nil
 }
@@ -205,9 +205,12 @@ func Script(req Request) (string, error) {
 // and keeps the lock until its input ends.
 func lockedScript(script, holder, stateDir string) string {
 	q := remote.ShellQuote
-	return fmt.Sprintf(`mkdir -p %[1]s && chmod 0700 %[1]s || exit 1
-exec 9>>%[2]s
-if ! flock -n 9; then echo "locked $(tr -d '\n' < %[2]s)"; exit 75; fi
+	return fmt.Sprintf(`command -v flock >/dev/null 2>&1 || { echo noflock; exit 69; }
+mkdir -p %[1]s && chmod 0700 %[1]s || exit 1
+exec 9>>%[2]s || exit 1
+flock -n 9; rc=$?
+if [ $rc = 1 ]; then printf 'locked %%s\n' "$(tr -d '\n' < %[2]s)"; exit 75; fi
+[ $rc = 0 ] || { echo "flock failed with exit status $rc" >&2; exit 1; }
 printf '%%s\n' %[3]s > %[2]s
 %[4]s
 exec cat >/dev/null
@@ -258,6 +261,9 @@ func Gather(ctx context.Context, t remote.Transport, req Request, holder string)
 			}
 			if holderLine, ok := bytes.CutPrefix(bytes.TrimSpace(out), []byte("locked")); ok {
 				return &Host{Name: t.Host(), LockHolder: strings.TrimSpace(string(holderLine))}, nil, ErrLocked
+			}
+			if bytes.Equal(bytes.TrimSpace(out), []byte("noflock")) {
+				return nil, nil, errors.New("flock is missing on the host: etcdadm locks each host it changes; install util-linux")
 			}
 			return nil, nil, fmt.Errorf("read the host's state: %w", err)
 		}

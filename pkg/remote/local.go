@@ -98,7 +98,8 @@ func (t *localTransport) Start(ctx context.Context, cmd string) (*Process, error
 	}
 	stderr := &tailBuffer{max: 64 << 10}
 	c.Stderr = stderr
-	killGroupOnCancel(c)
+	// Its own process group, as Run's commands: a terminal's Ctrl-C is for etcdadm.
+	setProcessGroup(c)
 	if err := c.Start(); err != nil {
 		return nil, fail(err)
 	}
@@ -114,7 +115,11 @@ func (t *localTransport) Start(ctx context.Context, cmd string) (*Process, error
 		}
 		return ce
 	}
-	kill := func() { _ = c.Process.Kill() }
+	kill := func() {
+		if err := killGroup(c); err != nil {
+			_ = c.Process.Kill()
+		}
+	}
 	return newProcess(stdin, stdout, wait, kill), nil
 }
 

@@ -16,3 +16,9 @@ func ownerOf(fs.FileInfo) (uid, gid int) { return -1, -1 }
 
 // killGroupOnCancel keeps exec's default where process groups do not exist.
 func killGroupOnCancel(*exec.Cmd) {}
+
+// setProcessGroup keeps exec's default where process groups do not exist.
+func setProcessGroup(*exec.Cmd) {}
+
+// killGroup kills the command alone where process groups do not exist.
+func killGroup(c *exec.Cmd) error { return c.Process.Kill() }

@@ -44,3 +44,11 @@ func killGroupOnCancel(c *exec.Cmd) {
 		return nil
 	}
 }
+
+// setProcessGroup starts a command in its own process group.
+func setProcessGroup(c *exec.Cmd) {
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+}
+
+// killGroup kills a command started with setProcessGroup and its children.
+func killGroup(c *exec.Cmd) error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
