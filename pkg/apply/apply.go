@@ -259,7 +259,7 @@ func (x *Executor) op(ctx context.Context, t remote.Transport, h config.Host, op
 			}
 		})
 	case plan.OpRestartEtcd:
-		if err := x.restartEtcd(ctx, t, name, op.Change.File, before); err != nil {
+		if err := x.restartEtcd(ctx, t, name, op.Change.File, op.Retry, before); err != nil {
 			return err
 		}
 		x.record(name, func(r *HostResult) {
@@ -303,9 +303,10 @@ func holdPath(c *config.Cluster) string {
 // Written while the old Pod still terminates, the kubelet would start it only
 // after its retry delay. A run cut in between leaves the manifest missing,
 // which the next run's plan restores.
-func (x *Executor) restartEtcd(ctx context.Context, t remote.Transport, name string, f plan.File, before []facts.Process) error {
+func (x *Executor) restartEtcd(ctx context.Context, t remote.Transport, name string, f plan.File, retry *plan.File, before []facts.Process) error {
 	m, hold := manifests.ManifestPath(x.Cluster), holdPath(x.Cluster)
 	x.Log.Host(name, "restarting etcd")
+	start := time.Now()
 	q := remote.ShellQuote
 	if _, err := t.Run(ctx, fmt.Sprintf("if [ -f %[1]s ]; then mv -f %[1]s %[2]s; fi", q(m), q(hold)), nil); err != nil {
 		return fmt.Errorf("take the etcd manifest away: %w", err)
@@ -319,9 +320,34 @@ func (x *Executor) restartEtcd(ctx context.Context, t remote.Transport, name str
 	if _, err := t.Run(ctx, "rm -f "+q(hold), nil); err != nil {
 		return fmt.Errorf("remove %s: %w", hold, err)
 	}
-	x.Log.Host(name, "wrote %s", f.Path)
+	x.Log.Host(name, "wrote %s (the old etcd was gone and its Pod cleaned up after %s)", f.Path, time.Since(start).Round(time.Millisecond))
+	if retry == nil {
+		return nil
+	}
+	// A Pod that arrives while the kubelet still finishes the old one waits
+	// for the kubelet's retry (10-15s); one under another name starts at once.
+	for deadline := time.Now().Add(retryAfter); time.Now().Before(deadline); {
+		now, err := facts.Processes(ctx, t, manifests.ClientPort)
+		if err != nil {
+			return err
+		}
+		if len(now) > 0 && !slices.ContainsFunc(now, func(p facts.Process) bool { return running(before, p) }) {
+			return nil
+		}
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	if _, err := t.WriteFile(ctx, remote.File{Path: retry.Path, Mode: retry.Mode, Data: retry.Data}, ""); err != nil {
+		return fmt.Errorf("write %s: %w", retry.Path, err)
+	}
+	x.Log.Host(name, "no new etcd after %s: the kubelet held the Pod back; wrote it again with another restart annotation", retryAfter)
 	return nil
 }
+
+// retryAfter is how long a restarted member's Pod may take to start before
+// it is written again under another name.
+const retryAfter = 2 * time.Second
 
 // stopEtcd moves the manifest under the backup directory and waits until
 // etcd has exited.
@@ -510,7 +536,8 @@ func (x *Executor) moveLeader(ctx context.Context, op plan.Op) error {
 // "healthy" alone could be the old process answering), then the member
 // healthy and caught up with the leader.
 func (x *Executor) waitMember(ctx context.Context, t remote.Transport, h config.Host, newProcess bool, before []facts.Process) error {
-	deadline := time.Now().Add(x.HealthTimeout)
+	start := time.Now()
+	deadline := start.Add(x.HealthTimeout)
 	if newProcess {
 		x.Log.Host(h.Name, "waiting for the new etcd process")
 		for {
@@ -529,12 +556,17 @@ func (x *Executor) waitMember(ctx context.Context, t remote.Transport, h config.
 			}
 		}
 	}
-	x.Log.Host(h.Name, "waiting for the member to be healthy and caught up")
+	if newProcess {
+		x.Log.Host(h.Name, "new etcd process after %s; waiting for the member to be healthy and caught up", time.Since(start).Round(time.Millisecond))
+	} else {
+		x.Log.Host(h.Name, "waiting for the member to be healthy and caught up")
+	}
 	me := etcdclient.Endpoint{Name: h.Name, ClientURL: manifests.ClientURL(h)}
 	var last string
 	for {
 		ok, why := x.caughtUp(ctx, me)
 		if ok {
+			x.Log.Host(h.Name, "healthy and caught up after %s", time.Since(start).Round(time.Millisecond))
 			return nil
 		}
 		last = why

@@ -23,6 +23,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 )
@@ -94,7 +95,15 @@ func (c *Client) Connect(urls ...string) (*clientv3.Client, error) {
 		TLS:         c.tls,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
-		DialOptions: []grpc.DialOption{grpc.WithContextDialer(c.dial)},
+		DialOptions: []grpc.DialOption{
+			grpc.WithContextDialer(c.dial),
+			// A member that is starting is tried again within a second, not
+			// after gRPC's back-off of up to two minutes.
+			grpc.WithConnectParams(grpc.ConnectParams{
+				Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+				MinConnectTimeout: 2 * time.Second,
+			}),
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd client for %v: %w", urls, err)
@@ -196,6 +205,11 @@ func (c *Client) memberStatus(ctx context.Context, m Endpoint, timeout time.Dura
 	st.RaftIndex = resp.RaftIndex
 	if len(resp.Errors) > 0 {
 		st.Error = fmt.Sprint(resp.Errors)
+		return st
+	}
+	if resp.Leader == 0 {
+		// A read would wait for a leader until its deadline.
+		st.Error = "no leader: the member cannot reach a quorum of its peers"
 		return st
 	}
 	gctx, gcancel := context.WithTimeout(ctx, timeout)

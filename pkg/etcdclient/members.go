@@ -54,35 +54,41 @@ type MemberList struct {
 // linearizable one first, which needs quorum, then, if no endpoint could
 // give one, a serializable one.
 func (c *Client) MemberList(ctx context.Context, urls []string, timeout time.Duration) (*MemberList, error) {
+	list, err := c.MemberListOf(ctx, urls, timeout, false)
+	if err == nil || ctx.Err() != nil {
+		return list, err
+	}
+	if list, serr := c.MemberListOf(ctx, urls, timeout, true); serr == nil {
+		return list, nil
+	}
+	return nil, err
+}
+
+// MemberListOf asks the endpoints in turn for a linearizable member list,
+// or a serializable one (one member's own view, which needs no quorum).
+func (c *Client) MemberListOf(ctx context.Context, urls []string, timeout time.Duration, serializable bool) (*MemberList, error) {
 	if timeout <= 0 {
 		timeout = DefaultCallTimeout
 	}
 	var errs []error
-	for _, serializable := range []bool{false, true} {
-		for _, u := range urls {
-			cli, err := c.endpoint(u)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			var opts []clientv3.OpOption
-			if serializable {
-				opts = append(opts, clientv3.WithSerializable())
-			}
-			cctx, cancel := context.WithTimeout(ctx, timeout)
-			resp, err := cli.MemberList(cctx, opts...)
-			cancel()
-			if err != nil {
-				if !serializable {
-					errs = append(errs, fmt.Errorf("%s: %s", u, describe(err)))
-				}
-				continue
-			}
-			return &MemberList{Members: fromPB(resp.Members), From: u, Serializable: serializable}, nil
+	for _, u := range urls {
+		cli, err := c.endpoint(u)
+		if err != nil {
+			errs = append(errs, err)
+			continue
 		}
-		if ctx.Err() != nil {
-			break
+		var opts []clientv3.OpOption
+		if serializable {
+			opts = append(opts, clientv3.WithSerializable())
 		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		resp, err := cli.MemberList(cctx, opts...)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %s", u, describe(err)))
+			continue
+		}
+		return &MemberList{Members: fromPB(resp.Members), From: u, Serializable: serializable}, nil
 	}
 	return nil, fmt.Errorf("no member answered the member list: %w", errors.Join(errs...))
 }

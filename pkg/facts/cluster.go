@@ -3,6 +3,7 @@ package facts
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
@@ -33,21 +34,38 @@ func GatherCluster(ctx context.Context, client *etcdclient.Client, endpoints []e
 	c := &Cluster{Status: map[uint64]etcdclient.MemberStatus{}, Unanswered: map[string]etcdclient.MemberStatus{}}
 	asked := map[string]bool{}
 	c.record(client.Status(ctx, endpoints, timeout), asked)
-	var urls []string
-	// Voters first: a learner serves no linearizable member list.
-	for _, learner := range []bool{false, true} {
-		for _, st := range c.Status {
-			if st.Learner == learner {
-				urls = append(urls, st.Endpoint)
+	// Ask only members that answered: an unreachable one holds every call
+	// until its deadline. With no leader anywhere, a linearizable list would
+	// wait for one in vain.
+	var voters, learners []string
+	leader := false
+	for _, st := range c.Status {
+		if st.Learner {
+			learners = append(learners, st.Endpoint)
+		} else {
+			voters = append(voters, st.Endpoint)
+		}
+		leader = leader || st.LeaderID != 0
+	}
+	slices.Sort(voters)
+	slices.Sort(learners)
+	var list *etcdclient.MemberList
+	var err error
+	switch {
+	case len(voters)+len(learners) == 0:
+		var errs []string
+		for _, e := range endpoints {
+			if st, ok := c.Unanswered[e.ClientURL]; ok {
+				errs = append(errs, e.Name+": "+st.Error)
 			}
 		}
+		c.ListError = "no member answered: " + strings.Join(errs, "; ")
+		return c
+	case leader && len(voters) > 0:
+		list, err = client.MemberList(ctx, voters, timeout)
+	default:
+		list, err = client.MemberListOf(ctx, append(voters, learners...), timeout, true)
 	}
-	for _, e := range endpoints {
-		if !slices.Contains(urls, e.ClientURL) {
-			urls = append(urls, e.ClientURL)
-		}
-	}
-	list, err := client.MemberList(ctx, urls, timeout)
 	if err != nil {
 		c.ListError = err.Error()
 		return c

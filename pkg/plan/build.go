@@ -28,12 +28,16 @@ type Input struct {
 	Now time.Time
 }
 
-func (in Input) restartStamp() string {
+func (in Input) restartStamp(retry bool) string {
 	now := in.Now
 	if now.IsZero() {
 		now = time.Now()
 	}
-	return now.UTC().Format(time.RFC3339)
+	stamp := now.UTC().Format(time.RFC3339)
+	if retry {
+		stamp += " (again)"
+	}
+	return stamp
 }
 
 // Commands run on hosts.
@@ -64,8 +68,9 @@ type host struct {
 	member etcdclient.Member
 	listed bool
 	plan   *Host
-	// restart is the manifest with a new restart annotation, for a restart.
-	restart File
+	// restart is the manifest with a new restart annotation, for a restart;
+	// retry the same with another, should the kubelet hold the first back.
+	restart, retry File
 }
 
 func (h *host) runs() bool { return h.facts.RunsEtcd() }
@@ -104,8 +109,12 @@ func Build(in Input) (*Plan, error) {
 		Compare(&hp, h.facts)
 		p.Hosts = append(p.Hosts, hp)
 		m := hp.Member
-		m.Restart = in.restartStamp()
+		m.Restart = in.restartStamp(false)
 		if h.restart, err = ManifestFile(c, h.cfg, m); err != nil {
+			return nil, err
+		}
+		m.Restart = in.restartStamp(true)
+		if h.retry, err = ManifestFile(c, h.cfg, m); err != nil {
 			return nil, err
 		}
 	}

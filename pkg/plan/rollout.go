@@ -108,7 +108,7 @@ func hostWork(in Input, h *host) work {
 	}
 	switch {
 	case manifest != nil && running:
-		w.start = append(w.start, Op{Kind: OpRestartEtcd, Path: manifest.Path, Change: manifest, Disruptive: true, Why: "its manifest changes"})
+		w.start = append(w.start, Op{Kind: OpRestartEtcd, Path: manifest.Path, Change: manifest, Retry: &h.retry, Disruptive: true, Why: "its manifest changes"})
 		w.restarts = true
 		w.why = append(w.why, "its manifest changes")
 	case manifest != nil:
@@ -129,7 +129,7 @@ func hostWork(in Input, h *host) work {
 		if cur, ok := hf.Files[f.Path]; ok {
 			ch.OldSHA, ch.OldMode = cur.SHA256, fmt.Sprintf("%04o", cur.Mode.Perm())
 		}
-		w.start = append(w.start, Op{Kind: OpRestartEtcd, Path: f.Path, Change: ch, Disruptive: running, Why: why})
+		w.start = append(w.start, Op{Kind: OpRestartEtcd, Path: f.Path, Change: ch, Retry: &h.retry, Disruptive: running, Why: why})
 		w.restarts = true
 		w.why = append(w.why, why)
 	}

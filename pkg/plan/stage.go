@@ -86,6 +86,9 @@ type Op struct {
 	Mode fs.FileMode `json:"-"`
 	// Change is the file change a write makes.
 	Change *Change `json:"change,omitempty"`
+	// Retry is the manifest a restart writes instead when the kubelet holds
+	// the first one back: another restart annotation, so another Pod.
+	Retry *File `json:"-"`
 	// Command runs on the host (run).
 	Command string `json:"command,omitempty"`
 	// Marker names the pending work (mark, unmark).

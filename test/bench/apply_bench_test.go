@@ -7,12 +7,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/etcdadm-io/etcdadm/pkg/apply"
+	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/manifests"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 	"github.com/etcdadm-io/etcdadm/test/lab"
 )
@@ -41,6 +44,12 @@ func upLab(b *testing.B, opts lab.Options) *lab.Lab {
 	return l
 }
 
+func down(b *testing.B, l *lab.Lab) {
+	if err := l.Down(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+}
+
 func writeInventory(b *testing.B, l *lab.Lab, dir string, hosts []*lab.Host) string {
 	p := filepath.Join(dir, "cluster.yaml")
 	if err := os.WriteFile(p, []byte(l.Inventory(lab.InventoryOptions{Name: "bench", Hosts: hosts})), 0o644); err != nil {
@@ -57,112 +66,103 @@ func etcdadm(b *testing.B, bin string, args ...string) string {
 	return string(out)
 }
 
+func loadCluster(b *testing.B, inv string) (*config.Cluster, *certs.PKI, *etcdclient.Client) {
+	c, _, err := config.Load(inv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pki, _, err := certs.Ensure(c, certs.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	client, err := etcdclient.FromPKI(pki, c.Spec.Hosts[0].Name, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c, pki, client
+}
+
+var freshLab = lab.Options{Hosts: 3, Dir: "/var/tmp/etcdadm-bench", NamePrefix: "bch", Subnet: 3}
+
 // BenchmarkApplyFresh brings a 3-member cluster up on empty lab hosts with
-// etcdadm apply, next to the floor: the same three etcd commands started
-// directly on the hosts, with the certificates already in place, until the
-// cluster is healthy. Each iteration gets a new lab (not timed).
+// etcdadm apply, certificates included, next to the floor: every file
+// already placed by hand on the hosts, then the three kubelets restarted at
+// once, until the cluster is healthy. Each iteration gets a new lab (not
+// timed).
 func BenchmarkApplyFresh(b *testing.B) {
 	needLab(b)
 	bin := buildEtcdadm(b)
-	opts := lab.Options{Hosts: 3, Dir: "/var/tmp/etcdadm-bench", NamePrefix: "bch", Subnet: 3}
 	b.Run("etcdadm-apply", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
-			l := upLab(b, opts)
+			l := upLab(b, freshLab)
 			inv := writeInventory(b, l, b.TempDir(), l.Hosts)
-			etcdadm(b, bin, "certs", "generate", "-f", inv)
 			b.StartTimer()
 			out := etcdadm(b, bin, "apply", "-f", inv)
 			b.StopTimer()
 			if !strings.Contains(out, "3/3 members healthy") {
 				b.Fatalf("apply:\n%s", out)
 			}
-			if err := l.Down(context.Background()); err != nil {
-				b.Fatal(err)
-			}
+			down(b, l)
 		}
 	})
-	b.Run("floor-etcd-started-directly", func(b *testing.B) {
+	b.Run("floor-files-placed-kubelets-restarted", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
-			l := upLab(b, opts)
-			c, p, client := floorSetup(b, l)
-			b.StartTimer()
-			for _, hp := range p.Hosts {
-				h := l.Host(hp.Name)
-				cmd := etcdCommand(b, hp)
-				cmd[0] = l.Artifacts.Etcd
-				start := append([]string{"setsid", "-f", "sh", "-c", `exec "$@" >/var/log/etcd-floor.log 2>&1`, "etcd"}, cmd...)
-				if out, err := h.Exec(context.Background(), start...); err != nil {
-					b.Fatalf("start etcd on %s: %v\n%s", h.Name, err, out)
-				}
+			l := upLab(b, freshLab)
+			c, pki, client := loadCluster(b, writeInventory(b, l, b.TempDir(), l.Hosts))
+			p, err := plan.Files(c, pki, plan.Options{})
+			if err != nil {
+				b.Fatal(err)
 			}
+			for _, hp := range p.Hosts {
+				place(b, l.Host(hp.Name), hp.Files)
+			}
+			b.StartTimer()
+			restartKubelets(b, l.Hosts)
 			if _, err := client.WaitHealthy(context.Background(), apply.Endpoints(c), time.Minute, nil); err != nil {
 				b.Fatal(err)
 			}
 			b.StopTimer()
-			if err := l.Down(context.Background()); err != nil {
-				b.Fatal(err)
-			}
+			client.Close()
+			down(b, l)
 		}
 	})
 }
 
-// floorSetup puts each host's certificates in place, as apply would have,
-// and returns the plan whose etcd commands the floor runs.
-func floorSetup(b *testing.B, l *lab.Lab) (*config.Cluster, *plan.Plan, *etcdclient.Client) {
-	inv := writeInventory(b, l, b.TempDir(), l.Hosts)
-	c, _, err := config.Load(inv)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, pki, _, err := plan.Compute(c, plan.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, hp := range p.Hosts {
-		h := l.Host(hp.Name)
-		for _, f := range hp.Files {
-			if f.Part == plan.PartCerts {
-				if err := h.WriteFile(context.Background(), f.Path, f.Data, f.Mode); err != nil {
-					b.Fatal(err)
-				}
-			}
+func place(b *testing.B, h *lab.Host, files []plan.File) {
+	for _, f := range files {
+		if err := h.WriteFile(context.Background(), f.Path, f.Data, f.Mode); err != nil {
+			b.Fatal(err)
 		}
 	}
-	client, err := etcdclient.FromPKI(pki, c.Spec.Hosts[0].Name, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return c, p, client
 }
 
-// etcdCommand is the command of the host's static Pod.
-func etcdCommand(b *testing.B, hp plan.Host) []string {
-	for _, f := range hp.Files {
-		if f.Part != plan.PartManifests {
-			continue
-		}
-		var cmd []string
-		for _, line := range strings.Split(string(f.Data), "\n") {
-			line = strings.TrimSpace(line)
-			if strings.HasPrefix(line, "- etcd") || strings.HasPrefix(line, "- --") {
-				cmd = append(cmd, strings.TrimPrefix(line, "- "))
-			}
-		}
-		return cmd
+func restartKubelets(b *testing.B, hosts []*lab.Host) {
+	var wg sync.WaitGroup
+	errs := make([]error, len(hosts))
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = h.Exec(context.Background(), "sh", "-c", "systemctl daemon-reload && systemctl restart kubelet")
+		}()
 	}
-	b.Fatal("no manifest in the plan")
-	return nil
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // BenchmarkApplyNoop re-applies an up-to-date 3-member cluster: connect,
-// pre-flight, diff, health check, nothing written.
+// read every host and etcd, plan, nothing written.
 func BenchmarkApplyNoop(b *testing.B) {
 	needLab(b)
 	bin := buildEtcdadm(b)
-	l := upLab(b, lab.Options{Hosts: 3, Dir: "/var/tmp/etcdadm-bench", NamePrefix: "bch", Subnet: 3})
-	defer l.Down(context.Background())
+	l := upLab(b, freshLab)
+	defer down(b, l)
 	inv := writeInventory(b, l, b.TempDir(), l.Hosts)
 	etcdadm(b, bin, "apply", "-f", inv)
 	b.ResetTimer()
@@ -178,7 +178,7 @@ func BenchmarkDiff(b *testing.B) {
 	needLab(b)
 	bin := buildEtcdadm(b)
 	l := upLab(b, lab.Options{Hosts: 30, Dir: "/var/tmp/etcdadm-bench-diff", NamePrefix: "dif", Subnet: 4, SSHOnly: true})
-	defer l.Down(context.Background())
+	defer down(b, l)
 	for _, n := range []int{3, 30} {
 		b.Run(fmt.Sprintf("hosts=%d", n), func(b *testing.B) {
 			inv := writeInventory(b, l, b.TempDir(), l.Hosts[:n])
@@ -192,4 +192,96 @@ func BenchmarkDiff(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkAddMember adds a 4th member to a running cluster with etcdadm
+// apply (files, learner, catch-up, promotion), next to the floor: its files
+// placed by hand, a voting member added through the API and its etcd
+// started directly with --initial-cluster-state=existing, until the four are
+// healthy. Each iteration gets a new lab with 3 members (not timed).
+func BenchmarkAddMember(b *testing.B) {
+	needLab(b)
+	bin := buildEtcdadm(b)
+	opts := lab.Options{Hosts: 4, Dir: "/var/tmp/etcdadm-bench-add", NamePrefix: "bad", Subnet: 5}
+	setup := func(b *testing.B) (*lab.Lab, string) {
+		l := upLab(b, opts)
+		dir := b.TempDir()
+		etcdadm(b, bin, "apply", "-f", writeInventory(b, l, dir, l.Hosts[:3]))
+		return l, writeInventory(b, l, dir, l.Hosts)
+	}
+	b.Run("etcdadm-apply", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			l, inv := setup(b)
+			b.StartTimer()
+			out := etcdadm(b, bin, "apply", "-f", inv)
+			b.StopTimer()
+			if !strings.Contains(out, "4/4 members healthy") {
+				b.Fatalf("apply:\n%s", out)
+			}
+			down(b, l)
+		}
+	})
+	b.Run("floor-member-add-etcd-started-directly", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			l, inv := setup(b)
+			c, pki, client := loadCluster(b, inv)
+			h := c.Spec.Hosts[3]
+			ctx := context.Background()
+			list, err := client.MemberList(ctx, []string{manifests.ClientURL(c.Spec.Hosts[0])}, 5*time.Second)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m := plan.Member{InitialCluster: etcdclient.InitialCluster(list.Members, h.Name, manifests.PeerURL(h)), State: manifests.StateExisting}
+			hp, err := plan.HostFiles(c, pki, h, m, []plan.Part{plan.PartCerts, plan.PartManifests})
+			if err != nil {
+				b.Fatal(err)
+			}
+			lh := l.Host(h.Name)
+			var cmd []string
+			for _, f := range hp.Files {
+				if f.Part == plan.PartCerts {
+					place(b, lh, []plan.File{f})
+				} else {
+					cmd = etcdCommand(f.Data)
+				}
+			}
+			cmd[0] = l.Artifacts.Etcd
+			cli, err := client.Connect(manifests.ClientURL(c.Spec.Hosts[0]))
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			_, err = cli.MemberAdd(actx, []string{manifests.PeerURL(h)})
+			cancel()
+			if err != nil {
+				b.Fatal(err)
+			}
+			start := append([]string{"setsid", "-f", "sh", "-c", `exec "$@" >/var/log/etcd-floor.log 2>&1`, "etcd"}, cmd...)
+			if out, err := lh.Exec(ctx, start...); err != nil {
+				b.Fatalf("start etcd on %s: %v\n%s", h.Name, err, out)
+			}
+			if _, err := client.WaitHealthy(ctx, apply.Endpoints(c), time.Minute, nil); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			cli.Close()
+			client.Close()
+			down(b, l)
+		}
+	})
+}
+
+// etcdCommand is the command of a static Pod.
+func etcdCommand(manifest []byte) []string {
+	var cmd []string
+	for _, line := range strings.Split(string(manifest), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "- etcd") || strings.HasPrefix(line, "- --") {
+			cmd = append(cmd, strings.TrimPrefix(line, "- "))
+		}
+	}
+	return cmd
 }

@@ -9,14 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/etcdadm-io/etcdadm/pkg/certs"
-	"github.com/etcdadm-io/etcdadm/pkg/config"
-	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
 	"github.com/etcdadm-io/etcdadm/test/lab"
 )
@@ -134,292 +132,277 @@ func copyFile(t *testing.T, src, dst string) {
 	}
 }
 
-// TestIntegrationApply is one story on one 3-host lab, in order: refusals
-// that must leave every host untouched, bring-up, idempotence, host keys,
-// sudo users, and a connection cut in the middle of an upload.
+// TestIntegrationApply is one story on one lab of five hosts, in order:
+// refusals that must leave every host untouched, reading commands that write
+// nothing, a bring-up cut and finished, idempotence, host keys, sudo users,
+// then day-2 work on the running cluster, each under a continuous writer:
+// members added, removed (reachable or not), replaced and repaired; the
+// guards that refuse; two runs at once; a connection cut during an upload.
 func TestIntegrationApply(t *testing.T) {
 	requireLab(t)
 	bin := buildEtcdadm(t)
-	// Three members and a spare host that a later step tries to add.
-	l := upLab(t, lab.Options{Hosts: 4, Dir: "/var/tmp/etcdadm-e2e", NamePrefix: "e2e", Subnet: 1})
-	members, spare := l.Hosts[:3], l.Hosts[3]
+	l := upLab(t, lab.Options{Hosts: 5, Dir: "/var/tmp/etcdadm-e2e", NamePrefix: "e2e", Subnet: 1})
 	dir := t.TempDir()
-	known := filepath.Join(dir, "known_hosts")
-	copyFile(t, l.KnownHostsFile, known)
-	inv := inventory{dir: dir, knownHosts: known, user: "root"}
-	cluster := inv.write(t, l, members)
-
-	untouched := func(t *testing.T) {
-		t.Helper()
-		for _, h := range l.Hosts {
-			if files := hostFiles(t, h); len(files) > 0 {
-				t.Errorf("%s was touched: %v", h.Name, files)
-			}
+	s := &story{bin: bin, lab: l, dir: dir, known: filepath.Join(dir, "known_hosts"), file: filepath.Join(dir, "cluster.yaml")}
+	copyFile(t, l.KnownHostsFile, s.known)
+	defer func() {
+		t.Logf("continuous writers:\n%s", strings.Join(s.gaps, "\n"))
+	}()
+	members := l.Hosts[:3]
+	s.write(t, members, nil)
+	steps := []struct {
+		name string
+		run  func(*testing.T, *story)
+	}{
+		{"unknown host keys are refused and nothing is written", stepUnknownHostKeys},
+		{"an unreachable host is refused and no host is touched", stepUnreachable},
+		{"diff, status and dry run write nothing, without a PKI too", stepReadOnlyWithoutPKI},
+		{"a bring-up cut after the first manifest is finished by a re-run", stepCutBringUp},
+		{"re-apply writes nothing and restarts nothing; reading commands leave the PKI as it was", stepIdempotent},
+		{"a non-root user with passwordless sudo works; one needing a password is told why", stepSudoUsers},
+		{"a changed host key is refused, even with --accept-new-host-keys", stepChangedHostKey},
+		{"a 4th host added to the inventory joins as a learner and is promoted; the others keep their processes", stepAddMember},
+		{"member remove of a reachable host removes it and cleans the host with a backup", stepRemoveReachable},
+		{"member remove of a host whose sshd and etcd are down removes it by ID; reset cleans it later", stepRemoveUnreachable},
+		{"member replace of a host whose data was wiped gives a healthy member with a new ID", stepReplace},
+		{"a deleted manifest is restored by apply", stepRepairManifest},
+		{"one member down and a SAN change: refused, nothing written; apply then brings the member back", stepQuorumGuard},
+		{"a SAN change rolls the members one at a time, leader last", stepRollingSAN},
+		{"without the local PKI, apply is refused and nothing is written anywhere", stepMissingPKI},
+		{"two applies at once: one runs, the other is refused", stepConcurrent},
+		{"a connection cut during an upload leaves no partial file and a re-run converges", stepConnectionCut},
+	}
+	for _, st := range steps {
+		if !t.Run(st.name, func(t *testing.T) { st.run(t, s) }) {
+			t.Fatalf("stopping the story after %q failed", st.name)
 		}
 	}
+}
 
-	t.Run("unknown host keys are refused and nothing is written", func(t *testing.T) {
-		empty := filepath.Join(dir, "empty_known_hosts")
-		if err := os.WriteFile(empty, nil, 0o600); err != nil {
+func stepUnknownHostKeys(t *testing.T, s *story) {
+	empty := filepath.Join(t.TempDir(), "empty_known_hosts")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := inventory{dir: t.TempDir(), knownHosts: empty, user: "root"}.write(t, s.lab, s.lab.Hosts[:3])
+	r := s.etcdadm(t, "apply", "-f", p)
+	if r.err == nil || !strings.Contains(r.stderr, "--accept-new-host-keys") {
+		t.Fatalf("apply with unknown host keys: err %v", r.err)
+	}
+	for _, h := range s.lab.Hosts[:3] {
+		if !strings.Contains(r.stderr, h.Name) {
+			t.Errorf("the error does not name %s", h.Name)
+		}
+	}
+	untouched(t, s.lab.Hosts)
+}
+
+func untouched(t *testing.T, hosts []*lab.Host) {
+	t.Helper()
+	for _, h := range hosts {
+		if files := hostFiles(t, h); len(files) > 0 {
+			t.Errorf("%s was touched: %v", h.Name, files)
+		}
+	}
+}
+
+func stepUnreachable(t *testing.T, s *story) {
+	down := s.lab.Hosts[2]
+	if err := down.StopSSHD(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := down.StartSSHD(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		p := inventory{dir: t.TempDir(), knownHosts: empty, user: "root"}.write(t, l, members)
-		r := etcdadm(t, bin, "apply", "-f", p)
-		if r.err == nil || !strings.Contains(r.stderr, "--accept-new-host-keys") {
-			t.Fatalf("apply with unknown host keys: err %v", r.err)
-		}
-		for _, h := range members {
-			if !strings.Contains(r.stderr, h.Name) {
-				t.Errorf("the error does not name %s", h.Name)
-			}
-		}
-		untouched(t)
-	})
+	}()
+	r := s.etcdadm(t, "apply", "-f", s.file, "--connect-timeout", "3s")
+	if r.err == nil || !strings.Contains(r.stderr, down.Name) {
+		t.Fatalf("apply with %s down: err %v", down.Name, r.err)
+	}
+	untouched(t, s.lab.Hosts)
+}
 
-	t.Run("an unreachable host fails pre-flight and no host is touched", func(t *testing.T) {
-		down := members[2]
-		if err := down.StopSSHD(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		defer func() {
-			if err := down.StartSSHD(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-		}()
-		r := etcdadm(t, bin, "apply", "-f", cluster, "--connect-timeout", "3s")
-		if r.err == nil || !strings.Contains(r.stderr, down.Name) {
-			t.Fatalf("apply with %s down: err %v", down.Name, r.err)
-		}
-		untouched(t)
-	})
-
-	t.Run("dry run shows every file and writes none", func(t *testing.T) {
-		r := etcdadm(t, bin, "apply", "-f", cluster, "--dry-run")
+func stepReadOnlyWithoutPKI(t *testing.T, s *story) {
+	pki := filepath.Join(s.dir, "pki")
+	for _, args := range [][]string{{"diff", "-f", s.file}, {"apply", "-f", s.file, "--dry-run"}, {"apply", "-f", s.file, "--dry-run", "-o", "json"}, {"status", "-f", s.file}} {
+		r := s.etcdadm(t, args...)
 		if r.err != nil {
-			t.Fatal(r.err)
+			t.Errorf("%v: %v", args, r.err)
 		}
-		if strings.Count(r.stdout, "13 of 13 files would change") != 3 || !strings.Contains(r.stdout, "+ /etc/kubernetes/pki/etcd/server.key (mode 0600") {
+		if got := pkiDigest(t, pki); got != "absent" {
+			t.Errorf("%v created the PKI:\n%s", args, got)
+		}
+		if args[0] == "apply" && len(args) == 4 && (strings.Count(r.stdout, "13 of 13 files would change") != 3 || !strings.Contains(r.stdout, "+ /etc/kubernetes/pki/etcd/server.key (mode 0600")) {
 			t.Errorf("dry run output:\n%s", r.stdout)
 		}
-		untouched(t)
-	})
-
-	var etcdPIDs, kubeletPIDs map[string][]int
-	pids := func(name string) map[string][]int {
-		out := map[string][]int{}
-		for _, h := range members {
-			p := h.PIDs(name)
-			slices.Sort(p)
-			out[h.Name] = p
+		if len(args) == 6 && !strings.Contains(r.stdout, `"stages"`) {
+			t.Errorf("JSON plan:\n%s", r.stdout)
 		}
-		return out
 	}
+	untouched(t, s.lab.Hosts)
+}
 
-	t.Run("fresh apply brings up a healthy cluster that replicates", func(t *testing.T) {
-		start := time.Now()
-		r := etcdadm(t, bin, "apply", "-f", cluster, "--health-timeout", "4m")
-		if r.err != nil {
-			for _, h := range members {
-				t.Logf("%s kubelet log:\n%s", h.Name, h.LogTail("kubelet.log", 30))
-			}
-			t.Fatal(r.err)
+// stepCutBringUp kills the first apply once the first host has its
+// manifest, while the two others' uploads crawl over a slowed link; the
+// re-run must finish the bring-up, with the same --initial-cluster.
+func stepCutBringUp(t *testing.T, s *story) {
+	ctx := context.Background()
+	members := s.lab.Hosts[:3]
+	unshape := []func(){shape(t, 1, "48kbit"), shape(t, 2, "48kbit")}
+	cmd, out := startEtcdadm(t, s.bin, "apply", "-f", s.file)
+	cut := false
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if _, err := members[0].ReadFile(ctx, "/etc/kubernetes/manifests/etcd.yaml"); err == nil {
+			cut = cmd.Process.Kill() == nil
+			break
 		}
-		t.Logf("fresh apply took %s", time.Since(start).Round(time.Millisecond))
-		if !strings.Contains(r.stdout, "cluster: 3/3 members healthy") {
-			t.Errorf("summary:\n%s", r.stdout)
+	}
+	_ = cmd.Wait()
+	for _, u := range unshape {
+		u()
+	}
+	t.Logf("the cut apply:\n%s", out.String())
+	if !cut {
+		t.Fatal("the first manifest never appeared")
+	}
+	for _, h := range members[1:] {
+		if _, err := h.ReadFile(ctx, "/etc/kubernetes/manifests/etcd.yaml"); err == nil {
+			t.Fatalf("%s got its manifest before the cut; the test proves nothing", h.Name)
 		}
+		if _, err := h.ReadFile(ctx, "/etc/kubernetes/pki/etcd/server.crt"); err != nil {
+			t.Errorf("%s lacks its other files, which come before any manifest: %v", h.Name, err)
+		}
+	}
+	start := time.Now()
+	r := s.etcdadm(t, "apply", "-f", s.file, "--health-timeout", "4m")
+	if r.err != nil {
 		for _, h := range members {
-			files := hostFiles(t, h)
-			if slices.Contains(files, "/etc/kubernetes/pki/etcd/ca.key") {
-				t.Errorf("%s got the CA key", h.Name)
-			}
-			if len(h.PIDs("etcd")) == 0 {
-				t.Errorf("no etcd process on %s", h.Name)
-			}
+			t.Logf("%s kubelet log:\n%s", h.Name, h.LogTail("kubelet.log", 30))
 		}
-		// A key written through one member is read from the others.
-		c, _, err := config.Load(cluster)
+		t.Fatal(r.err)
+	}
+	t.Logf("the re-run took %s", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(r.stdout, "cluster: 3/3 members healthy") || !strings.Contains(r.stderr, "start the members") {
+		t.Errorf("re-run:\n%s\n%s", r.stdout, r.stderr)
+	}
+	first, _ := members[0].ReadFile(ctx, "/etc/kubernetes/manifests/etcd.yaml")
+	want := regexp.MustCompile(`--initial-cluster=\S+`).Find(first)
+	for _, h := range members {
+		m, err := h.ReadFile(ctx, "/etc/kubernetes/manifests/etcd.yaml")
+		if err != nil || !bytes.Contains(m, want) || !bytes.Contains(m, []byte("--initial-cluster-state=new")) {
+			t.Errorf("%s's manifest does not start it with %s as new: %v", h.Name, want, err)
+		}
+		if files := hostFiles(t, h); slices.Contains(files, "/etc/kubernetes/pki/etcd/ca.key") {
+			t.Errorf("%s got the CA key", h.Name)
+		}
+		if tmp := tempFiles(t, h); tmp != "" {
+			t.Errorf("temporary files left on %s: %s", h.Name, tmp)
+		}
+	}
+	// A key written through one member is read from the others.
+	c, _, client := s.cluster(t)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cli, err := client.Connect(manifests.ClientURL(c.Spec.Hosts[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Put(ctx, "/e2e/greeting", "written through "+c.Spec.Hosts[0].Name); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range c.Spec.Hosts[1:] {
+		other, err := client.Connect(manifests.ClientURL(h))
 		if err != nil {
 			t.Fatal(err)
 		}
-		client := clientFor(t, c)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		first, err := client.Connect(manifests.ClientURL(c.Spec.Hosts[0]))
-		if err != nil {
-			t.Fatal(err)
+		resp, err := other.Get(ctx, "/e2e/greeting")
+		other.Close()
+		if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "written through "+c.Spec.Hosts[0].Name {
+			t.Errorf("read from %s: %v %v", h.Name, resp, err)
 		}
-		defer first.Close()
-		if _, err := first.Put(ctx, "/e2e/greeting", "written through "+c.Spec.Hosts[0].Name); err != nil {
-			t.Fatal(err)
-		}
-		for _, h := range c.Spec.Hosts[1:] {
-			cli, err := client.Connect(manifests.ClientURL(h))
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := cli.Get(ctx, "/e2e/greeting")
-			cli.Close()
-			if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "written through "+c.Spec.Hosts[0].Name {
-				t.Errorf("read from %s: %v %v", h.Name, resp, err)
-			}
-		}
-		etcdPIDs, kubeletPIDs = pids("etcd"), pids("kubelet")
-	})
+	}
+}
 
-	t.Run("re-apply writes nothing and restarts nothing", func(t *testing.T) {
-		r := etcdadm(t, bin, "apply", "-f", cluster)
+func stepIdempotent(t *testing.T, s *story) {
+	members := s.lab.Hosts[:3]
+	etcdPIDs, kubeletPIDs := pids(members, "etcd"), pids(members, "kubelet")
+	pki := pkiDigest(t, filepath.Join(s.dir, "pki"))
+	start := time.Now()
+	r := s.etcdadm(t, "apply", "-f", s.file)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Logf("no-op apply took %s", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(r.stdout, "nothing to do") || strings.Contains(r.stderr, "wrote ") {
+		t.Errorf("re-apply output:\n%s\n%s", r.stdout, r.stderr)
+	}
+	before := snapshots(t, members)
+	for _, args := range [][]string{{"diff", "-f", s.file}, {"status", "-f", s.file}, {"status", "-f", s.file, "-o", "json"}, {"apply", "--dry-run", "-f", s.file}, {"certs", "check-expiration", "-f", s.file}} {
+		r := s.etcdadm(t, args...)
 		if r.err != nil {
-			t.Fatal(r.err)
+			t.Errorf("%v: %v", args, r.err)
 		}
-		if !strings.Contains(r.stdout, "nothing to do") || strings.Contains(r.stderr, "wrote ") {
-			t.Errorf("re-apply output:\n%s\n%s", r.stdout, r.stderr)
+		switch {
+		case args[0] == "diff" && strings.Count(r.stdout, "up to date (13 files)") != 3:
+			t.Errorf("diff after apply:\n%s", r.stdout)
+		case args[0] == "status" && len(args) == 3 && (strings.Count(r.stdout, " voter ") != 3 || strings.Count(r.stdout, "healthy") < 3 || !strings.Contains(r.stdout, "true")):
+			t.Errorf("status:\n%s", r.stdout)
 		}
-		if got := pids("etcd"); fmt.Sprint(got) != fmt.Sprint(etcdPIDs) {
-			t.Errorf("etcd PIDs changed: %v -> %v", etcdPIDs, got)
-		}
-		if got := pids("kubelet"); fmt.Sprint(got) != fmt.Sprint(kubeletPIDs) {
-			t.Errorf("kubelet PIDs changed: %v -> %v", kubeletPIDs, got)
-		}
-		r = etcdadm(t, bin, "diff", "-f", cluster)
-		if r.err != nil || strings.Count(r.stdout, "up to date (13 files)") != 3 {
-			t.Errorf("diff after apply: %v\n%s", r.err, r.stdout)
-		}
-		r = etcdadm(t, bin, "status", "-f", cluster)
-		if r.err != nil || strings.Count(r.stdout, "healthy") < 3 || !strings.Contains(r.stdout, "true") {
-			t.Errorf("status: %v\n%s", r.err, r.stdout)
-		}
-	})
+	}
+	if got := pkiDigest(t, filepath.Join(s.dir, "pki")); got != pki {
+		t.Errorf("the PKI changed:\nbefore:\n%s\nafter:\n%s", pki, got)
+	}
+	unchanged(t, before, members)
+	if got := pids(members, "etcd"); fmt.Sprint(got) != fmt.Sprint(etcdPIDs) {
+		t.Errorf("etcd PIDs changed: %v -> %v", etcdPIDs, got)
+	}
+	if got := pids(members, "kubelet"); fmt.Sprint(got) != fmt.Sprint(kubeletPIDs) {
+		t.Errorf("kubelet PIDs changed: %v -> %v", kubeletPIDs, got)
+	}
+}
 
-	t.Run("a non-root user with passwordless sudo works; one needing a password is told why", func(t *testing.T) {
-		p := inventory{dir: dir, knownHosts: known, user: lab.SudoUser}.write(t, l, members)
-		r := etcdadm(t, bin, "apply", "-f", p)
-		if r.err != nil || !strings.Contains(r.stdout, "nothing to do") {
-			t.Errorf("apply as %s: %v", lab.SudoUser, r.err)
-		}
-		p = inventory{dir: dir, knownHosts: known, user: lab.PasswordUser}.write(t, l, members)
-		r = etcdadm(t, bin, "apply", "-f", p)
-		if r.err == nil || !strings.Contains(r.stderr, "passwordless sudo") {
-			t.Errorf("apply as %s: err %v", lab.PasswordUser, r.err)
-		}
-		inv.write(t, l, members)
-	})
+func stepSudoUsers(t *testing.T, s *story) {
+	members := s.lab.Hosts[:3]
+	p := inventory{dir: s.dir, knownHosts: s.known, user: lab.SudoUser}.write(t, s.lab, members)
+	r := s.etcdadm(t, "apply", "-f", p)
+	if r.err != nil || !strings.Contains(r.stdout, "nothing to do") {
+		t.Errorf("apply as %s: %v", lab.SudoUser, r.err)
+	}
+	p = inventory{dir: s.dir, knownHosts: s.known, user: lab.PasswordUser}.write(t, s.lab, members)
+	r = s.etcdadm(t, "apply", "-f", p)
+	if r.err == nil || !strings.Contains(r.stderr, "passwordless sudo") {
+		t.Errorf("apply as %s: err %v", lab.PasswordUser, r.err)
+	}
+	s.write(t, members, nil)
+}
 
-	t.Run("a changed host key is refused, even with --accept-new-host-keys", func(t *testing.T) {
-		h := members[1]
-		newLine, err := h.RotateHostKey(context.Background())
-		if err != nil {
-			t.Fatal(err)
+func stepChangedHostKey(t *testing.T, s *story) {
+	h := s.lab.Hosts[1]
+	newLine, err := h.RotateHostKey(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.etcdadm(t, "diff", "-f", s.file, "--accept-new-host-keys")
+	if r.err == nil || !strings.Contains(r.stderr, h.Name) || !strings.Contains(strings.ToLower(r.stderr), "changed") {
+		t.Errorf("changed key accepted: %v", r.err)
+	}
+	// The operator checks the new key out of band and records it.
+	b, _ := os.ReadFile(s.known)
+	var kept []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if line != "" && !strings.Contains(line, h.Address+" ") && !strings.HasPrefix(line, h.Address+",") {
+			kept = append(kept, line)
 		}
-		r := etcdadm(t, bin, "diff", "-f", cluster, "--accept-new-host-keys")
-		if r.err == nil || !strings.Contains(r.stderr, h.Name) || !strings.Contains(strings.ToLower(r.stderr), "changed") {
-			t.Errorf("changed key accepted: %v", r.err)
-		}
-		// The operator checks the new key out of band and records it.
-		b, _ := os.ReadFile(known)
-		var kept []string
-		for _, line := range strings.Split(string(b), "\n") {
-			if line != "" && !strings.Contains(line, h.Address+" ") && !strings.HasPrefix(line, h.Address+",") {
-				kept = append(kept, line)
-			}
-		}
-		kept = append(kept, strings.TrimSpace(newLine))
-		if err := os.WriteFile(known, []byte(strings.Join(kept, "\n")+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if r := etcdadm(t, bin, "diff", "-f", cluster); r.err != nil {
-			t.Errorf("after recording the new key: %v", r.err)
-		}
-	})
-
-	t.Run("a new host next to running members is refused and not touched", func(t *testing.T) {
-		p := inventory{dir: dir, knownHosts: known, user: "root"}.write(t, l, l.Hosts)
-		defer inv.write(t, l, members)
-		r := etcdadm(t, bin, "apply", "-f", p)
-		if r.err == nil || !strings.Contains(r.stderr, "adding members to a running cluster is not supported yet") {
-			t.Fatalf("apply with a new host: err %v", r.err)
-		}
-		if files := hostFiles(t, spare); len(files) > 0 {
-			t.Errorf("%s was touched: %v", spare.Name, files)
-		}
-	})
-
-	t.Run("a connection cut during an upload leaves no partial file and a re-run converges", func(t *testing.T) {
-		h := members[0]
-		ctx := context.Background()
-		// Someone breaks the host: its certificates are gone and its manifest
-		// names an image that does not exist here, so its etcd stops (and the
-		// slowed link below carries SSH alone, not raft traffic). The
-		// re-apply must repair both.
-		if _, err := h.Exec(ctx, "sh", "-c", "rm -f /etc/kubernetes/pki/etcd/*.crt /etc/kubernetes/pki/etcd/*.key && sed -i 's#image: .*#image: registry.k8s.io/etcd:0.0.0-missing#' /etc/kubernetes/manifests/etcd.yaml"); err != nil {
-			t.Fatal(err)
-		}
-		for deadline := time.Now().Add(90 * time.Second); len(h.PIDs("etcd")) > 0; time.Sleep(time.Second) {
-			if time.Now().After(deadline) {
-				t.Fatalf("etcd on %s did not stop after its manifest was removed", h.Name)
-			}
-		}
-		// Slow the link towards the host down (on the machine's end of its
-		// veth) so that an upload is in flight long enough to cut it.
-		veth := "e2ev0"
-		if out, err := exec.Command("tc", "qdisc", "add", "dev", veth, "root", "tbf", "rate", "16kbit", "burst", "1600", "latency", "30s").CombinedOutput(); err != nil {
-			t.Fatalf("shape %s: %v: %s", veth, err, out)
-		}
-		done := make(chan run, 1)
-		go func() { done <- etcdadm(t, bin, "apply", "-f", cluster, "--health-timeout", "30s") }()
-		cut := false
-		deadline := time.Now().Add(2 * time.Minute)
-		for !cut && time.Now().Before(deadline) {
-			out, err := h.Exec(ctx, "find", "/etc/kubernetes/pki", "-name", "*.etcdadm-*.tmp")
-			if err == nil && strings.TrimSpace(string(out)) != "" {
-				t.Logf("upload in flight: %s", out)
-				cut = h.KillSSHSessions() > 0
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		r := <-done
-		if out, err := exec.Command("tc", "qdisc", "del", "dev", veth, "root").CombinedOutput(); err != nil {
-			t.Errorf("unshape: %v: %s", err, out)
-		}
-		if !cut {
-			t.Fatal("never caught an upload in flight")
-		}
-		if r.err == nil {
-			t.Error("apply succeeded although its connection was cut")
-		}
-		// Every target path holds the full planned content or nothing.
-		c, _, err := config.Load(cluster)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pki, _, err := certs.Ensure(c, certs.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		manifest, err := h.ReadFile(ctx, "/etc/kubernetes/manifests/etcd.yaml")
-		if err == nil && !bytes.Contains(manifest, []byte("status: {}")) {
-			t.Errorf("the manifest on %s is partial", h.Name)
-		}
-		for _, kp := range pki.Hosts[h.Name] {
-			for p, want := range map[string][]byte{
-				"/etc/kubernetes/pki/" + kp.BaseName + ".crt": kp.CertPEM,
-				"/etc/kubernetes/pki/" + kp.BaseName + ".key": kp.KeyPEM,
-			} {
-				got, err := h.ReadFile(ctx, p)
-				if err == nil && !bytes.Equal(got, want) {
-					t.Errorf("%s on %s is partial (%d of %d bytes)", p, h.Name, len(got), len(want))
-				}
-			}
-		}
-		r = etcdadm(t, bin, "apply", "-f", cluster, "--health-timeout", "3m")
-		if r.err != nil || !strings.Contains(r.stdout, "cluster: 3/3 members healthy") {
-			t.Fatalf("re-run did not converge: %v", r.err)
-		}
-		out, err := h.Exec(ctx, "find", "/etc/kubernetes", "-name", "*.etcdadm-*.tmp")
-		if err != nil || strings.TrimSpace(string(out)) != "" {
-			t.Errorf("temporary files left: %s %v", out, err)
-		}
-	})
+	}
+	kept = append(kept, strings.TrimSpace(newLine))
+	if err := os.WriteFile(s.known, []byte(strings.Join(kept, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.etcdadm(t, "diff", "-f", s.file); r.err != nil {
+		t.Errorf("after recording the new key: %v", r.err)
+	}
 }
 
 // TestIntegrationJumpHost reaches hosts that only a bastion can reach.
@@ -440,17 +423,4 @@ func TestIntegrationJumpHost(t *testing.T) {
 	if r.err != nil || strings.Count(r.stdout, "13 of 13 files would change") != 2 {
 		t.Fatalf("diff through the bastion: %v\n%s", r.err, r.stdout)
 	}
-}
-
-func clientFor(t *testing.T, c *config.Cluster) *etcdclient.Client {
-	t.Helper()
-	pki, _, err := certs.Ensure(c, certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := etcdclient.FromPKI(pki, c.Spec.Hosts[0].Name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return client
 }
