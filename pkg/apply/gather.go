@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/user"
 	"path"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,15 +84,6 @@ func Gather(ctx context.Context, c *config.Cluster, pki *certs.PKI, hs *Hosts, c
 			reachable = append(reachable, h)
 		}
 	}
-	var etcd *facts.Cluster
-	var wg sync.WaitGroup
-	if client != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			etcd = facts.GatherCluster(ctx, client, Endpoints(c), opts.EtcdTimeout)
-		}()
-	}
 	gather := func(ctx context.Context, h config.Host) error {
 		req, err := Request(c, pki, h)
 		if err != nil {
@@ -123,13 +116,44 @@ func Gather(ctx context.Context, c *config.Cluster, pki *certs.PKI, hs *Hosts, c
 	if err == nil {
 		err = ForEach(ctx, rest, opts.Concurrency, gather)
 	}
-	wg.Wait()
-	f.Etcd = etcd
 	if err != nil {
 		f.Release()
 		return nil, named(err, "reading the hosts")
 	}
+	if client != nil {
+		f.Etcd = gatherEtcd(ctx, c, f, client, opts.EtcdTimeout)
+	}
 	return f, nil
+}
+
+// gatherEtcd asks etcd, through the members whose hosts have something
+// listening on the client port (or could not be read): a call to a port
+// nobody listens on would only wait out its deadline.
+func gatherEtcd(ctx context.Context, c *config.Cluster, f *Facts, client *etcdclient.Client, timeout time.Duration) *facts.Cluster {
+	var eps []etcdclient.Endpoint
+	var idle, down []string
+	for _, e := range Endpoints(c) {
+		hf := f.Hosts[e.Name]
+		if hf == nil || slices.ContainsFunc(hf.Listeners, func(l facts.Listener) bool { return l.Port == manifests.ClientPort }) {
+			eps = append(eps, e)
+		} else {
+			idle = append(idle, e.Name)
+			down = append(down, e.ClientURL)
+		}
+	}
+	if len(eps) == 0 {
+		return &facts.Cluster{ListError: "no member runs: nothing listens on port 2379 on " + strings.Join(idle, ", "),
+			Status: map[uint64]etcdclient.MemberStatus{}, Unanswered: map[string]etcdclient.MemberStatus{}}
+	}
+	e := facts.GatherCluster(ctx, client, eps, down, timeout)
+	for _, name := range idle {
+		h, _ := c.Host(name)
+		u := manifests.ClientURL(h)
+		if _, ok := e.Unanswered[u]; !ok && !slices.ContainsFunc(e.Members, func(m etcdclient.Member) bool { return slices.Contains(m.ClientURLs, u) && e.Healthy(m.ID) }) {
+			e.Unanswered[u] = etcdclient.MemberStatus{Name: name, Endpoint: u, Error: "etcd is not running (nothing listens on port 2379)"}
+		}
+	}
+	return e
 }
 
 // lockHolder says who holds a host's lock, for the run that finds it taken.

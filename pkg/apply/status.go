@@ -163,6 +163,18 @@ func hostFacts(c *config.Cluster, mr *MemberReport, f *Facts, unreachable map[st
 	}
 }
 
+// Statuses are the members' statuses, learners and members not in the
+// inventory included, hosts that are no member left out.
+func (r *Report) Statuses() []etcdclient.MemberStatus {
+	var out []etcdclient.MemberStatus
+	for _, m := range r.Members {
+		if m.Membership != NotAMember && m.Membership != Unknown {
+			out = append(out, m.MemberStatus)
+		}
+	}
+	return out
+}
+
 // WriteStatusTable prints one row per member, then notes.
 func WriteStatusTable(w io.Writer, r *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -181,6 +181,12 @@ func (c *Client) memberStatus(ctx context.Context, m Endpoint, timeout time.Dura
 		timeout = DefaultCallTimeout
 	}
 	st := MemberStatus{Name: m.Name, Endpoint: m.ClientURL}
+	// A member that is down would hold the call until its deadline: the
+	// client waits for a connection. A refused one is told at once.
+	if err := c.probe(ctx, m.ClientURL, min(timeout, time.Second)); err != nil {
+		st.Error = "not reachable: " + err.Error()
+		return st
+	}
 	cli, err := c.endpoint(m.ClientURL)
 	if err != nil {
 		st.Error = err.Error()
@@ -227,6 +233,21 @@ func (c *Client) memberStatus(ctx context.Context, m Endpoint, timeout time.Dura
 	}
 	st.Took = time.Since(start).Round(time.Millisecond).String()
 	return st
+}
+
+// probe opens and closes a TCP connection to the member.
+func (c *Client) probe(ctx context.Context, clientURL string, timeout time.Duration) error {
+	addr, err := HostPort(clientURL)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := c.dial(ctx, addr)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }
 
 func describe(err error) string {

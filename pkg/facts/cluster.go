@@ -28,11 +28,14 @@ type Cluster struct {
 
 // GatherCluster asks every endpoint for its status, then the first that
 // answered for the member list (linearizable, else serializable), then the
-// members the list names that were not asked yet. Every call has its own
-// deadline of timeout.
-func GatherCluster(ctx context.Context, client *etcdclient.Client, endpoints []etcdclient.Endpoint, timeout time.Duration) *Cluster {
+// members the list names that were not asked yet, but those known to be
+// down. Every call has its own deadline of timeout.
+func GatherCluster(ctx context.Context, client *etcdclient.Client, endpoints []etcdclient.Endpoint, down []string, timeout time.Duration) *Cluster {
 	c := &Cluster{Status: map[uint64]etcdclient.MemberStatus{}, Unanswered: map[string]etcdclient.MemberStatus{}}
 	asked := map[string]bool{}
+	for _, u := range down {
+		asked[u] = true
+	}
 	c.record(client.Status(ctx, endpoints, timeout), asked)
 	// Ask only members that answered: an unreachable one holds every call
 	// until its deadline. With no leader anywhere, a linearizable list would

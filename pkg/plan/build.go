@@ -77,8 +77,8 @@ func (h *host) runs() bool { return h.facts.RunsEtcd() }
 
 // Build makes the plan that brings the hosts to the inventory, from the
 // inventory, the operator's PKI and the facts, with no side effect. Every
-// guard is checked first; a refused plan is a *RefusedError listing every
-// reason.
+// guard is checked first; a refused plan comes with a *RefusedError listing
+// every reason, and holds the hosts' files and changes but no stage.
 func Build(in Input) (*Plan, error) {
 	c := in.Cluster
 	if in.Etcd == nil {
@@ -97,30 +97,37 @@ func Build(in Input) (*Plan, error) {
 	}
 	formed := classify(in, hosts, &refused)
 	p.Warnings = append(p.Warnings, unknownMembers(in)...)
-	if err := refused.err("apply"); err != nil {
-		return nil, err
-	}
+	early := len(refused) > 0
 	var joined []etcdclient.Member
 	for _, h := range hosts {
-		hp, err := HostFiles(c, in.PKI, h.cfg, memberFor(in, hosts, h, formed, &joined), AllParts)
+		m := Bootstrap(c)
+		if !early {
+			m = memberFor(in, hosts, h, formed, &joined)
+		}
+		hp, err := HostFiles(c, in.PKI, h.cfg, m, AllParts)
 		if err != nil {
 			return nil, err
 		}
 		Compare(&hp, h.facts)
 		p.Hosts = append(p.Hosts, hp)
-		m := hp.Member
-		m.Restart = in.restartStamp(false)
-		if h.restart, err = ManifestFile(c, h.cfg, m); err != nil {
+		restarted := hp.Member
+		restarted.Restart = in.restartStamp(false)
+		if h.restart, err = ManifestFile(c, h.cfg, restarted); err != nil {
 			return nil, err
 		}
-		m.Restart = in.restartStamp(true)
-		if h.retry, err = ManifestFile(c, h.cfg, m); err != nil {
+		restarted.Restart = in.restartStamp(true)
+		if h.retry, err = ManifestFile(c, h.cfg, restarted); err != nil {
 			return nil, err
 		}
 	}
 	// The plan's hosts are copies; keep h.plan pointing at them.
 	for i, h := range hosts {
 		h.plan = &p.Hosts[i]
+	}
+	if early {
+		// The hosts' files are there to be shown; there are no stages.
+		p.Refused = true
+		return p, refused.err("apply")
 	}
 	if !formed {
 		p.Stages = bringUp(in, hosts, "bring-up", "a new cluster: no host holds etcd data and no member answers")
@@ -130,7 +137,8 @@ func Build(in Input) (*Plan, error) {
 	p.Stages = stages
 	p.Warnings = append(p.Warnings, warnings...)
 	if err := refused.err("apply"); err != nil {
-		return nil, err
+		p.Stages, p.Refused = nil, true
+		return p, err
 	}
 	return p, nil
 }

@@ -366,6 +366,10 @@ func mustRefuse(t *testing.T, p *Plan, err error) *RefusedError {
 	if !errors.As(err, &re) {
 		t.Fatalf("error %v is not a *RefusedError", err)
 	}
+	// A refused plan has nothing to run.
+	if p != nil && (!p.Empty() || len(p.Stages) > 0) {
+		t.Errorf("a refused plan has stages:\n%s", planText(p))
+	}
 	return re
 }
 

@@ -89,6 +89,8 @@ type Plan struct {
 	Stages   []Stage         `json:"stages"`
 	// Warnings are things the plan leaves alone that an operator should know.
 	Warnings []string `json:"warnings,omitempty"`
+	// Refused is set when a guard refused the plan: it has no stages.
+	Refused bool `json:"refused,omitempty"`
 }
 
 // Options narrow a plan.

@@ -21,7 +21,10 @@ func WriteText(w io.Writer, p *Plan) {
 			fmt.Fprintf(w, "%s: up to date (%d files)\n", h.Name, len(h.Changes))
 		}
 	}
-	if p.Empty() {
+	switch {
+	case p.Refused:
+		fmt.Fprintln(w, "refused: apply would change nothing (the reasons follow)")
+	case p.Empty():
 		fmt.Fprintln(w, "nothing to do: every host is as planned")
 	}
 	for i, st := range p.Stages {

@@ -197,6 +197,39 @@ func stepReplace(t *testing.T, s *story) {
 	}
 }
 
+// stepPendingRestart leaves the marker a run writes before the kubelet's
+// files change, as if that run had been cut right after writing them: the
+// next run restarts the kubelet although no file differs, and etcd keeps
+// running through it.
+func stepPendingRestart(t *testing.T, s *story) {
+	ctx := context.Background()
+	h := s.lab.Hosts[0]
+	marker := "/var/lib/etcdadm/pending/kubelet-restart"
+	if err := h.WriteFile(ctx, marker, []byte("left by a cut run\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kubelet, etcd := h.PIDs("kubelet"), h.PIDs("etcd")
+	r := s.etcdadm(t, "apply", "-f", s.file)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !strings.Contains(r.stderr, "["+h.Name+"] ran systemctl restart kubelet") || strings.Contains(r.stderr, "wrote ") {
+		t.Errorf("the pending restart:\n%s", r.stderr)
+	}
+	if _, err := h.ReadFile(ctx, marker); err == nil {
+		t.Error("the marker is still there")
+	}
+	if got := h.PIDs("kubelet"); fmt.Sprint(got) == fmt.Sprint(kubelet) {
+		t.Errorf("the kubelet was not restarted (pids %v)", got)
+	}
+	if got := h.PIDs("etcd"); fmt.Sprint(got) != fmt.Sprint(etcd) {
+		t.Errorf("etcd restarted with the kubelet: %v -> %v", etcd, got)
+	}
+	if r := s.etcdadm(t, "apply", "-f", s.file); r.err != nil || !strings.Contains(r.stdout, "nothing to do") {
+		t.Errorf("the next run: %v\n%s", r.err, r.stdout)
+	}
+}
+
 func stepRepairManifest(t *testing.T, s *story) {
 	ctx := context.Background()
 	h := s.lab.Hosts[1]

@@ -166,6 +166,7 @@ func TestIntegrationApply(t *testing.T) {
 		{"member remove of a host whose sshd and etcd are down removes it by ID; reset cleans it later", stepRemoveUnreachable},
 		{"member replace of a host whose data was wiped gives a healthy member with a new ID", stepReplace},
 		{"a deleted manifest is restored by apply", stepRepairManifest},
+		{"a kubelet restart a cut run recorded is finished by the next run", stepPendingRestart},
 		{"one member down and a SAN change: refused, nothing written; apply then brings the member back", stepQuorumGuard},
 		{"a SAN change rolls the members one at a time, leader last", stepRollingSAN},
 		{"without the local PKI, apply is refused and nothing is written anywhere", stepMissingPKI},

@@ -236,14 +236,16 @@ changed writes nothing and restarts nothing.`,
 				return err
 			}
 			p, err := plan.Build(plan.Input{Cluster: s.cluster, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd})
-			if err != nil {
+			if dryRun && p != nil {
+				printCertEvents(streams, s.events, true)
+				if perr := pf.print(streams, p); perr != nil {
+					return perr
+				}
+			}
+			if err != nil || dryRun {
 				return err
 			}
-			if dryRun {
-				printCertEvents(streams, s.events, true)
-				return pf.print(streams, p)
-			}
-			return runApply(ctx, streams, s, p, healthTimeout, f.concurrency)
+			return runApply(ctx, streams, s, p, facts, healthTimeout, f.concurrency)
 		},
 	}
 	f.bind(cmd)
@@ -254,7 +256,7 @@ changed writes nothing and restarts nothing.`,
 }
 
 // runApply saves what the PKI lacks, runs the plan and reports.
-func runApply(ctx context.Context, streams Streams, s *session, p *plan.Plan, healthTimeout time.Duration, concurrency int) error {
+func runApply(ctx context.Context, streams Streams, s *session, p *plan.Plan, facts *apply.Facts, healthTimeout time.Duration, concurrency int) error {
 	for _, w := range p.Warnings {
 		fmt.Fprintf(streams.ErrOut, "warning: %s\n", w)
 	}
@@ -271,7 +273,8 @@ func runApply(ctx context.Context, streams Streams, s *session, p *plan.Plan, he
 		}
 	}
 	if p.Empty() {
-		sts := s.etcd.Status(ctx, apply.Endpoints(s.cluster), 2*time.Second)
+		// The facts were read a moment ago: they say how healthy it is.
+		sts := apply.Status(s.cluster, facts, nil, time.Now()).Statuses()
 		healthy, total := apply.Summary(sts)
 		fmt.Fprintln(streams.Out, "nothing to do: every host is as planned (nothing written, nothing restarted)")
 		fmt.Fprintf(streams.Out, "cluster: %d/%d members healthy\n", healthy, total)
@@ -351,11 +354,13 @@ func newDiffCommand(streams Streams) *cobra.Command {
 				return err
 			}
 			p, err := plan.Build(plan.Input{Cluster: s.cluster, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd})
-			if err != nil {
-				return err
+			if p != nil {
+				printCertEvents(streams, s.events, true)
+				if perr := pf.print(streams, p); perr != nil {
+					return perr
+				}
 			}
-			printCertEvents(streams, s.events, true)
-			return pf.print(streams, p)
+			return err
 		},
 	}
 	f.bind(cmd)
