@@ -1,12 +1,13 @@
 package apply
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -15,7 +16,6 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
-	"github.com/etcdadm-io/etcdadm/pkg/plan"
 )
 
 // Membership says what a row of the status is to the cluster.
@@ -152,15 +152,27 @@ func hostFacts(c *config.Cluster, mr *MemberReport, f *Facts, unreachable map[st
 	if hf == nil {
 		return
 	}
-	specs := append([]certs.Spec{{Name: certs.EtcdCA, BaseName: certs.CABaseName}}, certs.LeafSpecs()...)
-	for _, spec := range specs {
+	mr.Certificates = HostCertificates(c, h.Name, hf, now)
+}
+
+// HostCertificates are the rows of the certificates read on a host, each
+// compared with the local PKI's copy.
+func HostCertificates(c *config.Cluster, host string, hf *facts.Host, now time.Time) []certs.Expiration {
+	var out []certs.Expiration
+	for _, spec := range certs.Kinds() {
 		p := path.Join(manifests.CertificatesDir, spec.BaseName+".crt")
-		e := certs.Expiration{Host: h.Name, Name: spec.Name, Path: p, Residual: "<missing>", Problem: "missing or unreadable"}
-		if s := plan.Summarize(hf.Files[p].Data); s != nil {
-			e = certs.ExpirationOf(h.Name, spec.Name, p, "", strings.TrimPrefix(s.Subject, "CN="), s.NotAfter, now)
+		data := hf.Files[p].Data
+		cert, err := certs.ParseCert(data)
+		if err != nil {
+			out = append(out, certs.Missing(host, spec.Name, p))
+			continue
 		}
-		mr.Certificates = append(mr.Certificates, e)
+		e := certs.ExpirationOf(host, spec.Name, p, cert, now)
+		local, err := os.ReadFile(certs.LocalPath(c.PKIDir(), host, spec))
+		e.DiffersFromLocal = err != nil || !bytes.Equal(local, data)
+		out = append(out, e)
 	}
+	return out
 }
 
 // Statuses are the members' statuses, learners and members not in the

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -331,8 +332,14 @@ func TestCheckExpirationReportsMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows = CheckExpiration(c, time.Now())
-	if rows[0].Residual != "9y" || rows[1].Residual != "364d" || rows[1].Authority != EtcdCA {
+	if rows[0].Residual != "9y" || rows[1].Residual != "364d" || rows[1].Issuer != "CN=etcd-ca" || rows[1].Host != "" {
 		t.Errorf("rows %+v", rows[:2])
+	}
+	if !slices.Contains(rows[1].SANs, "infra0") || !slices.Contains(rows[1].SANs, "127.0.0.1") || !strings.Contains(rows[1].Path, filepath.Join("hosts", "infra0")) {
+		t.Errorf("server certificate row %+v", rows[1])
+	}
+	if rows[1].ExpiresWithin(time.Now(), 300*24*time.Hour) || !rows[1].ExpiresWithin(time.Now(), 400*24*time.Hour) {
+		t.Errorf("ExpiresWithin is wrong for %s", rows[1].NotAfter)
 	}
 	rows = CheckExpiration(c, time.Now().Add(2*365*24*time.Hour))
 	if rows[1].Residual != "<invalid>" {

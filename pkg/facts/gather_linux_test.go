@@ -356,7 +356,7 @@ func TestScriptRejectsPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"sport = :2379 )", "'/var/lib/etcdadm/pending'/*", "echo end\n"} {
+	for _, want := range []string{"sport = :2379 ", "'/var/lib/etcdadm/pending'/*", "echo end\n"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("default script lacks %q", want)
 		}

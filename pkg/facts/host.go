@@ -162,6 +162,8 @@ func Script(req Request) (string, error) {
 	if port == 0 {
 		port = 2379
 	}
+	// Few processes: every fork costs, and a fleet's diff runs this on each
+	// host at once. Contents are printed by the shell itself.
 	b.WriteString("export LC_ALL=C\n")
 	b.WriteString("echo \"clock $(date +%s.%N)\"\n")
 	b.WriteString("echo \"uid $(id -u)\"\n")
@@ -169,30 +171,34 @@ func Script(req Request) (string, error) {
 	b.WriteString("[ -x /usr/bin/kubelet ] && echo kubelet-usr-bin\n")
 	b.WriteString("echo \"kubelet-active $(systemctl is-active kubelet 2>/dev/null)\"\n")
 	b.WriteString("if command -v ss >/dev/null 2>&1; then\n")
-	b.WriteString("  ss -Hltnp '( sport = :2379 or sport = :2380 or sport = :2381 )' 2>/dev/null | while IFS= read -r l; do printf 'listen %s\\n' \"$l\"; done\n")
-	b.WriteString("  " + ProcessScript(port) + "\n")
+	filter := "2379 or sport = :2380 or sport = :2381"
+	if port < 2379 || port > 2381 {
+		filter += " or sport = :" + strconv.Itoa(port)
+	}
+	b.WriteString(processes(filter, port, true))
 	b.WriteString("else echo no-ss; fi\n")
 	fmt.Fprintf(&b, "d=%s\n", q(req.DataDir))
-	b.WriteString("[ -d \"$d\" ] && echo \"datadir $(ls -A \"$d\" | wc -l)\"\n")
-	b.WriteString("w=$(ls \"$d\"/member/wal/*.wal 2>/dev/null | head -n 1)\n")
-	b.WriteString("[ -n \"$w\" ] && echo \"wal $(head -c 4096 \"$w\" | base64 | tr -d '\\n')\"\n")
-	fmt.Fprintf(&b, "f=%s; [ -f \"$f\" ] && echo \"manifest $(base64 < \"$f\" | tr -d '\\n')\"\n", q(req.ManifestPath))
-	fmt.Fprintf(&b, "f=%s; [ -f \"$f\" ] && echo \"ca $(base64 < \"$f\" | tr -d '\\n')\"\n", q(req.CAPath))
+	b.WriteString(`if [ -d "$d" ]; then n=0; for e in "$d"/* "$d"/.[!.]* "$d"/..?*; do if [ -e "$e" ] || [ -L "$e" ]; then n=$((n+1)); fi; done; echo "datadir $n"; fi` + "\n")
+	b.WriteString(`for w in "$d"/member/wal/*.wal; do [ -f "$w" ] && echo "wal $(head -c 4096 "$w" | base64 -w 0)"; break; done` + "\n")
+	// "|" lines hold a file line by line; "|-" a last line without its newline.
+	b.WriteString(`show() { [ -f "$2" ] || return 0; printf '%s\n' "$1"; while IFS= read -r l; do printf '| %s\n' "$l"; done < "$2"; [ -z "$l" ] || printf '|- %s\n' "$l"; }` + "\n")
+	fmt.Fprintf(&b, "show manifest %s\n", q(req.ManifestPath))
+	fmt.Fprintf(&b, "show ca %s\n", q(req.CAPath))
 	if len(req.Files) > 0 {
-		b.WriteString("for f in")
+		b.WriteString("set --\nfor f in")
 		for _, f := range req.Files {
 			b.WriteString(" " + q(f))
 		}
-		b.WriteString("; do if [ -e \"$f\" ]; then s=-; [ -f \"$f\" ] && s=$(sha256sum < \"$f\" | cut -d' ' -f1)")
-		b.WriteString("; printf 'file %s %s %s\\n' \"$(stat -L -c '%f %u %g' \"$f\")\" \"$s\" \"$f\"")
-		b.WriteString("; case \"$f\" in *.crt) [ -f \"$f\" ] && printf 'data %s %s\\n' \"$(base64 < \"$f\" | tr -d '\\n')\" \"$f\";; esac; fi; done\n")
+		b.WriteString(`; do if [ -f "$f" ]; then set -- "$@" "$f"; elif [ -e "$f" ]; then printf 'other %s\n' "$f"; stat -L -c 'omode %f %u %g' -- "$f"; fi; done` + "\n")
+		b.WriteString(`if [ $# -gt 0 ]; then printf 'regular %s\n' "$@"; sha256sum -- "$@" | while IFS= read -r l; do printf 'sum %s\n' "${l%% *}"; done; stat -L -c 'rmode %f %u %g' -- "$@"` + "\n")
+		b.WriteString(`for f in "$@"; do case "$f" in *.crt) show "data $f" "$f";; esac; done; fi` + "\n")
 	}
 	if len(req.Dirs) > 0 {
 		b.WriteString("for f in")
 		for _, f := range req.Dirs {
 			b.WriteString(" " + q(f))
 		}
-		b.WriteString("; do [ -e \"$f\" ] && printf 'file %s - %s\\n' \"$(stat -L -c '%f %u %g' \"$f\")\" \"$f\"; done\n")
+		b.WriteString(`; do [ -e "$f" ] && printf 'other %s\n' "$f" && stat -L -c 'omode %f %u %g' -- "$f"; done` + "\n")
 	}
 	fmt.Fprintf(&b, "for m in %s/*; do [ -f \"$m\" ] && printf 'pending %%s\\n' \"${m##*/}\"; done\n", q(path.Join(req.stateDir(), pendingName)))
 	b.WriteString("echo end\n")
@@ -317,10 +323,28 @@ func readUntilEnd(ctx context.Context, p *remote.Process) ([]byte, error) {
 func Parse(out []byte, before, after time.Time) (*Host, error) {
 	h := &Host{Files: map[string]FileState{}}
 	ended := false
+	var p parser
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
 	for sc.Scan() {
 		line := sc.Text()
+		if content, ok := strings.CutPrefix(line, "|- "); ok {
+			if p.block == nil {
+				return nil, fmt.Errorf("unexpected line %q", line)
+			}
+			*p.block = append(*p.block, content...)
+			continue
+		}
+		if content, ok := strings.CutPrefix(line, "| "); ok || line == "|" {
+			if p.block == nil {
+				return nil, fmt.Errorf("unexpected line %q", line)
+			}
+			*p.block = append(append(*p.block, content...), '\n')
+			continue
+		}
+		if err := p.endBlock(h); err != nil {
+			return nil, err
+		}
 		tag, rest, _ := strings.Cut(line, " ")
 		var err error
 		switch tag {
@@ -339,11 +363,11 @@ func Parse(out []byte, before, after time.Time) (*Host, error) {
 		case "listen":
 			h.Listeners = append(h.Listeners, parseListener(rest))
 		case "proc":
-			p, ok := parseProcess(rest)
+			pr, ok := parseProcess(rest)
 			if !ok {
 				return nil, fmt.Errorf("unexpected line %q", line)
 			}
-			h.Etcd = append(h.Etcd, p)
+			h.Etcd = append(h.Etcd, pr)
 		case "datadir":
 			h.DataDir.Exists = true
 			h.DataDir.Entries, err = strconv.Atoi(strings.TrimSpace(rest))
@@ -354,25 +378,24 @@ func Parse(out []byte, before, after time.Time) (*Host, error) {
 				// An unreadable WAL still holds a member; its ID stays unknown.
 				h.DataDir.MemberID, h.DataDir.ClusterID, _ = WALMetadata(b)
 			}
-		case "manifest":
-			var b []byte
-			if b, err = base64.StdEncoding.DecodeString(rest); err == nil {
-				h.Manifest = ParseManifest(b)
+		case "manifest", "ca", "data":
+			p.start(tag, rest)
+		case "regular":
+			p.regular = append(p.regular, rest)
+		case "sum":
+			// sha256sum marks a name it had to escape with a backslash.
+			p.sums = append(p.sums, strings.TrimPrefix(rest, "\\"))
+		case "rmode":
+			var st FileState
+			if st, err = parseMode(rest); err == nil {
+				p.rmodes = append(p.rmodes, st)
 			}
-		case "ca":
-			if h.CAData, err = base64.StdEncoding.DecodeString(rest); err == nil {
-				h.TrustedCAs = parseCerts(h.CAData)
-			}
-		case "file":
-			err = h.parseFile(rest)
-		case "data":
-			b64, p, ok := strings.Cut(rest, " ")
-			if !ok {
-				return nil, fmt.Errorf("unexpected line %q", line)
-			}
-			fs := h.Files[p]
-			if fs.Data, err = base64.StdEncoding.DecodeString(b64); err == nil {
-				h.Files[p] = fs
+		case "other":
+			p.other = append(p.other, rest)
+		case "omode":
+			var st FileState
+			if st, err = parseMode(rest); err == nil {
+				p.omodes = append(p.omodes, st)
 			}
 		case "pending":
 			h.Pending = append(h.Pending, strings.TrimSpace(rest))
@@ -389,10 +412,92 @@ func Parse(out []byte, before, after time.Time) (*Host, error) {
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
+	if err := p.endBlock(h); err != nil {
+		return nil, err
+	}
 	if !ended {
 		return nil, errors.New("the output ended early")
 	}
+	if err := p.files(h); err != nil {
+		return nil, err
+	}
 	return h, nil
+}
+
+// parser keeps what spans lines: a file's content, and the lists of files
+// whose state comes in order from one command each.
+type parser struct {
+	tag, path      string
+	block          *[]byte
+	regular, sums  []string
+	rmodes, omodes []FileState
+	other          []string
+	data           map[string][]byte
+}
+
+func (p *parser) start(tag, path string) {
+	p.tag, p.path = tag, path
+	b := []byte{}
+	p.block = &b
+}
+
+func (p *parser) endBlock(h *Host) error {
+	if p.block == nil {
+		return nil
+	}
+	b := *p.block
+	switch p.tag {
+	case "manifest":
+		h.Manifest = ParseManifest(b)
+	case "ca":
+		h.CAData = b
+		h.TrustedCAs = parseCerts(b)
+	case "data":
+		if p.data == nil {
+			p.data = map[string][]byte{}
+		}
+		p.data[p.path] = b
+	}
+	p.block = nil
+	return nil
+}
+
+// files pairs every path with its state, by order.
+func (p *parser) files(h *Host) error {
+	if len(p.sums) != len(p.regular) || len(p.rmodes) != len(p.regular) || len(p.omodes) != len(p.other) {
+		return fmt.Errorf("the files changed while they were read (%d files, %d sums, %d modes; %d others, %d modes): try again",
+			len(p.regular), len(p.sums), len(p.rmodes), len(p.other), len(p.omodes))
+	}
+	for i, path := range p.regular {
+		st := p.rmodes[i]
+		st.SHA256 = p.sums[i]
+		st.Data = p.data[path]
+		h.Files[path] = st
+	}
+	for i, path := range p.other {
+		h.Files[path] = p.omodes[i]
+	}
+	return nil
+}
+
+// parseMode reads "<hex mode> <uid> <gid>" as stat -c '%f %u %g' prints it.
+func parseMode(rest string) (FileState, error) {
+	f := strings.Fields(rest)
+	if len(f) != 3 {
+		return FileState{}, errors.New("want mode, uid and gid")
+	}
+	raw, err := strconv.ParseUint(f[0], 16, 32)
+	if err != nil {
+		return FileState{}, err
+	}
+	st := FileState{Mode: fs.FileMode(raw&0o777) | specialBits(raw), Dir: raw&0o170000 == 0o040000}
+	if st.UID, err = strconv.Atoi(f[1]); err != nil {
+		return FileState{}, err
+	}
+	if st.GID, err = strconv.Atoi(f[2]); err != nil {
+		return FileState{}, err
+	}
+	return st, nil
 }
 
 func (h *Host) parseClock(rest string, before, after time.Time) error {
@@ -412,32 +517,6 @@ func (h *Host) parseClock(rest string, before, after time.Time) error {
 	mid := before.Add(after.Sub(before) / 2)
 	h.ClockSkew = remoteNow.Sub(mid)
 	h.ClockError = after.Sub(before)/2 + time.Millisecond
-	return nil
-}
-
-// parseFile reads "<hex mode> <uid> <gid> <sha256|-> <path>".
-func (h *Host) parseFile(rest string) error {
-	f := strings.SplitN(rest, " ", 5)
-	if len(f) != 5 {
-		return errors.New("want mode, uid, gid, sha256 and path")
-	}
-	raw, err := strconv.ParseUint(f[0], 16, 32)
-	if err != nil {
-		return err
-	}
-	st := FileState{Mode: fs.FileMode(raw&0o777) | specialBits(raw), Dir: raw&0o170000 == 0o040000}
-	if st.UID, err = strconv.Atoi(f[1]); err != nil {
-		return err
-	}
-	if st.GID, err = strconv.Atoi(f[2]); err != nil {
-		return err
-	}
-	if f[3] != "-" {
-		st.SHA256 = f[3]
-	}
-	old := h.Files[f[4]]
-	st.Data = old.Data
-	h.Files[f[4]] = st
 	return nil
 }
 
@@ -503,10 +582,34 @@ func ProcessScript(port int) string {
 	if port == 0 {
 		port = 2379
 	}
-	return fmt.Sprintf(`for p in $(ss -Hltnp '( sport = :%d )' 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do [ -r /proc/$p/stat ] || continue; `+
-		`cg=$(sed -n 's#^[0-9]*:memory:\(.*pod[^/]*\).*#/sys/fs/cgroup/memory\1#p' /proc/$p/cgroup 2>/dev/null | head -n 1); `+
-		`[ -n "$cg" ] || cg=$(sed -n 's#^0::\(.*pod[^/]*\).*#/sys/fs/cgroup\1#p' /proc/$p/cgroup 2>/dev/null | head -n 1); `+
-		`echo "proc $p $(sed 's/^.*) //' /proc/$p/stat | cut -d' ' -f20) ${cg:--}"; done; true`, port)
+	return processes(strconv.Itoa(port), port, false) + "true\n"
+}
+
+// processes lists the listeners on the ss filter's ports (when listen is
+// set) and the processes on the client port, with shell builtins only but
+// for one ss.
+func processes(filter string, port int, listen bool) string {
+	printListen := ""
+	if listen {
+		printListen = `case $l in *:2379\ *|*:2380\ *|*:2381\ *) printf 'listen %s\n' "$l";; esac; `
+	}
+	return fmt.Sprintf(`ssout=$(ss -Hltnp '( sport = :%[1]s )' 2>/dev/null); pids=
+while IFS= read -r l; do [ -n "$l" ] || continue; %[3]scase $l in *:%[2]d\ *) r=$l; while :; do case $r in *pid=*) r=${r#*pid=}; p=${r%%%%,*}; case " $pids " in *" $p "*) ;; *) pids="$pids $p";; esac;; *) break;; esac; done;; esac; done <<EOF
+$ssout
+EOF
+for p in $pids; do
+  [ -r /proc/$p/stat ] || continue
+  read -r st < /proc/$p/stat; st=${st##*) }; set -- $st; start=${20}; cg=-
+  while IFS= read -r cl; do
+    case $cl in *:memory:*) cp=${cl#*:memory:}; base=/sys/fs/cgroup/memory;; 0::*) [ "$cg" = - ] || continue; cp=${cl#0::}; base=/sys/fs/cgroup;; *) continue;; esac
+    acc=; found=; oifs=$IFS; IFS=/
+    for comp in $cp; do [ -n "$comp" ] || continue; acc="$acc/$comp"; case $comp in pod*|*-pod*) found=1; break;; esac; done
+    IFS=$oifs
+    [ -n "$found" ] && cg=$base$acc
+  done < /proc/$p/cgroup
+  echo "proc $p $start $cg"
+done
+`, filter, port, printListen)
 }
 
 // ParseProcesses reads the output of ProcessScript.

@@ -21,29 +21,30 @@ var t0 = time.Unix(1_700_000_000, 0)
 
 func TestParseRejects(t *testing.T) {
 	for name, out := range map[string][]byte{
-		"empty output":          nil,
-		"no end line":           lines("clock 1700000000.0", "uid 0", "kubelet /usr/bin/kubelet"),
-		"end cut short":         []byte("uid 0\nen"),
-		"unknown tag":           lines("uid 0", "motd Welcome!", "end"),
-		"tag without space":     lines("uid0", "end"),
-		"uid not a number":      lines("uid root", "end"),
-		"uid empty":             lines("uid ", "end"),
-		"clock not a number":    lines("clock now", "end"),
-		"clock fraction bad":    lines("clock 1700000000.12x", "end"),
-		"proc without start":    lines("proc 12", "end"),
-		"proc pid not a number": lines("proc x 12 -", "end"),
-		"proc start negative":   lines("proc 12 -5 -", "end"),
-		"datadir count bad":     lines("datadir many", "end"),
-		"wal not base64":        lines("wal !!!", "end"),
-		"manifest not base64":   lines("manifest !!!", "end"),
-		"ca not base64":         lines("ca !!!", "end"),
-		"file too few fields":   lines("file 81a4 0 0 /x", "end"),
-		"file mode not hex":     lines("file zz 0 0 - /x", "end"),
-		"file uid bad":          lines("file 81a4 u 0 - /x", "end"),
-		"file gid bad":          lines("file 81a4 0 g - /x", "end"),
-		"file from failed stat": lines("file  - /x", "end"),
-		"data without path":     lines("data "+b64("x"), "end"),
-		"data not base64":       lines("data !!! /x.crt", "end"),
+		"empty output":           nil,
+		"no end line":            lines("clock 1700000000.0", "uid 0", "kubelet /usr/bin/kubelet"),
+		"end cut short":          []byte("uid 0\nen"),
+		"unknown tag":            lines("uid 0", "motd Welcome!", "end"),
+		"tag without space":      lines("uid0", "end"),
+		"uid not a number":       lines("uid root", "end"),
+		"uid empty":              lines("uid ", "end"),
+		"clock not a number":     lines("clock now", "end"),
+		"clock fraction bad":     lines("clock 1700000000.12x", "end"),
+		"proc without start":     lines("proc 12", "end"),
+		"proc pid not a number":  lines("proc x 12 -", "end"),
+		"proc start negative":    lines("proc 12 -5 -", "end"),
+		"datadir count bad":      lines("datadir many", "end"),
+		"wal not base64":         lines("wal !!!", "end"),
+		"content outside a file": lines("| stray", "end"),
+		"last line outside":      lines("|- stray", "end"),
+		"mode too few fields":    lines("other /x", "omode 41ed 0", "end"),
+		"mode not hex":           lines("other /x", "omode zz 0 0", "end"),
+		"mode uid bad":           lines("other /x", "omode 41ed u 0", "end"),
+		"mode gid bad":           lines("other /x", "omode 41ed 0 g", "end"),
+		"a file without its sum": lines("regular /x", "rmode 81a4 0 0", "end"),
+		"a file without mode":    lines("regular /x", "sum "+strings.Repeat("ab", 32), "end"),
+		"an other without mode":  lines("other /x", "end"),
+		"a stat that failed":     lines("regular /x", "regular /y", "sum a", "sum b", "rmode 81a4 0 0", "end"),
 	} {
 		t.Run(name, func(t *testing.T) {
 			if h, err := facts.Parse(out, t0, t0); err == nil {
@@ -66,8 +67,13 @@ func TestParseWholeOutput(t *testing.T) {
 		"proc 99 100 -",
 		"datadir 3",
 		"wal "+b64("not a WAL at all"),
-		"file 81a4 0 0 "+strings.Repeat("ab", 32)+" /etc/kubernetes/pki/etcd/some file.crt",
-		"data "+b64(crt)+" /etc/kubernetes/pki/etcd/some file.crt",
+		"regular /etc/kubernetes/pki/etcd/some file.crt",
+		"sum "+strings.Repeat("ab", 32),
+		"rmode 81a4 0 0",
+		"data /etc/kubernetes/pki/etcd/some file.crt",
+		"| -----BEGIN CERTIFICATE-----",
+		"| not really",
+		"| -----END CERTIFICATE-----",
 		"",
 		"pending kubelet-restart",
 		"pending etcd-restart ",
@@ -222,7 +228,7 @@ func TestParseFileModes(t *testing.T) {
 		{"81A4", 0o644, false},                // upper case hex
 	} {
 		t.Run(tc.raw, func(t *testing.T) {
-			h, err := facts.Parse(lines("file "+tc.raw+" 1234 5678 - /some/path", "end"), t0, t0)
+			h, err := facts.Parse(lines("other /some/path", "omode "+tc.raw+" 1234 5678", "end"), t0, t0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,23 +242,28 @@ func TestParseFileModes(t *testing.T) {
 
 func TestParseFileData(t *testing.T) {
 	sum := strings.Repeat("0f", 32)
-	for name, out := range map[string][]byte{
-		"file then data": lines("file 81a4 0 0 "+sum+" /p/a b.crt", "data "+b64("PEM")+" /p/a b.crt", "end"),
-		"data then file": lines("data "+b64("PEM")+" /p/a b.crt", "file 81a4 0 0 "+sum+" /p/a b.crt", "end"),
+	for name, tc := range map[string]struct {
+		out  []byte
+		data string
+	}{
+		"lines":                    {lines("regular /p/a b.crt", "sum "+sum, "rmode 81a4 0 0", "data /p/a b.crt", "| PEM", "| ", "| end", "end"), "PEM\n\nend\n"},
+		"no newline at the end":    {lines("regular /p/a b.crt", "sum "+sum, "rmode 81a4 0 0", "data /p/a b.crt", "| PEM", "|- tail", "end"), "PEM\ntail"},
+		"a name sha256sum escaped": {lines("regular /p/a b.crt", `sum \`+sum, "rmode 81a4 0 0", "data /p/a b.crt", "| PEM", "end"), "PEM\n"},
+		"the content before a tag": {lines("regular /p/a b.crt", "sum "+sum, "rmode 81a4 0 0", "data /p/a b.crt", "| PEM", "pending x", "end"), "PEM\n"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			h, err := facts.Parse(out, t0, t0)
+			h, err := facts.Parse(tc.out, t0, t0)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := map[string]facts.FileState{"/p/a b.crt": {Mode: 0o644, SHA256: sum, Data: []byte("PEM")}}
+			want := map[string]facts.FileState{"/p/a b.crt": {Mode: 0o644, SHA256: sum, Data: []byte(tc.data)}}
 			if diff := cmp.Diff(want, h.Files); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
 	}
-	// An empty certificate: "data  <path>".
-	h, err := facts.Parse(lines("file 81a4 0 0 "+sum+" /p/e.crt", "data  /p/e.crt", "end"), t0, t0)
+	// An empty certificate: a header and no line.
+	h, err := facts.Parse(lines("regular /p/e.crt", "sum "+sum, "rmode 81a4 0 0", "data /p/e.crt", "end"), t0, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +285,13 @@ spec:
     image: registry.k8s.io/etcd:3.7.0-0
     command: [etcd, --name=a, --data-dir=/d]
 `
-	h, err := facts.Parse(lines("manifest "+b64(pod), "ca "+b64("not PEM"), "end"), t0, t0)
+	var out []string
+	out = append(out, "manifest")
+	for _, l := range strings.Split(strings.TrimSuffix(pod, "\n"), "\n") {
+		out = append(out, "| "+l)
+	}
+	out = append(out, "ca", "|- not PEM", "end")
+	h, err := facts.Parse(lines(out...), t0, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +302,7 @@ spec:
 		t.Errorf("CAData %q, TrustedCAs %d", h.CAData, len(h.TrustedCAs))
 	}
 	// An empty manifest file is there but unreadable.
-	h, err = facts.Parse(lines("manifest ", "end"), t0, t0)
+	h, err = facts.Parse(lines("manifest", "end"), t0, t0)
 	if err != nil {
 		t.Fatal(err)
 	}

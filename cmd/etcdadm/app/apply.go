@@ -70,6 +70,8 @@ func (s *session) close() {
 type openOptions struct {
 	// lockPKI takes the local PKI directory for a run that writes.
 	lockPKI bool
+	// certs say which certificates to reissue whatever their state.
+	certs certs.Options
 	// anyHost goes on without the hosts that cannot be reached.
 	anyHost bool
 }
@@ -93,7 +95,7 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log, o 
 		}
 		s.release = append(s.release, release)
 	}
-	if s.pki, s.events, err = certs.Compute(c, certs.Options{}); err != nil {
+	if s.pki, s.events, err = certs.Compute(c, o.certs); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -221,31 +223,7 @@ sha256 or mode differ are written, atomically, with a backup. Re-running with no
 changed writes nothing and restarts nothing.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := pf.check(); err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			log := apply.NewLog(streams.ErrOut)
-			s, err := f.open(ctx, streams, log, openOptions{lockPKI: !dryRun})
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			facts, err := s.gather(ctx, f, !dryRun)
-			if err != nil {
-				return err
-			}
-			p, err := plan.Build(plan.Input{Cluster: s.cluster, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd})
-			if dryRun && p != nil {
-				printCertEvents(streams, s.events, true)
-				if perr := pf.print(streams, p); perr != nil {
-					return perr
-				}
-			}
-			if err != nil || dryRun {
-				return err
-			}
-			return runApply(ctx, streams, s, p, facts, healthTimeout, f.concurrency)
+			return converge(cmd.Context(), streams, f, pf, convergeOptions{dryRun: dryRun, healthTimeout: healthTimeout})
 		},
 	}
 	f.bind(cmd)
@@ -253,6 +231,46 @@ changed writes nothing and restarts nothing.`,
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "read the hosts and etcd and print the plan's stages, changing nothing anywhere")
 	cmd.Flags().DurationVar(&healthTimeout, "health-timeout", 5*time.Minute, "how long to wait for a member or the cluster to be healthy")
 	return cmd
+}
+
+type convergeOptions struct {
+	dryRun        bool
+	healthTimeout time.Duration
+	certs         certs.Options
+	// check refuses a plan the command does not want to run.
+	check func(*plan.Plan) error
+}
+
+// converge reads the hosts and etcd, plans, and runs the plan unless it is a
+// dry run: apply, and certs renew.
+func converge(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, o convergeOptions) error {
+	if err := pf.check(); err != nil {
+		return err
+	}
+	log := apply.NewLog(streams.ErrOut)
+	s, err := f.open(ctx, streams, log, openOptions{lockPKI: !o.dryRun, certs: o.certs})
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	facts, err := s.gather(ctx, f, !o.dryRun)
+	if err != nil {
+		return err
+	}
+	p, err := plan.Build(plan.Input{Cluster: s.cluster, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd})
+	if err == nil && o.check != nil {
+		err = o.check(p)
+	}
+	if o.dryRun && p != nil {
+		printCertEvents(streams, s.events, true)
+		if perr := pf.print(streams, p); perr != nil {
+			return perr
+		}
+	}
+	if err != nil || o.dryRun {
+		return err
+	}
+	return runApply(ctx, streams, s, p, facts, o.healthTimeout, f.concurrency)
 }
 
 // runApply saves what the PKI lacks, runs the plan and reports.

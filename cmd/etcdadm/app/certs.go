@@ -2,11 +2,14 @@ package app
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
+	"github.com/etcdadm-io/etcdadm/pkg/plan"
 )
 
 func newCertsCommand(streams Streams) *cobra.Command {
@@ -14,7 +17,7 @@ func newCertsCommand(streams Streams) *cobra.Command {
 		Use:   "certs",
 		Short: "Make and inspect the etcd PKI on this machine",
 	}
-	cmd.AddCommand(newCertsGenerateCommand(streams), newCertsCheckExpirationCommand(streams))
+	cmd.AddCommand(newCertsGenerateCommand(streams), newCertsCheckExpirationCommand(streams), newCertsRenewCommand(streams))
 	return cmd
 }
 
@@ -61,28 +64,163 @@ are signed by the CA, cover the wanted SANs and are not near expiry.`,
 }
 
 func newCertsCheckExpirationCommand(streams Streams) *cobra.Command {
-	f := &inventoryFlags{}
+	f := &sshFlags{}
 	var output string
+	var remote bool
+	var warnWithin time.Duration
 	cmd := &cobra.Command{
-		Use:   "check-expiration -f cluster.yaml [-o table|json]",
-		Short: "Show when every certificate in spec.pki.dir expires",
-		Args:  noArgs,
+		Use:   "check-expiration -f cluster.yaml [--remote] [--warn-within DURATION] [-o table|json]",
+		Short: "Show when every certificate expires: in spec.pki.dir and, with --remote, on every host",
+		Long: `check-expiration lists every certificate of the local PKI (host "" in JSON) and, with
+--remote, every certificate on every host: its path, subject, issuer, SANs, expiry and
+time left, and whether the host's copy differs from the local one. It writes nothing.
+With --warn-within, it exits 1 when a certificate expires within that time (for cron
+and monitoring).`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
 				return &usageError{fmt.Errorf("invalid value %q for --output: use table or json", output)}
+			}
+			if warnWithin < 0 {
+				return &usageError{fmt.Errorf("invalid value %s for --warn-within: use a positive duration such as 720h", warnWithin)}
+			}
+			now := time.Now()
+			c, err := f.load(streams)
+			if err != nil {
+				return err
+			}
+			rows := certs.CheckExpiration(c, now)
+			var unreachable []string
+			if remote {
+				s, err := f.open(cmd.Context(), streams, apply.NewLog(nil), openOptions{anyHost: true})
+				if err != nil {
+					return err
+				}
+				defer s.close()
+				facts, err := apply.Gather(cmd.Context(), s.cluster, s.pki, s.hosts, nil, apply.GatherOptions{Concurrency: f.concurrency})
+				if err != nil {
+					return err
+				}
+				for _, h := range c.Spec.Hosts {
+					if err := s.unreachable[h.Name]; err != nil {
+						unreachable = append(unreachable, fmt.Sprintf("%s: %v", h.Name, err))
+						continue
+					}
+					rows = append(rows, apply.HostCertificates(c, h.Name, facts.Hosts[h.Name], now)...)
+				}
+			}
+			if output == "json" {
+				err = certs.WriteExpirationJSON(streams.Out, rows)
+			} else {
+				err = certs.WriteExpirationTable(streams.Out, rows)
+			}
+			if err != nil {
+				return err
+			}
+			var problems []string
+			if warnWithin > 0 {
+				for _, r := range rows {
+					if r.ExpiresWithin(now, warnWithin) {
+						where := r.Path
+						if r.Host != "" {
+							where = r.Host + ":" + r.Path
+						}
+						problems = append(problems, fmt.Sprintf("%s expires %s (%s)", where, r.NotAfter.Format(time.RFC3339), r.Residual))
+					}
+				}
+			}
+			if len(unreachable) > 0 {
+				problems = append(problems, "could not read "+strings.Join(unreachable, "; "))
+			}
+			if len(problems) > 0 {
+				return fmt.Errorf("%d certificate problem(s):\n  - %s", len(problems), strings.Join(problems, "\n  - "))
+			}
+			return nil
+		},
+	}
+	f.bind(cmd)
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().BoolVar(&remote, "remote", false, "also read the certificates on every host, over SSH")
+	cmd.Flags().DurationVar(&warnWithin, "warn-within", 0, "exit 1 when a certificate expires within this time, e.g. 720h")
+	return cmd
+}
+
+func newCertsRenewCommand(streams Streams) *cobra.Command {
+	f := &sshFlags{}
+	pf := &planFlags{}
+	var hosts []string
+	var dryRun bool
+	var healthTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "renew -f cluster.yaml [--hosts a,b] [NAME...]",
+		Short: "Renew the member certificates on a running cluster, one member at a time",
+		Long: `renew makes new keys and certificates, from the etcd CA in spec.pki.dir, for every leaf
+(etcd-server, etcd-peer, etcd-healthcheck-client, apiserver-etcd-client) or only the
+named ones, on every host or only --hosts, with the subjects, SANs and validity the
+inventory gives. The CA is not changed. The hosts are then changed one member at a time,
+leader last: the files are written, and when the server or peer certificate changed the
+member restarts (its peer streams keep the old certificate until it does), and the next
+host waits until it is healthy and caught up. A change that would cost quorum is
+refused. When the members' certificates have expired and they cannot reach each other,
+there is no quorum to protect: every member gets its new certificates and restarts at
+once.
+
+A kube-apiserver reads its client certificate (apiserver-etcd-client) on every new
+connection, but --etcd-cafile only when it starts.`,
+		RunE: func(cmd *cobra.Command, names []string) error {
+			for _, n := range names {
+				if _, ok := certs.SpecByName(n); !ok && n != "all" {
+					return &usageError{fmt.Errorf("unknown certificate %q: use %s or all", n, strings.Join(leafNames(), ", "))}
+				}
+			}
+			if len(names) == 0 {
+				names = []string{"all"}
 			}
 			c, err := f.load(streams)
 			if err != nil {
 				return err
 			}
-			rows := certs.CheckExpiration(c, time.Now())
-			if output == "json" {
-				return certs.WriteExpirationJSON(streams.Out, rows)
+			for _, h := range hosts {
+				if _, ok := c.Host(h); !ok {
+					return &usageError{fmt.Errorf("invalid value %q for --hosts: not a host of the inventory (%s)", h, strings.Join(c.HostNames(), ", "))}
+				}
 			}
-			return certs.WriteExpirationTable(streams.Out, rows)
+			return converge(cmd.Context(), streams, f, pf, convergeOptions{
+				dryRun: dryRun, healthTimeout: healthTimeout,
+				certs: certs.Options{Renew: names, Hosts: hosts},
+				check: onlyCertificates,
+			})
 		},
 	}
 	f.bind(cmd)
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	pf.bind(cmd)
+	cmd.Flags().StringSliceVar(&hosts, "hosts", nil, "renew only these hosts' certificates (default every host)")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the stages, changing nothing anywhere")
+	cmd.Flags().DurationVar(&healthTimeout, "health-timeout", 5*time.Minute, "how long to wait for a member or the cluster to be healthy")
 	return cmd
+}
+
+func leafNames() []string {
+	var out []string
+	for _, s := range certs.LeafSpecs() {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+// onlyCertificates refuses a renewal that would also change other files:
+// those are apply's to make, after review.
+func onlyCertificates(p *plan.Plan) error {
+	var others []string
+	for _, h := range p.Hosts {
+		for _, ch := range h.Changed() {
+			if ch.File.Part != plan.PartCerts {
+				others = append(others, h.Name+":"+ch.Path)
+			}
+		}
+	}
+	if len(others) > 0 {
+		return fmt.Errorf("the hosts differ from the inventory in more than certificates (%s): review them with 'etcdadm diff' and run 'etcdadm apply' first", strings.Join(others, ", "))
+	}
+	return nil
 }
