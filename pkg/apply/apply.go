@@ -90,6 +90,9 @@ func (x *Executor) Run(ctx context.Context, p *plan.Plan) (*Result, error) {
 	x.defaults()
 	for i, st := range p.Stages {
 		x.Log.Printf("stage %d/%d: %s (%s)", i+1, len(p.Stages), st.Name, st.Rollout)
+		if st.Why != "" {
+			x.Log.Printf("  why: %s", st.Why)
+		}
 		var err error
 		if st.Rollout == plan.AllAtOnce {
 			err = x.allAtOnce(ctx, st)
@@ -471,7 +474,7 @@ func (x *Executor) addLearner(ctx context.Context, op plan.Op) error {
 	if err != nil {
 		return err
 	}
-	m, _, err := x.Etcd.AddLearner(ctx, voters, op.PeerURL, etcdclient.DefaultCallTimeout)
+	m, _, err := x.Etcd.AddLearner(ctx, voters, op.PeerURL, etcdclient.DefaultCallTimeout, time.Minute)
 	if err != nil {
 		return err
 	}

@@ -96,12 +96,30 @@ func (c *Client) MemberListOf(ctx context.Context, urls []string, timeout time.D
 // AddLearner adds a learner with the given peer URL through the first
 // endpoint that accepts it and returns it with the member list after the
 // add. A member that already has the peer URL is returned as it is, so that
-// a repeated call after a lost answer adds nothing.
-func (c *Client) AddLearner(ctx context.Context, voters []string, peerURL string, timeout time.Duration) (Member, []Member, error) {
+// a repeated call after a lost answer adds nothing. etcd refuses an add
+// until every member has been connected for five seconds ("unhealthy
+// cluster"), as right after a member restarted; that is retried until
+// deadline.
+func (c *Client) AddLearner(ctx context.Context, voters []string, peerURL string, timeout, deadline time.Duration) (Member, []Member, error) {
 	if timeout <= 0 {
 		timeout = DefaultCallTimeout
 	}
+	end := time.Now().Add(deadline)
+	for {
+		m, ms, unhealthy, err := c.addLearner(ctx, voters, peerURL, timeout)
+		if err == nil || !unhealthy || time.Now().After(end) || ctx.Err() != nil {
+			return m, ms, err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (c *Client) addLearner(ctx context.Context, voters []string, peerURL string, timeout time.Duration) (Member, []Member, bool, error) {
 	var errs []error
+	unhealthy := false
 	for _, u := range voters {
 		cli, err := c.endpoint(u)
 		if err != nil {
@@ -109,23 +127,24 @@ func (c *Client) AddLearner(ctx context.Context, voters []string, peerURL string
 			continue
 		}
 		if m, ms, ok := c.findPeer(ctx, cli, peerURL, timeout); ok {
-			return m, ms, nil
+			return m, ms, false, nil
 		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		resp, err := cli.MemberAddAsLearner(cctx, []string{peerURL})
 		cancel()
 		if errors.Is(err, rpctypes.ErrPeerURLExist) {
 			if m, ms, ok := c.findPeer(ctx, cli, peerURL, timeout); ok {
-				return m, ms, nil
+				return m, ms, false, nil
 			}
 		}
 		if err != nil {
+			unhealthy = unhealthy || errors.Is(err, rpctypes.ErrUnhealthy)
 			errs = append(errs, fmt.Errorf("%s: %s", u, describe(err)))
 			continue
 		}
-		return fromPB([]*etcdserverpb.Member{resp.Member})[0], fromPB(resp.Members), nil
+		return fromPB([]*etcdserverpb.Member{resp.Member})[0], fromPB(resp.Members), false, nil
 	}
-	return Member{}, nil, fmt.Errorf("add learner %s: %w", peerURL, errors.Join(errs...))
+	return Member{}, nil, unhealthy, fmt.Errorf("add learner %s: %w", peerURL, errors.Join(errs...))
 }
 
 func (c *Client) findPeer(ctx context.Context, cli *clientv3.Client, peerURL string, timeout time.Duration) (Member, []Member, bool) {

@@ -9,9 +9,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
@@ -631,4 +633,42 @@ func TestBuildPlanOutput(t *testing.T) {
 			t.Errorf("JSON stage %d hosts %v, want %v", i, got, stageHosts(p.Stages[i]))
 		}
 	}
+}
+
+// Every member's certificates expired: no member answers and none can reach
+// another, so there is no quorum to protect. Every member gets new
+// certificates and restarts at once.
+func TestBuildRecoversExpiredCertificates(t *testing.T) {
+	w := newWorld(t, 3)
+	hosts := w.allBootstrapped(t)
+	renewed, _, err := certs.Compute(w.c, certs.Options{Renew: []string{"all"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := &facts.Cluster{ListError: "no member answered: certificate has expired",
+		Status: map[uint64]etcdclient.MemberStatus{}, Unanswered: map[string]etcdclient.MemberStatus{}}
+	// A year and a day later, the hosts' leaves (one year) have expired.
+	later := time.Now().Add(366 * 24 * time.Hour)
+	p := mustBuild(t, Input{Cluster: w.c, PKI: renewed, Hosts: hosts, Etcd: gone, Now: later})
+	if len(p.Stages) != 2 || p.Stages[0].Rollout != AllAtOnce || p.Stages[1].Rollout != AllAtOnce || !strings.HasPrefix(p.Stages[0].Name, "recovery") {
+		t.Fatalf("want two all-at-once recovery stages:\n%s", planText(p))
+	}
+	if !strings.Contains(p.Stages[0].Why, "expired") {
+		t.Errorf("the recovery does not say why: %q", p.Stages[0].Why)
+	}
+	for _, n := range names3 {
+		if _, i := findOp(stageOps(p.Stages[0], n), isWriteOf("/etc/kubernetes/pki/etcd/peer.crt")); i < 0 {
+			t.Errorf("%s: no new peer certificate in %v", n, kinds(stageOps(p.Stages[0], n)))
+		}
+		if op, i := findOp(stageOps(p.Stages[1], n), isKind(OpRestartEtcd)); i < 0 || !op.Disruptive {
+			t.Errorf("%s: no restart in %v", n, kinds(stageOps(p.Stages[1], n)))
+		}
+	}
+	if !slices.Equal(sorted(p.Stages[1].Wait), names3) {
+		t.Errorf("the recovery waits for %v", p.Stages[1].Wait)
+	}
+	// The same hosts before their certificates expired, not answering for
+	// some other reason: nothing is restarted blind.
+	_, err = build(t, Input{Cluster: w.c, PKI: renewed, Hosts: hosts, Etcd: gone, Now: time.Now()})
+	mustRefuse(t, nil, err)
 }

@@ -5,6 +5,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
@@ -189,6 +190,13 @@ func converge(in Input, hosts []*host, refused *refusals) ([]Stage, []string) {
 	}
 	anyRuns := slices.ContainsFunc(hosts, (*host).runs)
 	blind := !e.Known() && anyRuns
+	expired := expiredMembers(in, members)
+	if blind && len(expired) > 0 && len(expired) == countRunning(members) {
+		// Members whose certificates expired cannot reach each other, nor
+		// be reached: there is no quorum to protect.
+		return bringUp(in, append(members, boots...), "recovery",
+			fmt.Sprintf("the certificates of %s expired, so no member can reach another: every member gets its new certificates and restarts at once", strings.Join(expired, ", "))), warnings
+	}
 	if !e.HasQuorum() && !blind {
 		// Nothing to protect: a bring-up to finish, or a cluster to recover.
 		if len(joins) > 0 {
@@ -379,4 +387,39 @@ func orID(m etcdclient.Member) string {
 		return m.Name
 	}
 	return m.HexID()
+}
+
+// expiredMembers names the running members whose host holds an expired
+// etcd CA, server or peer certificate.
+func expiredMembers(in Input, members []*host) []string {
+	now := in.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	var out []string
+	for _, h := range members {
+		if !h.runs() {
+			continue
+		}
+		for _, p := range etcdFiles() {
+			if !strings.HasSuffix(p, ".crt") {
+				continue
+			}
+			if c, err := certs.ParseCert(h.facts.Files[p].Data); err == nil && now.After(c.NotAfter) {
+				out = append(out, h.cfg.Name)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func countRunning(hosts []*host) int {
+	n := 0
+	for _, h := range hosts {
+		if h.runs() {
+			n++
+		}
+	}
+	return n
 }

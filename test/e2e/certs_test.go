@@ -1,0 +1,205 @@
+package e2e
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"path"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/etcdadm-io/etcdadm/pkg/apply"
+	"github.com/etcdadm-io/etcdadm/pkg/certs"
+	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/test/lab"
+)
+
+// leafState is what renewal must change in a certificate on a host.
+type leafState struct {
+	serial string
+	key    []byte
+}
+
+func hostLeaves(t *testing.T, hosts []*lab.Host) map[string]leafState {
+	t.Helper()
+	out := map[string]leafState{}
+	for _, h := range hosts {
+		for _, spec := range certs.LeafSpecs() {
+			base := path.Join(manifests.CertificatesDir, spec.BaseName)
+			crt, err := h.ReadFile(context.Background(), base+".crt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			key, err := h.ReadFile(context.Background(), base+".key")
+			if err != nil {
+				t.Fatal(err)
+			}
+			block, _ := pem.Decode(crt)
+			cert, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[h.Name+":"+spec.Name] = leafState{serial: cert.SerialNumber.String(), key: key}
+		}
+	}
+	return out
+}
+
+func stepCheckExpirationRemote(t *testing.T, s *story) {
+	r := s.etcdadm(t, "certs", "check-expiration", "-f", s.file, "--remote", "-o", "json", "--warn-within", "720h")
+	if r.err != nil {
+		t.Fatalf("nothing expires within 30 days, yet: %v", r.err)
+	}
+	var rows []certs.Expiration
+	if err := json.Unmarshal([]byte(r.stdout), &rows); err != nil {
+		t.Fatal(err)
+	}
+	perHost := map[string]int{}
+	for _, row := range rows {
+		perHost[row.Host]++
+		if row.Host != "" && (row.DiffersFromLocal || row.Problem != "" || row.Issuer != "CN=etcd-ca") {
+			t.Errorf("row %+v", row)
+		}
+	}
+	// The local CA and 4 leaves of 3 hosts; on each host its CA and 4 leaves.
+	if perHost[""] != 13 || perHost["e2e0"] != 5 || perHost["e2e1"] != 5 || perHost["e2e2"] != 5 {
+		t.Errorf("rows per host: %v", perHost)
+	}
+	r = s.etcdadm(t, "certs", "check-expiration", "-f", s.file, "--remote", "--warn-within", "8761h")
+	if r.err == nil || !strings.Contains(r.stderr, "e2e1:/etc/kubernetes/pki/etcd/server.crt expires") {
+		t.Errorf("a certificate expiring within a year and a day: %v", r.err)
+	}
+}
+
+func stepRenew(t *testing.T, s *story) {
+	members := s.lab.Hosts[:3]
+	before := hostLeaves(t, members)
+	ca, _ := members[0].ReadFile(context.Background(), "/etc/kubernetes/pki/etcd/ca.crt")
+	w := s.startWriter(t)
+	start := time.Now()
+	r := s.etcdadm(t, "certs", "renew", "-f", s.file)
+	took := time.Since(start)
+	rep := s.stopWriter(t, w)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Logf("renewal of 3 members took %s; longest write gap %s", took.Round(time.Millisecond), rep.LongestGap.Round(time.Millisecond))
+	if rep.LongestGap > 2*time.Second {
+		t.Errorf("writes stalled %s, want at most 2s", rep.LongestGap)
+	}
+	after := hostLeaves(t, members)
+	for k, old := range before {
+		now := after[k]
+		if now.serial == old.serial || string(now.key) == string(old.key) {
+			t.Errorf("%s was not renewed (serial %s, same key %v)", k, now.serial, string(now.key) == string(old.key))
+		}
+	}
+	for _, h := range members {
+		if got, _ := h.ReadFile(context.Background(), "/etc/kubernetes/pki/etcd/ca.crt"); string(got) != string(ca) {
+			t.Errorf("the CA on %s changed", h.Name)
+		}
+		if !strings.Contains(r.stderr, "["+h.Name+"] restarting etcd") {
+			t.Errorf("%s's etcd was not restarted", h.Name)
+		}
+	}
+	if r := s.etcdadm(t, "apply", "-f", s.file); r.err != nil || !strings.Contains(r.stdout, "nothing to do") {
+		t.Errorf("apply after renew: %v\n%s", r.err, r.stdout)
+	}
+}
+
+// stepExpired gives every host leaves that expired an hour ago and restarts
+// every member: the cluster is down. certs renew brings it back.
+func stepExpired(t *testing.T, s *story) {
+	ctx := context.Background()
+	members := s.lab.Hosts[:3]
+	c, _, client := s.cluster(t)
+	cli, err := client.Connect(manifests.ClientURL(c.Spec.Hosts[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err = cli.Put(pctx, "/e2e/before-expiry", "kept")
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Certificates that were issued two hours ago for one hour, in the
+	// local PKI (the inventory is left as it is).
+	expired, _, err := config.Load(s.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired.Spec.PKI.CertificateValidity = "1h"
+	past := time.Now().Add(-2 * time.Hour)
+	pki, _, err := certs.Ensure(expired, certs.Options{Now: func() time.Time { return past }, Renew: []string{"all"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range members {
+		for _, kp := range pki.Hosts[h.Name] {
+			base := path.Join(manifests.CertificatesDir, kp.BaseName)
+			if err := h.WriteFile(ctx, base+".crt", kp.CertPEM, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.WriteFile(ctx, base+".key", kp.KeyPEM, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, pid := range h.PIDs("etcd") {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+		}
+	}
+	waitFor(t, "the members to restart on expired certificates", 2*time.Minute, func() bool {
+		for _, h := range members {
+			if len(h.PIDs("etcd")) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	// Every member runs and refuses, or is refused, for its expired certificate.
+	var why []string
+	waitFor(t, "every member to fail on its expired certificate", time.Minute, func() bool {
+		why = nil
+		for _, st := range client.Status(ctx, apply.Endpoints(c), 2*time.Second) {
+			if st.Healthy {
+				t.Fatalf("%s answers although its certificates expired: the test proves nothing", st.Name)
+			}
+			if !strings.Contains(st.Error, "certificate") {
+				return false
+			}
+			why = append(why, st.Name+": "+st.Error)
+		}
+		return true
+	})
+	t.Logf("down: %v", why)
+	start := time.Now()
+	r := s.etcdadm(t, "certs", "renew", "-f", s.file, "--health-timeout", "3m")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Logf("recovery took %s", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(r.stderr, "expired, so no member can reach another") || !strings.Contains(r.stdout, "cluster: 3/3 members healthy") {
+		t.Errorf("renew of expired certificates:\n%s\n%s", r.stdout, r.stderr)
+	}
+	_, _, client = s.cluster(t)
+	cli2, err := client.Connect(manifests.ClientURL(c.Spec.Hosts[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli2.Close()
+	gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := cli2.Get(gctx, "/e2e/before-expiry")
+	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "kept" {
+		t.Errorf("the data written before the expiry: %v %v", resp, err)
+	}
+	if r := s.etcdadm(t, "certs", "check-expiration", "-f", s.file, "--remote", "--warn-within", "720h"); r.err != nil {
+		t.Errorf("after the recovery: %v", r.err)
+	}
+}
