@@ -121,15 +121,15 @@ func Gather(ctx context.Context, c *config.Cluster, pki *certs.PKI, hs *Hosts, c
 		return nil, named(err, "reading the hosts")
 	}
 	if client != nil {
-		f.Etcd = gatherEtcd(ctx, c, f, client, opts.EtcdTimeout)
+		f.Etcd = GatherEtcd(ctx, c, f, client, opts.EtcdTimeout)
 	}
 	return f, nil
 }
 
-// gatherEtcd asks etcd, through the members whose hosts have something
+// GatherEtcd asks etcd, through the members whose hosts have something
 // listening on the client port (or could not be read): a call to a port
 // nobody listens on would only wait out its deadline.
-func gatherEtcd(ctx context.Context, c *config.Cluster, f *Facts, client *etcdclient.Client, timeout time.Duration) *facts.Cluster {
+func GatherEtcd(ctx context.Context, c *config.Cluster, f *Facts, client *etcdclient.Client, timeout time.Duration) *facts.Cluster {
 	var eps []etcdclient.Endpoint
 	var idle, down []string
 	for _, e := range Endpoints(c) {

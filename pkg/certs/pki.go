@@ -46,6 +46,15 @@ type Options struct {
 	Renew []string
 	// Hosts limits Renew to these hosts; empty means every host.
 	Hosts []string
+	// Issuer, when set, signs the leaves instead of the CA in the PKI
+	// directory, and the leaves it did not issue are reissued (a CA rotation).
+	Issuer *CA
+}
+
+// CA is a CA certificate with its key.
+type CA struct {
+	KeyPair
+	key crypto.Signer
 }
 
 // Action says what Ensure did with a certificate.
@@ -84,6 +93,12 @@ type PKI struct {
 	Hosts map[string][]KeyPair // by host name, in LeafSpecs order
 	// CACreated is set when spec.pki.dir holds no CA and Compute made one.
 	CACreated bool
+	// Trust is what the hosts' ca.crt holds, and HostCAKey the ca.key of
+	// stacked hosts: the CA's own unless a rotation says otherwise.
+	Trust, HostCAKey []byte
+	// Known are the CAs the operator holds: the CA, and during a rotation
+	// the other one.
+	Known []*x509.Certificate
 	caKey     crypto.Signer
 	// pending are the files Compute made that Save writes.
 	pending []atomicfile.File
@@ -156,6 +171,9 @@ func Compute(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if opts.Issuer != nil {
+		ca, caKey, created = opts.Issuer.KeyPair, opts.Issuer.key, false
+	}
 	caEvent := Event{Name: EtcdCA, Path: filepath.Join(dir, CABaseName+".crt"), Action: Reused}
 	if created {
 		caEvent.Action, caEvent.Reason = Created, "no CA in "+dir
@@ -163,7 +181,8 @@ func Compute(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 	}
 	events = append(events, caEvent)
 
-	p := &PKI{Dir: dir, CA: ca, Hosts: map[string][]KeyPair{}, CACreated: created, caKey: caKey}
+	p := &PKI{Dir: dir, CA: ca, Hosts: map[string][]KeyPair{}, CACreated: created, caKey: caKey,
+		Trust: ca.CertPEM, HostCAKey: ca.KeyPEM, Known: []*x509.Certificate{ca.Cert}}
 	type job struct {
 		host  config.Host
 		spec  Spec
@@ -229,57 +248,74 @@ func Compute(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 
 // loadOrNewCA returns the CA in dir, or a new one when neither file exists.
 func loadOrNewCA(c *config.Cluster, dir string, now time.Time) (KeyPair, crypto.Signer, bool, error) {
-	certPath := filepath.Join(dir, CABaseName+".crt")
-	keyPath := filepath.Join(dir, CABaseName+".key")
+	kp, key, err := loadCA(filepath.Join(dir, CABaseName), now)
+	if errors.Is(err, errNoCA) {
+		kp, key, err = NewCA(c, now)
+		return kp, key, true, err
+	}
+	return kp, key, false, err
+}
+
+var errNoCA = errors.New("no CA")
+
+// NewCA makes an etcd CA as kubeadm does.
+func NewCA(c *config.Cluster, now time.Time) (KeyPair, crypto.Signer, error) {
+	cfg := &pkiutil.CertConfig{
+		Config:              certutil.Config{CommonName: EtcdCA},
+		NotAfter:            now.Add(c.CACertificateValidity()),
+		EncryptionAlgorithm: kubeadmapi.EncryptionAlgorithmType(c.Spec.PKI.KeyAlgorithm),
+	}
+	cfg.NotBefore = now.Add(-Backdate)
+	cert, key, err := pkiutil.NewCertificateAuthority(cfg)
+	if err != nil {
+		return KeyPair{}, nil, fmt.Errorf("create etcd CA: %w", err)
+	}
+	kp, err := encode(EtcdCA, CABaseName, cert, key)
+	return kp, key, err
+}
+
+// loadCA reads a CA certificate and its key from base.crt and base.key;
+// errNoCA when neither exists.
+func loadCA(base string, now time.Time) (KeyPair, crypto.Signer, error) {
+	certPath, keyPath := base+".crt", base+".key"
 	certOK, keyOK := fileExists(certPath), fileExists(keyPath)
 	switch {
 	case !certOK && !keyOK:
-		cfg := &pkiutil.CertConfig{
-			Config:              certutil.Config{CommonName: EtcdCA},
-			NotAfter:            now.Add(c.CACertificateValidity()),
-			EncryptionAlgorithm: kubeadmapi.EncryptionAlgorithmType(c.Spec.PKI.KeyAlgorithm),
-		}
-		cfg.NotBefore = now.Add(-Backdate)
-		cert, key, err := pkiutil.NewCertificateAuthority(cfg)
-		if err != nil {
-			return KeyPair{}, nil, false, fmt.Errorf("create etcd CA: %w", err)
-		}
-		kp, err := encode(EtcdCA, CABaseName, cert, key)
-		return kp, key, true, err
+		return KeyPair{}, nil, errNoCA
 	case certOK && !keyOK:
-		return KeyPair{}, nil, false, fmt.Errorf("%s has no key beside it: etcdadm signs member certificates with the CA key; put it at %s, or move the certificate away to let etcdadm create a new CA", certPath, keyPath)
+		return KeyPair{}, nil, fmt.Errorf("%s has no key beside it: etcdadm signs member certificates with the CA key; put it at %s, or move the certificate away to let etcdadm create a new CA", certPath, keyPath)
 	case !certOK && keyOK:
-		return KeyPair{}, nil, false, fmt.Errorf("%s has no certificate beside it: put the CA certificate at %s, or move the key away to let etcdadm create a new CA", keyPath, certPath)
+		return KeyPair{}, nil, fmt.Errorf("%s has no certificate beside it: put the CA certificate at %s, or move the key away to let etcdadm create a new CA", keyPath, certPath)
 	}
 	cert, err := readCert(certPath)
 	if err != nil {
-		return KeyPair{}, nil, false, err
+		return KeyPair{}, nil, err
 	}
 	if !cert.IsCA || !cert.BasicConstraintsValid || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
-		return KeyPair{}, nil, false, fmt.Errorf("%s (CN=%s) is not a CA certificate (it needs basicConstraints CA:TRUE and the keyCertSign usage); put the etcd CA there", certPath, cert.Subject.CommonName)
+		return KeyPair{}, nil, fmt.Errorf("%s (CN=%s) is not a CA certificate (it needs basicConstraints CA:TRUE and the keyCertSign usage); put the etcd CA there", certPath, cert.Subject.CommonName)
 	}
 	key, err := readKey(keyPath)
 	if err != nil {
-		return KeyPair{}, nil, false, err
+		return KeyPair{}, nil, err
 	}
 	if !publicKeysEqual(cert.PublicKey, key.Public()) {
-		return KeyPair{}, nil, false, fmt.Errorf("%s does not match %s: the key belongs to another certificate; put the CA's own key there", keyPath, certPath)
+		return KeyPair{}, nil, fmt.Errorf("%s does not match %s: the key belongs to another certificate; put the CA's own key there", keyPath, certPath)
 	}
 	if now.After(cert.NotAfter) {
-		return KeyPair{}, nil, false, fmt.Errorf("the etcd CA %s expired on %s; rotate the CA", certPath, cert.NotAfter.Format(time.RFC3339))
+		return KeyPair{}, nil, fmt.Errorf("the etcd CA %s expired on %s; rotate the CA", certPath, cert.NotAfter.Format(time.RFC3339))
 	}
 	kp, err := encode(EtcdCA, CABaseName, cert, key)
 	if err != nil {
-		return KeyPair{}, nil, false, err
+		return KeyPair{}, nil, err
 	}
 	// Keep the user's own PEM bytes: re-encoding could change a file nobody asked to change.
 	if kp.CertPEM, err = os.ReadFile(certPath); err != nil {
-		return KeyPair{}, nil, false, fmt.Errorf("read %s: %w", certPath, err)
+		return KeyPair{}, nil, fmt.Errorf("read %s: %w", certPath, err)
 	}
 	if kp.KeyPEM, err = os.ReadFile(keyPath); err != nil {
-		return KeyPair{}, nil, false, fmt.Errorf("read %s: %w", keyPath, err)
+		return KeyPair{}, nil, fmt.Errorf("read %s: %w", keyPath, err)
 	}
-	return kp, key, false, nil
+	return kp, key, nil
 }
 
 // loadLeaf reads an existing leaf and says why it must be reissued ("" to reuse it).

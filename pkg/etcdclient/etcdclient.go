@@ -80,7 +80,7 @@ func FromPKI(pki *certs.PKI, host string, dial Dialer) (*Client, error) {
 	if !ok {
 		return nil, fmt.Errorf("the PKI has no healthcheck-client certificate for %s", host)
 	}
-	tlsConfig, err := TLSConfig(pki.CA.CertPEM, kp.CertPEM, kp.KeyPEM)
+	tlsConfig, err := TLSConfig(pki.Trust, kp.CertPEM, kp.KeyPEM)
 	if err != nil {
 		return nil, err
 	}

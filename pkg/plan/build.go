@@ -164,12 +164,14 @@ func checkPKI(in Input, refused *refusals) {
 		}
 		trusted := false
 		for _, ca := range hf.TrustedCAs {
-			if bytes.Equal(ca.Raw, local.Raw) {
-				trusted = true
+			for _, known := range in.PKI.Known {
+				if bytes.Equal(ca.Raw, known.Raw) {
+					trusted = true
+				}
 			}
 		}
 		if !trusted {
-			refused.add(ch.Name, "trusts another etcd CA, %s; the local PKI's CA is %s. Put the cluster's own CA in %s, or move the cluster to this CA with a CA rotation",
+			refused.add(ch.Name, "trusts another etcd CA, %s; the local PKI's CA is %s. Put the cluster's own CA in %s",
 				describeCA(hf.TrustedCAs[0]), describeCA(local), in.PKI.Dir)
 		}
 	}

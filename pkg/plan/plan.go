@@ -225,9 +225,9 @@ func certFiles(c *config.Cluster, p *certs.PKI, h config.Host) ([]File, error) {
 	if p == nil {
 		return nil, fmt.Errorf("no PKI to take certificates from")
 	}
-	files := []File{{Path: path.Join(manifests.CertificatesDir, certs.CABaseName+".crt"), Mode: certs.CertMode, Part: PartCerts, Data: p.CA.CertPEM}}
+	files := []File{{Path: path.Join(manifests.CertificatesDir, certs.CABaseName+".crt"), Mode: certs.CertMode, Part: PartCerts, Data: p.Trust}}
 	if c.Spec.Topology == config.TopologyStacked {
-		files = append(files, File{Path: path.Join(manifests.CertificatesDir, certs.CABaseName+".key"), Mode: certs.KeyMode, Part: PartCerts, Secret: true, Data: p.CA.KeyPEM})
+		files = append(files, File{Path: path.Join(manifests.CertificatesDir, certs.CABaseName+".key"), Mode: certs.KeyMode, Part: PartCerts, Secret: true, Data: p.HostCAKey})
 	}
 	leaves, ok := p.Hosts[h.Name]
 	if !ok {

@@ -72,6 +72,9 @@ type openOptions struct {
 	lockPKI bool
 	// certs say which certificates to reissue whatever their state.
 	certs certs.Options
+	// rotation is set for the command that runs a CA rotation: the others
+	// are refused while one is in progress.
+	rotation bool
 	// anyHost goes on without the hosts that cannot be reached.
 	anyHost bool
 }
@@ -86,6 +89,9 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log, o 
 	c, err := f.load(streams)
 	if err != nil {
 		return nil, err
+	}
+	if certs.RotationInProgress(c) && !o.rotation {
+		return nil, fmt.Errorf("a CA rotation is in progress (%s exists in %s): finish it with 'etcdadm certs rotate-ca', or go back with 'etcdadm certs rotate-ca --abort'", certs.NewCABaseName+".crt", c.PKIDir())
 	}
 	s := &session{cluster: c, log: log}
 	if o.lockPKI {

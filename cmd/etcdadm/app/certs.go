@@ -17,7 +17,7 @@ func newCertsCommand(streams Streams) *cobra.Command {
 		Use:   "certs",
 		Short: "Make and inspect the etcd PKI on this machine",
 	}
-	cmd.AddCommand(newCertsGenerateCommand(streams), newCertsCheckExpirationCommand(streams), newCertsRenewCommand(streams))
+	cmd.AddCommand(newCertsGenerateCommand(streams), newCertsCheckExpirationCommand(streams), newCertsRenewCommand(streams), newCertsRotateCACommand(streams))
 	return cmd
 }
 

@@ -1,0 +1,187 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/etcdadm-io/etcdadm/pkg/apply"
+	"github.com/etcdadm-io/etcdadm/pkg/certs"
+	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/plan"
+)
+
+func newCertsRotateCACommand(streams Streams) *cobra.Command {
+	f := &sshFlags{}
+	pf := &planFlags{}
+	var abort, dryRun bool
+	var healthTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "rotate-ca -f cluster.yaml [--abort]",
+		Short: "Move the cluster to a new etcd CA without downtime, in three rolling stages",
+		Long: `rotate-ca makes a new etcd CA (kept as etcd/ca-new in spec.pki.dir) and moves the
+cluster to it in three stages, each a rolling restart, one member at a time, leader last,
+each member healthy and caught up before the next:
+
+  (a) trust both: every host's ca.crt holds the new CA first, then the old one (stacked
+      hosts get the new ca.key, since kubeadm takes the first CA of ca.crt);
+  (b) move the leaves: every member certificate is reissued by the new CA;
+  (c) drop the old CA: ca.crt holds the new CA only.
+
+etcd reads its CA file only when it starts, hence the restarts. The stage is read from
+the hosts (which CAs they trust, who issued their certificates), so a rotation that was
+cut short goes on when run again. --abort moves the cluster back to the old CA from any
+stage, the same way. When the rotation is done, the new CA becomes etcd/ca in
+spec.pki.dir and the old one is kept under backup/ there.
+
+Every kube-apiserver reads --etcd-cafile only when it starts: give it the bundle of
+stage (a) and restart it before stage (c).`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := pf.check(); err != nil {
+				return err
+			}
+			return rotateCA(cmd.Context(), streams, f, pf, abort, dryRun, healthTimeout)
+		},
+	}
+	f.bind(cmd)
+	pf.bind(cmd)
+	cmd.Flags().BoolVar(&abort, "abort", false, "move the cluster back to the CA it is rotating from")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the next stage, changing nothing anywhere")
+	cmd.Flags().DurationVar(&healthTimeout, "health-timeout", 5*time.Minute, "how long to wait for a member or the cluster to be healthy")
+	return cmd
+}
+
+func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, abort, dryRun bool, healthTimeout time.Duration) error {
+	log := apply.NewLog(streams.ErrOut)
+	s, err := f.open(ctx, streams, log, openOptions{lockPKI: !dryRun, rotation: true})
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	now := time.Now()
+	var r *certs.Rotation
+	if abort {
+		if r, err = certs.LoadRotation(s.cluster, now); err != nil {
+			return err
+		}
+		if r == nil {
+			return fmt.Errorf("no CA rotation is in progress in %s: nothing to abort", s.cluster.PKIDir())
+		}
+	} else if r, err = certs.StartRotation(s.cluster, now); err != nil {
+		return err
+	}
+	target, other := r.New, r.Current
+	if abort {
+		target, other = r.Current, r.New
+	}
+	if r.Created && !dryRun {
+		if err := r.Save(s.cluster); err != nil {
+			return err
+		}
+		fmt.Fprintf(streams.ErrOut, "[certs] new etcd CA %s in %s (sha256 %s)\n", target.Cert.Subject, certs.NewCABaseName, plan.Fingerprint(target.Cert))
+	}
+	for {
+		facts, err := apply.Gather(ctx, s.cluster, s.pki, s.hosts, nil, apply.GatherOptions{Concurrency: f.concurrency, Lock: !dryRun})
+		if err != nil {
+			return err
+		}
+		in := plan.Input{Cluster: s.cluster, Hosts: facts.Hosts}
+		stage, why := plan.Rotation(in, target.Cert, other.Cert)
+		if stage == plan.RotationDone {
+			facts.Release()
+			if dryRun {
+				fmt.Fprintf(streams.Out, "rotation: %s\n", why)
+				return nil
+			}
+			return finishRotation(streams, s, r, abort, why)
+		}
+		issuer := target
+		if stage == plan.TrustBoth && !allLeavesBy(facts, target) {
+			issuer = other
+		}
+		pki, events, err := certs.Compute(s.cluster, certs.Options{Issuer: &issuer})
+		if err != nil {
+			facts.Release()
+			return err
+		}
+		pki.ForRotation(target, other, stage != plan.DropOther)
+		client, err := etcdclient.FromPKI(pki, s.cluster.Spec.Hosts[0].Name, apply.TunnelDialer(s.hosts))
+		if err != nil {
+			facts.Release()
+			return err
+		}
+		err = rotationStage(ctx, streams, s, pki, events, client, facts, stage, why, pf, dryRun, healthTimeout, f)
+		client.Close()
+		facts.Release()
+		if err != nil || dryRun {
+			return err
+		}
+	}
+}
+
+// rotationStage plans one stage from fresh facts and runs it.
+func rotationStage(ctx context.Context, streams Streams, s *session, pki *certs.PKI, events []certs.Event, client *etcdclient.Client, facts *apply.Facts,
+	stage plan.RotationStage, why string, pf *planFlags, dryRun bool, healthTimeout time.Duration, f *sshFlags) error {
+	e := apply.GatherEtcd(ctx, s.cluster, facts, client, f.etcdTimeout)
+	p, err := plan.Build(plan.Input{Cluster: s.cluster, PKI: pki, Hosts: facts.Hosts, Etcd: e})
+	if err == nil {
+		err = onlyCertificates(p)
+	}
+	fmt.Fprintf(streams.ErrOut, "[rotate-ca] stage %q: %s\n", stage, why)
+	if dryRun {
+		if p != nil {
+			printCertEvents(streams, events, true)
+			if perr := pf.print(streams, p); perr != nil {
+				return perr
+			}
+		}
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	if p.Empty() {
+		return fmt.Errorf("stage %q has nothing to change on the hosts, yet the hosts are not past it: %s", stage, why)
+	}
+	if err := pki.Save(); err != nil {
+		return err
+	}
+	printCertEvents(streams, events, false)
+	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: client, Log: s.log, HealthTimeout: healthTimeout, Concurrency: f.concurrency}
+	res, err := x.Run(ctx, p)
+	writeApplySummary(streams, res)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(streams.ErrOut, "[rotate-ca] stage %q done\n", stage)
+	return nil
+}
+
+func allLeavesBy(f *apply.Facts, ca certs.CA) bool {
+	for _, hf := range f.Hosts {
+		if !plan.LeavesIssuedBy(hf, ca.Cert) {
+			return false
+		}
+	}
+	return true
+}
+
+func finishRotation(streams Streams, s *session, r *certs.Rotation, abort bool, why string) error {
+	if abort {
+		kept, err := r.Abort(s.cluster)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(streams.Out, "rotation aborted: %s; the cluster is back on its CA; the new CA is kept at %s\n", why, kept)
+		return nil
+	}
+	kept, err := r.Finish(s.cluster)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(streams.Out, "rotation done: %s; %s is now the CA, the old one is kept at %s\n", why, certs.CABaseName, kept)
+	return nil
+}
