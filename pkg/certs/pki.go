@@ -99,7 +99,7 @@ type PKI struct {
 	// Known are the CAs the operator holds: the CA, and during a rotation
 	// the other one.
 	Known []*x509.Certificate
-	caKey     crypto.Signer
+	caKey crypto.Signer
 	// pending are the files Compute made that Save writes.
 	pending []atomicfile.File
 }
