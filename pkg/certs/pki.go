@@ -250,8 +250,8 @@ func Compute(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 func loadOrNewCA(c *config.Cluster, dir string, now time.Time) (KeyPair, crypto.Signer, bool, error) {
 	kp, key, err := loadCA(filepath.Join(dir, CABaseName), now)
 	if errors.Is(err, errNoCA) {
-		kp, key, err = NewCA(c, now)
-		return kp, key, true, err
+		ca, err := NewCA(c, now)
+		return ca.KeyPair, ca.key, true, err
 	}
 	return kp, key, false, err
 }
@@ -259,7 +259,7 @@ func loadOrNewCA(c *config.Cluster, dir string, now time.Time) (KeyPair, crypto.
 var errNoCA = errors.New("no CA")
 
 // NewCA makes an etcd CA as kubeadm does.
-func NewCA(c *config.Cluster, now time.Time) (KeyPair, crypto.Signer, error) {
+func NewCA(c *config.Cluster, now time.Time) (CA, error) {
 	cfg := &pkiutil.CertConfig{
 		Config:              certutil.Config{CommonName: EtcdCA},
 		NotAfter:            now.Add(c.CACertificateValidity()),
@@ -268,10 +268,10 @@ func NewCA(c *config.Cluster, now time.Time) (KeyPair, crypto.Signer, error) {
 	cfg.NotBefore = now.Add(-Backdate)
 	cert, key, err := pkiutil.NewCertificateAuthority(cfg)
 	if err != nil {
-		return KeyPair{}, nil, fmt.Errorf("create etcd CA: %w", err)
+		return CA{}, fmt.Errorf("create etcd CA: %w", err)
 	}
 	kp, err := encode(EtcdCA, CABaseName, cert, key)
-	return kp, key, err
+	return CA{kp, key}, err
 }
 
 // loadCA reads a CA certificate and its key from base.crt and base.key;
@@ -345,7 +345,7 @@ func loadLeaf(base string, spec Spec, c *config.Cluster, h config.Host, ca *x509
 		return KeyPair{}, "key does not match the certificate", nil
 	}
 	if err := pkiutil.VerifyCertChain(cert, nil, ca); err != nil {
-		return KeyPair{}, "not signed by the etcd CA", nil
+		return KeyPair{}, "not issued by the CA in use", nil
 	}
 	if want := spec.CommonName(h); cert.Subject.CommonName != want {
 		return KeyPair{}, fmt.Sprintf("CN is %q, want %q", cert.Subject.CommonName, want), nil

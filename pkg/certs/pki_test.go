@@ -206,7 +206,7 @@ func TestNearExpiryAndForeignCertificatesAreReissued(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e := events[1]; e.Name != EtcdServer || e.Action != Reissued || e.Reason != "not signed by the etcd CA" {
+	if e := events[1]; e.Name != EtcdServer || e.Action != Reissued || e.Reason != "not issued by the CA in use" {
 		t.Errorf("foreign server cert: %+v", e)
 	}
 

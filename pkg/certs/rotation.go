@@ -65,11 +65,11 @@ func StartRotation(c *config.Cluster, now time.Time) (*Rotation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the CA to rotate: %w", noCA(err, c.PKIDir()))
 	}
-	next, nextKey, err := NewCA(c, now)
+	next, err := NewCA(c, now)
 	if err != nil {
 		return nil, err
 	}
-	return &Rotation{Current: CA{cur, curKey}, New: CA{next, nextKey}, Created: true}, nil
+	return &Rotation{Current: CA{cur, curKey}, New: next, Created: true}, nil
 }
 
 // Save writes the new CA a rotation made.

@@ -13,26 +13,48 @@ import (
 )
 
 // RotationStage is where a CA rotation stands, read from the hosts alone.
-type RotationStage string
+type RotationStage int
 
-// The stages of moving a cluster from one CA (other) to another (target).
+// The stages of moving a cluster from one CA (the other) to another (the
+// target).
 const (
 	// TrustBoth: every host trusts the target first, then the other, and
 	// every member restarted to load that.
-	TrustBoth RotationStage = "trust both CAs"
+	TrustBoth RotationStage = iota
 	// MoveLeaves: every leaf is issued by the target.
-	MoveLeaves RotationStage = "move the leaves to the new CA"
+	MoveLeaves
 	// DropOther: every host trusts the target only.
-	DropOther RotationStage = "drop the old CA"
+	DropOther
 	// RotationDone: nothing is left to do on the hosts.
-	RotationDone RotationStage = "done"
+	RotationDone
 )
 
-// Rotation says, from the hosts' facts, the next stage of a rotation from
-// other to target, and why. A host is past a stage once what the stage
-// makes is there and no restart is pending, so that a rotation cut at any
-// point, or reversed, goes on from where the hosts are.
-func Rotation(in Input, target, other *x509.Certificate) (RotationStage, string) {
+// CAMove names the CAs of a rotation: forward, the target is the new CA;
+// aborted, the old one.
+type CAMove struct {
+	Target, Other         *x509.Certificate
+	TargetName, OtherName string
+}
+
+// Describe names a stage for people.
+func (m CAMove) Describe(s RotationStage) string {
+	switch s {
+	case TrustBoth:
+		return "(a) trust both CAs, " + m.TargetName + " first"
+	case MoveLeaves:
+		return "(b) move the leaves to " + m.TargetName
+	case DropOther:
+		return "(c) drop " + m.OtherName
+	}
+	return "done"
+}
+
+// Rotation says, from the hosts' facts, the next stage of a rotation and
+// why. A host is past a stage once what the stage makes is there and no
+// restart is pending, so that a rotation cut at any point, or reversed,
+// goes on from where the hosts are.
+func Rotation(in Input, m CAMove) (RotationStage, string) {
+	target, other := m.Target, m.Other
 	var notA, notB, notC []string
 	for _, h := range in.Cluster.Spec.Hosts {
 		hf := in.Hosts[h.Name]
@@ -56,13 +78,13 @@ func Rotation(in Input, target, other *x509.Certificate) (RotationStage, string)
 	}
 	switch {
 	case len(notA) > 0:
-		return TrustBoth, fmt.Sprintf("%s do not trust both CAs yet (the new one first), or have not restarted since", strings.Join(notA, ", "))
+		return TrustBoth, fmt.Sprintf("%s do not trust both CAs yet (%s first), or have not restarted since", strings.Join(notA, ", "), m.TargetName)
 	case len(notB) > 0:
-		return MoveLeaves, fmt.Sprintf("%s still hold certificates of the old CA", strings.Join(notB, ", "))
+		return MoveLeaves, fmt.Sprintf("%s still hold certificates %s did not issue", strings.Join(notB, ", "), m.TargetName)
 	case len(notC) > 0:
-		return DropOther, fmt.Sprintf("%s still trust the old CA", strings.Join(notC, ", "))
+		return DropOther, fmt.Sprintf("%s still trust %s", strings.Join(notC, ", "), m.OtherName)
 	}
-	return RotationDone, "every host trusts the new CA only and holds certificates it issued"
+	return RotationDone, fmt.Sprintf("every host trusts %s only and holds certificates it issued", m.TargetName)
 }
 
 // LeavesIssuedBy reports whether every leaf certificate on the host was

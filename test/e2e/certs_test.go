@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"net"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,8 +18,10 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
 	"github.com/etcdadm-io/etcdadm/test/lab"
+	"github.com/etcdadm-io/etcdadm/test/writer"
 )
 
 // leafState is what renewal must change in a certificate on a host.
@@ -213,4 +217,175 @@ func stepExpired(t *testing.T, s *story) {
 	if r := s.etcdadm(t, "certs", "check-expiration", "-f", s.file, "--remote", "--warn-within", "720h"); r.err != nil {
 		t.Errorf("after the recovery: %v", r.err)
 	}
+}
+
+// rotationWriter writes with the local PKI's apiserver-etcd-client and, on a
+// TLS failure, reloads it with every CA the PKI holds: a client following a
+// CA rotation as an operator would make it.
+func (s *story) rotationWriter(t *testing.T) *writer.Writer {
+	t.Helper()
+	c, _, _ := s.cluster(t)
+	load := func() (*tls.Config, error) {
+		dir := c.PKIDir()
+		bundle, err := os.ReadFile(filepath.Join(dir, certs.CABaseName+".crt"))
+		if err != nil {
+			return nil, err
+		}
+		if next, err := os.ReadFile(filepath.Join(dir, certs.NewCABaseName+".crt")); err == nil {
+			bundle = append(bundle, next...)
+		}
+		leaf := filepath.Join(certs.HostDir(dir, c.Spec.Hosts[0].Name), "apiserver-etcd-client")
+		crt, err := os.ReadFile(leaf + ".crt")
+		if err != nil {
+			return nil, err
+		}
+		key, err := os.ReadFile(leaf + ".key")
+		if err != nil {
+			return nil, err
+		}
+		return etcdclient.TLSConfig(bundle, crt, key)
+	}
+	tlsConfig, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := writer.Start(context.Background(), writer.Options{Endpoints: clientURLs(c), TLS: tlsConfig, Reload: load, Rate: 100, Timeout: time.Second, Prefix: "/e2e-writer/" + t.Name() + "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// onlyCA checks that every host trusts the one CA in want, and holds
+// leaves it issued.
+func onlyCA(t *testing.T, hosts []*lab.Host, want []byte) {
+	t.Helper()
+	ca, err := certs.ParseCert(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		got, err := h.ReadFile(context.Background(), "/etc/kubernetes/pki/etcd/ca.crt")
+		if err != nil || string(got) != string(want) {
+			t.Errorf("%s trusts %d bytes, not the one CA (%v)", h.Name, len(got), err)
+		}
+		for _, spec := range certs.LeafSpecs() {
+			data, err := h.ReadFile(context.Background(), path.Join(manifests.CertificatesDir, spec.BaseName+".crt"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf, err := certs.ParseCert(data)
+			if err != nil || !certs.IssuedBy(leaf, ca) {
+				t.Errorf("%s's %s was not issued by the CA (%v)", h.Name, spec.Name, err)
+			}
+		}
+	}
+}
+
+func stepRotateCA(t *testing.T, s *story) {
+	members := s.lab.Hosts[:3]
+	pkiDir := filepath.Join(s.dir, "pki")
+	old, _ := os.ReadFile(filepath.Join(pkiDir, certs.CABaseName+".crt"))
+	w := s.rotationWriter(t)
+	start := time.Now()
+	r := s.etcdadm(t, "certs", "rotate-ca", "-f", s.file)
+	took := time.Since(start)
+	rep := s.stopWriter(t, w)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Logf("CA rotation of 3 members took %s; longest write gap %s; the writer reloaded its TLS %d time(s)", took.Round(time.Millisecond), rep.LongestGap.Round(time.Millisecond), rep.Reloads)
+	if rep.LongestGap > 2*time.Second {
+		t.Errorf("writes stalled %s, want at most 2s", rep.LongestGap)
+	}
+	for _, stage := range []string{"(a) trust both CAs", "(b) move the leaves", "(c) drop the old CA"} {
+		if !strings.Contains(r.stderr, "stage "+stage) {
+			t.Errorf("no stage %q", stage)
+		}
+	}
+	now, _ := os.ReadFile(filepath.Join(pkiDir, certs.CABaseName+".crt"))
+	if string(now) == string(old) {
+		t.Fatal("the local CA did not change")
+	}
+	onlyCA(t, members, now)
+	if matches, _ := filepath.Glob(filepath.Join(pkiDir, "backup", "*", "etcd", "ca.crt")); len(matches) == 0 {
+		t.Error("the old CA was not kept")
+	}
+	if r := s.etcdadm(t, "apply", "-f", s.file); r.err != nil || !strings.Contains(r.stdout, "nothing to do") {
+		t.Errorf("apply after the rotation: %v\n%s", r.err, r.stdout)
+	}
+}
+
+// killAfterFirstStage runs rotate-ca and kills it once its first stage is done.
+func (s *story) killAfterFirstStage(t *testing.T) {
+	t.Helper()
+	cmd, out := startEtcdadm(t, s.bin, "certs", "rotate-ca", "-f", s.file)
+	killed := false
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if strings.Contains(out.String(), "stage (a) trust both CAs, the new CA first done") {
+			killed = cmd.Process.Kill() == nil
+			break
+		}
+	}
+	_ = cmd.Wait()
+	t.Logf("the killed rotation:\n%s", out.String())
+	if !killed {
+		t.Fatal("the first stage never ended")
+	}
+}
+
+func stepRotateCAResumed(t *testing.T, s *story) {
+	members := s.lab.Hosts[:3]
+	pkiDir := filepath.Join(s.dir, "pki")
+	w := s.rotationWriter(t)
+	defer s.stopWriter(t, w)
+	s.killAfterFirstStage(t)
+	r := s.etcdadm(t, "apply", "-f", s.file)
+	if r.err == nil || !strings.Contains(r.stderr, "a CA rotation is in progress") {
+		t.Errorf("apply during a rotation: %v", r.err)
+	}
+	r = s.etcdadm(t, "certs", "rotate-ca", "-f", s.file)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if strings.Contains(r.stderr, "stage (a)") {
+		t.Error("the re-run did stage (a) again")
+	}
+	now, _ := os.ReadFile(filepath.Join(pkiDir, certs.CABaseName+".crt"))
+	onlyCA(t, members, now)
+}
+
+func stepRotateCAAborted(t *testing.T, s *story) {
+	members := s.lab.Hosts[:3]
+	pkiDir := filepath.Join(s.dir, "pki")
+	before, _ := os.ReadFile(filepath.Join(pkiDir, certs.CABaseName+".crt"))
+	w := s.rotationWriter(t)
+	defer s.stopWriter(t, w)
+	s.killAfterFirstStage(t)
+	r := s.etcdadm(t, "certs", "rotate-ca", "-f", s.file, "--abort")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !strings.Contains(r.stdout, "rotation aborted") {
+		t.Errorf("abort:\n%s", r.stdout)
+	}
+	if _, err := os.Stat(filepath.Join(pkiDir, certs.NewCABaseName+".crt")); !os.IsNotExist(err) {
+		t.Errorf("the new CA is still in the PKI directory: %v", err)
+	}
+	after, _ := os.ReadFile(filepath.Join(pkiDir, certs.CABaseName+".crt"))
+	if string(after) != string(before) {
+		t.Error("the local CA changed")
+	}
+	onlyCA(t, members, before)
+	if r := s.etcdadm(t, "apply", "-f", s.file); r.err != nil || !strings.Contains(r.stdout, "nothing to do") || !strings.Contains(r.stdout, "3/3 members healthy") {
+		t.Errorf("apply after the abort: %v\n%s", r.err, r.stdout)
+	}
+}
+
+func clientURLs(c *config.Cluster) []string {
+	var out []string
+	for _, h := range c.Spec.Hosts {
+		out = append(out, manifests.ClientURL(h))
+	}
+	return out
 }

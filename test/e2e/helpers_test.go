@@ -113,7 +113,7 @@ func (s *story) startWriter(t *testing.T) *writer.Writer {
 	for _, h := range c.Spec.Hosts {
 		endpoints = append(endpoints, manifests.ClientURL(h))
 	}
-	w, err := writer.Start(context.Background(), writer.Options{Endpoints: endpoints, TLS: tlsConfig, Rate: 100, Prefix: "/e2e-writer/" + t.Name() + "/"})
+	w, err := writer.Start(context.Background(), writer.Options{Endpoints: endpoints, TLS: tlsConfig, Rate: 100, Timeout: time.Second, Prefix: "/e2e-writer/" + t.Name() + "/"})
 	if err != nil {
 		t.Fatal(err)
 	}

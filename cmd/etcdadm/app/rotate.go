@@ -17,6 +17,7 @@ func newCertsRotateCACommand(streams Streams) *cobra.Command {
 	f := &sshFlags{}
 	pf := &planFlags{}
 	var abort, dryRun bool
+	var until string
 	var healthTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "rotate-ca -f cluster.yaml [--abort]",
@@ -43,18 +44,23 @@ stage (a) and restart it before stage (c).`,
 			if err := pf.check(); err != nil {
 				return err
 			}
-			return rotateCA(cmd.Context(), streams, f, pf, abort, dryRun, healthTimeout)
+			last, ok := map[string]plan.RotationStage{"a": plan.TrustBoth, "b": plan.MoveLeaves, "c": plan.DropOther}[until]
+			if !ok {
+				return &usageError{fmt.Errorf("invalid value %q for --until: use a, b or c", until)}
+			}
+			return rotateCA(cmd.Context(), streams, f, pf, abort, dryRun, last, healthTimeout)
 		},
 	}
 	f.bind(cmd)
 	pf.bind(cmd)
 	cmd.Flags().BoolVar(&abort, "abort", false, "move the cluster back to the CA it is rotating from")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the next stage, changing nothing anywhere")
+	cmd.Flags().StringVar(&until, "until", "c", "stop after this stage (a, b or c), to restart the etcd clients in between; run again to go on")
 	cmd.Flags().DurationVar(&healthTimeout, "health-timeout", 5*time.Minute, "how long to wait for a member or the cluster to be healthy")
 	return cmd
 }
 
-func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, abort, dryRun bool, healthTimeout time.Duration) error {
+func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, abort, dryRun bool, until plan.RotationStage, healthTimeout time.Duration) error {
 	log := apply.NewLog(streams.ErrOut)
 	s, err := f.open(ctx, streams, log, openOptions{lockPKI: !dryRun, rotation: true})
 	if err != nil {
@@ -74,8 +80,10 @@ func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 		return err
 	}
 	target, other := r.New, r.Current
+	move := plan.CAMove{Target: r.New.Cert, Other: r.Current.Cert, TargetName: "the new CA", OtherName: "the old CA"}
 	if abort {
 		target, other = r.Current, r.New
+		move = plan.CAMove{Target: r.Current.Cert, Other: r.New.Cert, TargetName: "the old CA", OtherName: "the new CA"}
 	}
 	if r.Created && !dryRun {
 		if err := r.Save(s.cluster); err != nil {
@@ -89,7 +97,12 @@ func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 			return err
 		}
 		in := plan.Input{Cluster: s.cluster, Hosts: facts.Hosts}
-		stage, why := plan.Rotation(in, target.Cert, other.Cert)
+		stage, why := plan.Rotation(in, move)
+		if stage > until && stage != plan.RotationDone {
+			facts.Release()
+			fmt.Fprintf(streams.Out, "rotation stopped before stage %s, as asked: run rotate-ca again to go on\n", move.Describe(stage))
+			return nil
+		}
 		if stage == plan.RotationDone {
 			facts.Release()
 			if dryRun {
@@ -113,7 +126,7 @@ func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 			facts.Release()
 			return err
 		}
-		err = rotationStage(ctx, streams, s, pki, events, client, facts, stage, why, pf, dryRun, healthTimeout, f)
+		err = rotationStage(ctx, streams, s, pki, events, client, facts, move.Describe(stage), why, pf, dryRun, healthTimeout, f)
 		client.Close()
 		facts.Release()
 		if err != nil || dryRun {
@@ -124,13 +137,13 @@ func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 
 // rotationStage plans one stage from fresh facts and runs it.
 func rotationStage(ctx context.Context, streams Streams, s *session, pki *certs.PKI, events []certs.Event, client *etcdclient.Client, facts *apply.Facts,
-	stage plan.RotationStage, why string, pf *planFlags, dryRun bool, healthTimeout time.Duration, f *sshFlags) error {
+	stage, why string, pf *planFlags, dryRun bool, healthTimeout time.Duration, f *sshFlags) error {
 	e := apply.GatherEtcd(ctx, s.cluster, facts, client, f.etcdTimeout)
 	p, err := plan.Build(plan.Input{Cluster: s.cluster, PKI: pki, Hosts: facts.Hosts, Etcd: e})
 	if err == nil {
 		err = onlyCertificates(p)
 	}
-	fmt.Fprintf(streams.ErrOut, "[rotate-ca] stage %q: %s\n", stage, why)
+	fmt.Fprintf(streams.ErrOut, "[rotate-ca] stage %s: %s\n", stage, why)
 	if dryRun {
 		if p != nil {
 			printCertEvents(streams, events, true)
@@ -144,7 +157,7 @@ func rotationStage(ctx context.Context, streams Streams, s *session, pki *certs.
 		return err
 	}
 	if p.Empty() {
-		return fmt.Errorf("stage %q has nothing to change on the hosts, yet the hosts are not past it: %s", stage, why)
+		return fmt.Errorf("stage %s has nothing to change on the hosts, yet the hosts are not past it: %s", stage, why)
 	}
 	if err := pki.Save(); err != nil {
 		return err
@@ -156,7 +169,7 @@ func rotationStage(ctx context.Context, streams Streams, s *session, pki *certs.
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(streams.ErrOut, "[rotate-ca] stage %q done\n", stage)
+	fmt.Fprintf(streams.ErrOut, "[rotate-ca] stage %s done\n", stage)
 	return nil
 }
 
@@ -175,13 +188,13 @@ func finishRotation(streams Streams, s *session, r *certs.Rotation, abort bool, 
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(streams.Out, "rotation aborted: %s; the cluster is back on its CA; the new CA is kept at %s\n", why, kept)
+		fmt.Fprintf(streams.Out, "rotation aborted: %s; the new CA is kept at %s\n", why, kept)
 		return nil
 	}
 	kept, err := r.Finish(s.cluster)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(streams.Out, "rotation done: %s; %s is now the CA, the old one is kept at %s\n", why, certs.CABaseName, kept)
+	fmt.Fprintf(streams.Out, "rotation done: %s; it is now %s in %s, the old one is kept at %s\n", why, certs.CABaseName, s.cluster.PKIDir(), kept)
 	return nil
 }
