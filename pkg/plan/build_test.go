@@ -672,3 +672,49 @@ func TestBuildRecoversExpiredCertificates(t *testing.T) {
 	_, err = build(t, Input{Cluster: w.c, PKI: renewed, Hosts: hosts, Etcd: gone, Now: time.Now()})
 	mustRefuse(t, nil, err)
 }
+
+// One host's certificates expired: that member is down, the others keep
+// quorum, so it is repaired first, like any unhealthy member.
+func TestBuildRenewsOneHostsExpiredCertificates(t *testing.T) {
+	w := newWorld(t, 3)
+	hosts := w.allBootstrapped(t)
+	renewed, _, err := certs.Compute(w.c, certs.Options{Renew: []string{"all"}, Hosts: []string{"n2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := etcdView(t, "n0", names3...)
+	unhealthy(t, e, "n2")
+	p := mustBuild(t, Input{Cluster: w.c, PKI: renewed, Hosts: hosts, Etcd: e, Now: time.Now()})
+	if len(p.Stages) != 1 || p.Stages[0].Rollout != OneAtATime || !slices.Equal(stageHosts(p.Stages[0]), []string{"n2"}) {
+		t.Fatalf("want n2 alone, one at a time:\n%s", planText(p))
+	}
+	if _, i := findOp(stageOps(p.Stages[0], "n2"), isKind(OpRestartEtcd)); i < 0 {
+		t.Errorf("n2 is not restarted: %v", kinds(stageOps(p.Stages[0], "n2")))
+	}
+}
+
+// Only the client certificates renewed: written on every host, one at a
+// time, and no member restarts (etcd does not present them).
+func TestBuildRenewsClientCertificatesWithoutRestarts(t *testing.T) {
+	w := newWorld(t, 3)
+	hosts := w.allBootstrapped(t)
+	renewed, _, err := certs.Compute(w.c, certs.Options{Renew: []string{certs.EtcdHealthcheckClient, certs.APIServerEtcdClient}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := mustBuild(t, Input{Cluster: w.c, PKI: renewed, Hosts: hosts, Etcd: etcdView(t, "n0", names3...), Now: time.Now()})
+	if len(p.Stages) != 1 {
+		t.Fatalf("want one stage:\n%s", planText(p))
+	}
+	for _, n := range names3 {
+		ops := stageOps(p.Stages[0], n)
+		if len(writtenPaths(ops)) != 4 {
+			t.Errorf("%s: writes %v, want the two client certificates and keys", n, writtenPaths(ops))
+		}
+		for _, op := range ops {
+			if op.Disruptive || op.Kind == OpRestartEtcd || op.Kind == OpMark {
+				t.Errorf("%s: %s for client certificates", n, op)
+			}
+		}
+	}
+}
