@@ -50,7 +50,6 @@ type HostResult struct {
 	Ran              []string `json:"ran,omitempty"`
 	RestartedKubelet bool     `json:"restartedKubelet,omitempty"`
 	RestartedEtcd    bool     `json:"restartedEtcd,omitempty"`
-	Skipped          string   `json:"skipped,omitempty"`
 }
 
 // Result is the outcome of a run.
@@ -201,18 +200,9 @@ func (x *Executor) hostOps(ctx context.Context, host string, ops []plan.Op) erro
 	}
 	for _, op := range ops {
 		if t == nil && needsHost(op) {
-			if op.BestEffort {
-				x.record(host, func(r *HostResult) { r.Skipped = "unreachable" })
-				continue
-			}
 			return fmt.Errorf("%s: the host is not reachable", op)
 		}
 		if err := x.op(ctx, t, h, op, before); err != nil {
-			if op.BestEffort {
-				x.Log.Host(host, "warning: %s failed: %v", op, err)
-				x.record(host, func(r *HostResult) { r.Skipped = err.Error() })
-				continue
-			}
 			return err
 		}
 	}

@@ -104,9 +104,6 @@ type Op struct {
 	Members []string `json:"members,omitempty"`
 	// Disruptive is set when the operation stops the host's running member.
 	Disruptive bool `json:"disruptive,omitempty"`
-	// Best effort operations on a host that could not be reached are
-	// skipped with a warning instead of failing the run.
-	BestEffort bool `json:"bestEffort,omitempty"`
 	// Why explains the operation in a few words.
 	Why string `json:"why,omitempty"`
 }

@@ -346,7 +346,7 @@ func stepIdempotent(t *testing.T, s *story) {
 		t.Errorf("re-apply output:\n%s\n%s", r.stdout, r.stderr)
 	}
 	before := snapshots(t, members)
-	for _, args := range [][]string{{"diff", "-f", s.file}, {"status", "-f", s.file}, {"status", "-f", s.file, "-o", "json"}, {"apply", "--dry-run", "-f", s.file}, {"certs", "check-expiration", "-f", s.file}} {
+	for _, args := range [][]string{{"diff", "-f", s.file}, {"status", "-f", s.file}, {"status", "-f", s.file, "-o", "json"}, {"apply", "--dry-run", "-f", s.file}, {"certs", "check-expiration", "-f", s.file}, {"certs", "check-expiration", "--remote", "-f", s.file}} {
 		r := s.etcdadm(t, args...)
 		if r.err != nil {
 			t.Errorf("%v: %v", args, r.err)

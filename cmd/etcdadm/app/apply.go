@@ -334,9 +334,6 @@ func writeApplySummary(streams Streams, res *apply.Result) {
 		if h.RestartedEtcd {
 			what = append(what, "etcd restarted")
 		}
-		if h.Skipped != "" {
-			what = append(what, "skipped: "+h.Skipped)
-		}
 		if len(what) == 0 && len(h.Ran) > 0 {
 			what = append(what, fmt.Sprintf("%d command(s) run", len(h.Ran)))
 		}
