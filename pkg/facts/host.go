@@ -451,7 +451,7 @@ func (p *parser) endBlock(h *Host) error {
 		h.Manifest = ParseManifest(b)
 	case "ca":
 		h.CAData = b
-		h.TrustedCAs = parseCerts(b)
+		h.TrustedCAs = ParseCerts(b)
 	case "data":
 		if p.data == nil {
 			p.data = map[string][]byte{}
@@ -558,7 +558,8 @@ func parseListener(line string) Listener {
 	return l
 }
 
-func parseCerts(data []byte) []*x509.Certificate {
+// ParseCerts reads every certificate of a PEM bundle, in order.
+func ParseCerts(data []byte) []*x509.Certificate {
 	var out []*x509.Certificate
 	for {
 		var block *pem.Block

@@ -5,8 +5,6 @@ package plan
 // addresses are from TEST-NET-1 and nothing connects to them.
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"slices"
@@ -225,21 +223,7 @@ func emptyHost(name string) *facts.Host {
 // trust makes the host's etcd CA file the PKI's CA.
 func trust(hf *facts.Host, p *certs.PKI) {
 	hf.CAData = p.CA.CertPEM
-	hf.TrustedCAs = parsePEMCerts(p.CA.CertPEM)
-}
-
-func parsePEMCerts(data []byte) []*x509.Certificate {
-	var out []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			return out
-		}
-		if c, err := x509.ParseCertificate(block.Bytes); err == nil {
-			out = append(out, c)
-		}
-	}
+	hf.TrustedCAs = facts.ParseCerts(p.CA.CertPEM)
 }
 
 // run makes etcd run on the host: its process listens on etcd's ports.
