@@ -16,10 +16,19 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// MaxInventorySize bounds an inventory file: a real one is a few KB.
+const MaxInventorySize = 1 << 20
+
 // Load reads, defaults and validates the inventory at path. Relative paths in
 // it resolve against its directory. Warnings are returned with a valid cluster.
 func Load(path string) (*Cluster, []Warning, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read inventory: %w", err)
+	}
+	defer f.Close()
+	// One byte more than allowed is enough to refuse the file.
+	data, err := io.ReadAll(io.LimitReader(f, MaxInventorySize+1))
 	if err != nil {
 		return nil, nil, fmt.Errorf("read inventory: %w", err)
 	}
@@ -34,9 +43,15 @@ func Load(path string) (*Cluster, []Warning, error) {
 // names the input in messages; dir is where relative paths resolve.
 func Parse(data []byte, source, dir string) (*Cluster, []Warning, error) {
 	ps := &problems{lines: map[string]int{}}
+	if len(data) > MaxInventorySize {
+		return nil, nil, &InvalidError{Source: source, Problems: []Problem{{Message: "the file is larger than 1 MiB; an inventory is a few KB: check that -f names the inventory"}}}
+	}
 	root, err := parseNode(data)
 	if err != nil {
 		return nil, nil, &InvalidError{Source: source, Problems: []Problem{yamlSyntaxProblem(err)}}
+	}
+	if p := aliasProblem(root); p != nil {
+		return nil, nil, &InvalidError{Source: source, Problems: []Problem{*p}}
 	}
 	if !checkShape(root, reflect.TypeOf(Cluster{}), "", ps) {
 		return nil, nil, &InvalidError{Source: source, Problems: ps.sorted()}
@@ -83,6 +98,39 @@ func parseNode(data []byte) (*yamlv3.Node, error) {
 	return doc.Content[0], nil
 }
 
+// aliasProblem refuses anchors and aliases: expanded, a few KB of them can
+// stand for billions of values (a "billion laughs"), and an inventory has
+// no need for them. The walk follows the tree as parsed, never an alias.
+func aliasProblem(root *yamlv3.Node) *Problem {
+	var first *yamlv3.Node
+	count := 0
+	var walk func(n *yamlv3.Node)
+	walk = func(n *yamlv3.Node) {
+		if n.Kind == yamlv3.AliasNode || n.Anchor != "" {
+			if first == nil {
+				first = n
+			}
+			count++
+		}
+		if n.Kind == yamlv3.AliasNode {
+			return
+		}
+		for _, c := range n.Content {
+			walk(c)
+		}
+	}
+	walk(root)
+	if first == nil {
+		return nil
+	}
+	what := "anchor &" + first.Anchor
+	if first.Kind == yamlv3.AliasNode {
+		what = "alias *" + first.Value
+	}
+	return &Problem{Line: first.Line, Message: fmt.Sprintf(
+		"YAML %s: anchors and aliases are not supported (%d in the file); write each value out in full", what, count)}
+}
+
 var yamlLine = regexp.MustCompile(`line (\d+)`)
 
 func yamlSyntaxProblem(err error) Problem {
@@ -100,9 +148,6 @@ func yamlSyntaxProblem(err error) Problem {
 // path and line, so the user sees all of them at once. It reports whether the
 // node fits; nodes that do not are pruned so the rest can still be decoded.
 func checkShape(n *yamlv3.Node, t reflect.Type, path string, ps *problems) bool {
-	if n.Kind == yamlv3.AliasNode {
-		n = n.Alias
-	}
 	if path != "" {
 		ps.lines[path] = n.Line
 	}

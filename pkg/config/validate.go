@@ -102,9 +102,7 @@ func validateEtcd(s *Spec, ps *problems) {
 	if e.ImageTag != "" && !imageTag.MatchString(e.ImageTag) {
 		ps.add("spec.etcd.imageTag", "%q is not an image tag; write it like 3.7.0-0, or leave it empty for kubeadm's default", e.ImageTag)
 	}
-	if !path.IsAbs(e.DataDir) {
-		ps.add("spec.etcd.dataDir", "%q must be an absolute path, e.g. /var/lib/etcd", e.DataDir)
-	}
+	validateHostDir("spec.etcd.dataDir", e.DataDir, DefaultDataDir, ps)
 	validateSANs("spec.etcd.serverCertSANs", e.ServerCertSANs, ps)
 	validateSANs("spec.etcd.peerCertSANs", e.PeerCertSANs, ps)
 	for _, k := range sortedKeys(e.ExtraArgs) {
@@ -143,6 +141,8 @@ func validatePKI(s *Spec, ps *problems) []Warning {
 	p := &s.PKI
 	if p.Dir == "" {
 		ps.add("spec.pki.dir", "is required")
+	} else {
+		validateLocalPath("spec.pki.dir", p.Dir, DefaultPKIDir, ps)
 	}
 	if !slices.Contains(KeyAlgorithms, p.KeyAlgorithm) {
 		ps.add("spec.pki.keyAlgorithm", "%q is not supported; use one of %s", p.KeyAlgorithm, joinAlgorithms())
@@ -154,6 +154,46 @@ func validatePKI(s *Spec, ps *problems) []Warning {
 			"%s is longer than the CA's %s; certificates signed near the CA's end will outlive it", leaf, ca)}}
 	}
 	return nil
+}
+
+// validateHostDir checks a directory on the hosts: absolute, not the root, and
+// clean, so that it names the directory it reads as, and a host's files
+// rendered under DIR/<host>/ stay there.
+func validateHostDir(field, p, example string, ps *problems) {
+	switch {
+	case !path.IsAbs(p):
+		ps.add(field, "%q must be an absolute path, e.g. %s", p, example)
+	case path.Clean(p) == "/":
+		ps.add(field, "must not be /: give etcdadm a directory of its own, e.g. %s", example)
+	default:
+		if msg := uncleanPath(p, example); msg != "" {
+			ps.add(field, "%s", msg)
+		}
+	}
+}
+
+// validateLocalPath checks a path on the operator's machine: absolute,
+// relative to the inventory or under ~, but clean. It reports whether it is.
+func validateLocalPath(field, p, example string, ps *problems) bool {
+	if msg := uncleanPath(p, example); msg != "" {
+		ps.add(field, "%s", msg)
+		return false
+	}
+	return true
+}
+
+// uncleanPath says what is wrong with a path that is not the same as its
+// path.Clean, or has a ".." element; "" when it is clean.
+func uncleanPath(p, example string) string {
+	switch {
+	case p == "":
+		return ""
+	case slices.Contains(strings.Split(p, "/"), ".."):
+		return fmt.Sprintf("%q has a \"..\" element; write the path itself without it, e.g. %s", p, example)
+	case path.Clean(p) != p:
+		return fmt.Sprintf("%q is not a clean path (no \"//\", \".\" element or trailing \"/\"); write it %s", p, path.Clean(p))
+	}
+	return ""
 }
 
 func positiveDuration(field, v string, ps *problems) (time.Duration, bool) {
@@ -176,10 +216,10 @@ func validateKubelet(s *Spec, ps *problems) {
 	}
 	if !strings.HasPrefix(k.ContainerRuntimeEndpoint, "unix:///") {
 		ps.add("spec.kubelet.containerRuntimeEndpoint", "%q is not a unix socket URL; write it like unix:///var/run/containerd/containerd.sock", k.ContainerRuntimeEndpoint)
+	} else if sock := strings.TrimPrefix(k.ContainerRuntimeEndpoint, "unix://"); uncleanPath(sock, "") != "" {
+		ps.add("spec.kubelet.containerRuntimeEndpoint", "%q is not a clean socket path (no \"..\", \"//\" or \".\" element, no trailing \"/\"); write it like %s", k.ContainerRuntimeEndpoint, DefaultContainerRuntimeEndpoint)
 	}
-	if !path.IsAbs(k.StaticPodPath) {
-		ps.add("spec.kubelet.staticPodPath", "%q must be an absolute path, e.g. /etc/kubernetes/manifests", k.StaticPodPath)
-	}
+	validateHostDir("spec.kubelet.staticPodPath", k.StaticPodPath, DefaultStaticPodPath, ps)
 	for _, key := range sortedKeys(k.ExtraConfig) {
 		if owner, ok := managedKubeletFields[key]; ok {
 			ps.add("spec.kubelet.extraConfig."+key, "set through %s instead", owner)
@@ -210,7 +250,8 @@ func validateSSH(c *Cluster, ps *problems) {
 	if s.Port < 0 || s.Port > 65535 {
 		ps.add("spec.ssh.port", "%d is not a TCP port (1-65535, or 0 for ~/.ssh/config's or 22)", s.Port)
 	}
-	if s.IdentityFile != "" {
+	validateLocalPath("spec.ssh.knownHostsFile", s.KnownHostsFile, "~/.ssh/known_hosts", ps)
+	if s.IdentityFile != "" && validateLocalPath("spec.ssh.identityFile", s.IdentityFile, "~/.ssh/id_ed25519", ps) {
 		p := c.ResolvePath(s.IdentityFile)
 		if st, err := os.Stat(p); err != nil {
 			ps.add("spec.ssh.identityFile", "cannot read %s: %v; point it at your private key or leave it empty to use ssh-agent", p, unwrapPathError(err))
