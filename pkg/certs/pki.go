@@ -108,10 +108,14 @@ type PKI struct {
 func (p *PKI) Unsaved() bool { return len(p.pending) > 0 }
 
 // Save writes what Compute created or reissued into spec.pki.dir, atomically
-// file by file, keys before their certificates. Nothing else is written.
+// file by file, keys before their certificates. Nothing else is written,
+// but the directory's .gitignore when Save creates the directory.
 func (p *PKI) Save() error {
 	if len(p.pending) == 0 {
 		return nil
+	}
+	if err := makeDir(p.Dir); err != nil {
+		return err
 	}
 	if err := atomicfile.WriteAll(p.pending, DirMode); err != nil {
 		return err

@@ -101,6 +101,11 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log, o 
 		}
 		s.release = append(s.release, release)
 	}
+	// A run that writes makes loose private keys private; the others only warn.
+	if err := certs.CheckKeyModes(c.PKIDir(), o.lockPKI, streams.ErrOut); err != nil {
+		s.close()
+		return nil, err
+	}
 	if s.pki, s.events, err = certs.Compute(c, o.certs); err != nil {
 		s.close()
 		return nil, err

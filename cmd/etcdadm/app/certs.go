@@ -41,6 +41,9 @@ are signed by the CA, cover the wanted SANs and are not near expiry.`,
 				return err
 			}
 			defer release()
+			if err := certs.CheckKeyModes(c.PKIDir(), true, streams.ErrOut); err != nil {
+				return err
+			}
 			_, events, err := certs.Ensure(c, certs.Options{})
 			if err != nil {
 				return err
@@ -88,6 +91,11 @@ and monitoring).`,
 			c, err := f.load(streams)
 			if err != nil {
 				return err
+			}
+			if !remote { // with --remote, the session checks them
+				if err := certs.CheckKeyModes(c.PKIDir(), false, streams.ErrOut); err != nil {
+					return err
+				}
 			}
 			rows := certs.CheckExpiration(c, now)
 			var unreachable []string

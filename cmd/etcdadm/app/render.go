@@ -70,6 +70,9 @@ func computePlan(streams Streams, c *config.Cluster, parts []plan.Part, generate
 		}
 		defer release()
 	}
+	if err := certs.CheckKeyModes(c.PKIDir(), generate, streams.ErrOut); err != nil {
+		return nil, err
+	}
 	p, pki, events, err := plan.Compute(c, plan.Options{Parts: parts})
 	if err != nil {
 		return nil, err
