@@ -49,9 +49,14 @@ func (f File) SHA256() string {
 }
 
 // Dir is a directory a host needs, with the mode it must have when created.
+// An owned directory is etcd's own: its mode and root owner are kept as
+// planned. The others are parents shared with the rest of the host
+// (/etc/kubernetes, the kubelet's drop-ins): made when missing, else left
+// alone.
 type Dir struct {
-	Path string      `json:"path"`
-	Mode fs.FileMode `json:"mode"`
+	Path  string      `json:"path"`
+	Mode  fs.FileMode `json:"mode"`
+	Owned bool        `json:"owned,omitempty"`
 }
 
 // Host is everything one host needs, and how that differs from what it has.
@@ -243,11 +248,13 @@ func certFiles(c *config.Cluster, p *certs.PKI, h config.Host) ([]File, error) {
 }
 
 // dirsFor lists the directories the files need, with kubeadm's modes: the
-// manifests directory and etcd's data directory are private.
+// manifests directory and etcd's data directory are private. Those two and
+// etcd's certificate directory are owned.
 func dirsFor(c *config.Cluster, files []File, withData bool) []Dir {
 	modes := map[string]fs.FileMode{
 		c.Spec.Kubelet.StaticPodPath: 0o700,
 	}
+	owned := map[string]bool{c.Spec.Kubelet.StaticPodPath: true, manifests.EtcdPKIDir: true, c.Spec.Etcd.DataDir: true}
 	seen := map[string]bool{}
 	var dirs []Dir
 	add := func(p string) {
@@ -259,7 +266,7 @@ func dirsFor(c *config.Cluster, files []File, withData bool) []Dir {
 		if !ok {
 			mode = 0o755
 		}
-		dirs = append(dirs, Dir{Path: p, Mode: mode})
+		dirs = append(dirs, Dir{Path: p, Mode: mode, Owned: owned[p]})
 	}
 	for _, f := range files {
 		add(path.Dir(f.Path))

@@ -1,9 +1,11 @@
 // Package render writes a plan to a local directory: each host's files under
-// DIR/<host>/ at their host paths, with an index to verify them by. It is how
-// an air-gapped operator carries a host's bundle, and how a reviewer reads one.
+// DIR/<host>/ at their host paths, with an index to verify them by, for a
+// reviewer to read; and DIR/<host>.tar.gz, the same files owned by root, for
+// an air-gapped operator to unpack at / on the host.
 package render
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/etcdadm-io/etcdadm/internal/atomicfile"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
@@ -40,9 +43,10 @@ type IndexEntry struct {
 	SHA256 string `json:"sha256,omitempty"`
 }
 
-// Write renders every host of p under dir. A host directory left by an
-// earlier render is replaced whole, so no stale file (a key that should no
-// longer be there) survives; anything else in the way is an error.
+// Write renders every host of p under dir: its tree and its archive. A host
+// directory or archive left by an earlier render is replaced whole, so no
+// stale file (a key that should no longer be there) survives; anything else
+// in the way is an error.
 func Write(p *plan.Plan, dir string) error {
 	if err := os.MkdirAll(dir, bundleMode); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
@@ -51,9 +55,21 @@ func Write(p *plan.Plan, dir string) error {
 		if err := checkReplaceable(filepath.Join(dir, h.Name)); err != nil {
 			return err
 		}
+		if err := checkArchiveReplaceable(filepath.Join(dir, ArchiveName(h.Name))); err != nil {
+			return err
+		}
 	}
+	now := time.Now()
 	for _, h := range p.Hosts {
 		if err := writeHost(h, filepath.Join(dir, h.Name)); err != nil {
+			return fmt.Errorf("render %s: %w", h.Name, err)
+		}
+		var b bytes.Buffer
+		if err := WriteArchive(&b, h, now); err != nil {
+			return fmt.Errorf("render %s: %w", h.Name, err)
+		}
+		// It holds keys.
+		if err := atomicfile.Write(filepath.Join(dir, ArchiveName(h.Name)), b.Bytes(), 0o600, bundleMode); err != nil {
 			return fmt.Errorf("render %s: %w", h.Name, err)
 		}
 	}

@@ -21,13 +21,16 @@ func newRenderCommand(streams Streams) *cobra.Command {
 	f := &renderFlags{}
 	cmd := &cobra.Command{
 		Use:   "render -f cluster.yaml -o DIR",
-		Short: "Write every host's files under DIR/<host>/, touching no host",
+		Short: "Write every host's files under DIR/<host>/ and in DIR/<host>.tar.gz, touching no host",
 		Long: `render computes the plan of every host and writes its files under DIR/<host>/ at
 their paths on the host (DIR/infra0/etc/kubernetes/pki/etcd/server.crt), with an
-index.json and a SHA256SUMS file per host to verify a carried bundle by
-(cd DIR/infra0 && sha256sum -c SHA256SUMS). The files are those of a cluster brought
-up from nothing. The certificates come from spec.pki.dir, which render never changes:
-run 'etcdadm certs generate' first.`,
+index.json and a SHA256SUMS file per host to review them by, and DIR/<host>.tar.gz to
+carry to the host: the same files and the directories etcd owns, owned by root with
+their modes, and no entry for /etc, /var or /etc/kubernetes. Unpack it as root with
+  tar -C / --no-overwrite-dir --numeric-owner -xzpf DIR/infra0.tar.gz
+and check it with (cd / && sha256sum -c) < DIR/infra0/SHA256SUMS. The files are those
+of a cluster brought up from nothing. The certificates come from spec.pki.dir, which
+render never changes: run 'etcdadm certs generate' first.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runRender(streams, f, plan.AllParts)
@@ -54,7 +57,7 @@ func runRender(streams Streams, f *renderFlags, parts []plan.Part) error {
 		return err
 	}
 	for _, h := range p.Hosts {
-		fmt.Fprintf(streams.Out, "%s: %d files in %s\n", h.Name, len(h.Files), f.out+"/"+h.Name)
+		fmt.Fprintf(streams.Out, "%s: %d files in %s and %s\n", h.Name, len(h.Files), f.out+"/"+h.Name, f.out+"/"+render.ArchiveName(h.Name))
 	}
 	return nil
 }
