@@ -1,12 +1,9 @@
 package remote
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -29,11 +26,20 @@ type HostKeyError struct {
 	Server string
 	// Address is the server as known_hosts names it: host, or [host]:port.
 	Address string
-	// Offered is the server's key, as "ED25519 SHA256:…".
+	// Offered is the server's key, as "ED25519 SHA256:…"; for a host
+	// certificate, the key it certifies.
 	Offered string
+	// Certificate describes the host certificate the server offered, if it did.
+	Certificate string
+	// CertError is why a certificate signed by a CA known_hosts lists for
+	// the server was refused: another host's, expired, not a host certificate.
+	CertError string
 	// Known are the keys known_hosts holds for Address; empty for an unknown host.
 	Known []KnownHostKey
-	// Revoked is set when the offered key is marked @revoked.
+	// Authorities are the @cert-authority keys known_hosts lists for Address.
+	Authorities []KnownHostKey
+	// Revoked is set when the offered key, or the CA of its certificate, is
+	// marked @revoked.
 	Revoked bool
 	// File is the known_hosts file new keys are recorded in.
 	File string
@@ -47,34 +53,65 @@ type KnownHostKey struct {
 }
 
 func (e *HostKeyError) Is(target error) bool {
-	if len(e.Known) == 0 && !e.Revoked {
+	if len(e.Known) == 0 && len(e.Authorities) == 0 && !e.Revoked && e.CertError == "" {
 		return target == ErrHostKeyUnknown
 	}
 	return target == ErrHostKeyChanged
 }
 
 func (e *HostKeyError) Error() string {
+	offered := e.Offered
+	if e.Certificate != "" {
+		offered += " in a " + e.Certificate
+	}
 	if e.Revoked {
 		return fmt.Sprintf("host key of %s (%s) is REVOKED in known_hosts: the server offered %s; refusing to connect",
-			e.Server, e.Address, e.Offered)
+			e.Server, e.Address, offered)
+	}
+	if e.CertError != "" {
+		return fmt.Sprintf("host certificate of %s (%s) is not valid: %s; the server offered %s, trusted through %s; "+
+			"refusing to connect: have the host's certificate reissued (ssh-keygen -s <CA key> -h -n %s <host key>.pub)",
+			e.Server, e.Address, e.CertError, offered, describeKnown(e.Authorities), hostOf(e.Address))
+	}
+	if len(e.Known) == 0 && len(e.Authorities) > 0 {
+		return fmt.Sprintf("host key of %s (%s) is not certified by its CA: the server offered %s, but known_hosts trusts for it "+
+			"only host certificates signed by %s; refusing to connect: give the host a certificate signed by that CA, "+
+			"or, if it never had one, add its key to %s; %s does not record keys of hosts that have a CA",
+			e.Server, e.Address, offered, describeKnown(e.Authorities), e.File, AcceptNewHostKeysFlag)
 	}
 	if len(e.Known) == 0 {
 		typ, _, _ := strings.Cut(e.Offered, " ")
 		return fmt.Sprintf("unknown host key for %s (%s): the server offered %s, which %s does not list; "+
 			"compare it with the host's own key (ssh-keygen -lf /etc/ssh/ssh_host_%s_key.pub on the host), "+
 			"then re-run with %s to record it, or add it to %s yourself",
-			e.Server, e.Address, e.Offered, e.File, strings.ToLower(typ), AcceptNewHostKeysFlag, e.File)
+			e.Server, e.Address, offered, e.File, strings.ToLower(typ), AcceptNewHostKeysFlag, e.File)
 	}
-	known := make([]string, len(e.Known))
-	for i, k := range e.Known {
-		known[i] = fmt.Sprintf("%s (%s:%d)", k.Key, k.File, k.Line)
+	known := describeKnown(e.Known)
+	if len(e.Authorities) > 0 {
+		known += ", and trusts certificates signed by " + describeKnown(e.Authorities)
 	}
 	first := e.Known[0]
 	return fmt.Sprintf("HOST KEY CHANGED for %s (%s): the server offered %s, but known_hosts holds %s; "+
 		"someone may be intercepting the connection, or the host was reinstalled. If you are sure it was, "+
 		"delete line %d of %s (ssh-keygen -R %s -f %s) and connect again; %s never replaces a changed key",
-		e.Server, e.Address, e.Offered, strings.Join(known, ", "),
+		e.Server, e.Address, offered, known,
 		first.Line, first.File, shellQuote(e.Address), shellQuote(first.File), AcceptNewHostKeysFlag)
+}
+
+// hostOf drops the port from a known_hosts name.
+func hostOf(name string) string {
+	if h, _, err := net.SplitHostPort(name); err == nil {
+		return h
+	}
+	return name
+}
+
+func describeKnown(keys []KnownHostKey) string {
+	s := make([]string, len(keys))
+	for i, k := range keys {
+		s[i] = fmt.Sprintf("%s (%s:%d)", k.Key, k.File, k.Line)
+	}
+	return strings.Join(s, ", ")
 }
 
 // describeKey formats a key the way ssh-keygen -l names it.
@@ -99,9 +136,10 @@ type hostKeyCheck struct {
 	ep     endpoint
 	accept bool
 	log    *slog.Logger
-	db     ssh.HostKeyCallback
+	db     *knownHosts
 	// algorithms restricts the server to key types known_hosts holds for
-	// it, so that it does not pick another type and look changed.
+	// it, so that it does not pick another type and look changed, and puts
+	// certificates first when known_hosts names a CA for it.
 	algorithms []string
 
 	verified bool  // the key was accepted
@@ -109,68 +147,46 @@ type hostKeyCheck struct {
 }
 
 func newHostKeyCheck(ep endpoint, accept bool, log *slog.Logger) (*hostKeyCheck, error) {
-	var files []string
-	for _, f := range ep.KnownHosts {
-		if _, err := os.Stat(f); err == nil {
-			files = append(files, f)
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("read known hosts: %w", err)
-		}
-	}
-	h := &hostKeyCheck{ep: ep, accept: accept, log: log}
-	if len(files) == 0 {
-		h.db = func(string, net.Addr, ssh.PublicKey) error { return &knownhosts.KeyError{} }
-		return h, nil
-	}
-	db, err := knownhosts.New(files...)
+	db, skipped, err := readKnownHosts(ep.KnownHosts)
 	if err != nil {
 		return nil, fmt.Errorf("read known hosts: %w", err)
 	}
-	h.db = db
-	known, err := h.knownKeys()
-	if err != nil {
-		return nil, err
+	for _, s := range skipped {
+		log.Warn("skipping known_hosts line", "file", s.file, "line", s.line, "reason", s.reason)
 	}
-	types := make([]string, 0, len(known))
-	for _, k := range known {
-		types = append(types, k.Key.Type())
+	h := &hostKeyCheck{ep: ep, accept: accept, log: log, db: db}
+	keys, authorities := db.forHost(knownHostsName(ep.addr()))
+	types := make([]string, 0, len(keys))
+	for _, k := range keys {
+		types = append(types, k.key.Type())
 	}
 	h.algorithms = hostKeyAlgorithms(types)
+	if len(authorities) > 0 {
+		plain := h.algorithms
+		if len(plain) == 0 {
+			plain = hostKeyAlgorithms(plainKeyTypes)
+		}
+		h.algorithms = append(slices.Clone(certHostKeyAlgorithms), plain...)
+	}
 	return h, nil
 }
 
-// knownKeys lists the keys known_hosts holds for the server, by checking a
-// key that cannot be among them: the mismatch lists them.
-func (h *hostKeyCheck) knownKeys() ([]knownhosts.KnownKey, error) {
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	probe, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		return nil, err
-	}
-	var ke *knownhosts.KeyError
-	if err := h.db(h.ep.addr(), zeroAddr(), probe); errors.As(err, &ke) {
-		return ke.Want, nil
-	}
-	return nil, nil
-}
+// plainKeyTypes are the host key types negotiated when known_hosts holds
+// only a CA for the server.
+var plainKeyTypes = []string{ssh.KeyAlgoED25519, ssh.KeyAlgoECDSA521, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA256, ssh.KeyAlgoRSA}
 
-// zeroAddr stands for the remote address, which knownhosts ignores when
-// given a host name.
-func zeroAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4zero} }
+// certHostKeyAlgorithms ask the server for its host certificate.
+var certHostKeyAlgorithms = []string{
+	ssh.CertAlgoED25519v01,
+	ssh.CertAlgoECDSA521v01, ssh.CertAlgoECDSA384v01, ssh.CertAlgoECDSA256v01,
+	ssh.CertAlgoRSASHA512v01, ssh.CertAlgoRSASHA256v01,
+}
 
 // hostKeyAlgorithms maps key types to the algorithms that negotiate them,
 // strongest first.
 func hostKeyAlgorithms(keyTypes []string) []string {
-	order := []string{
-		ssh.KeyAlgoED25519,
-		ssh.KeyAlgoECDSA521, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA256,
-		ssh.KeyAlgoRSA,
-	}
 	var algos []string
-	for _, t := range order {
+	for _, t := range plainKeyTypes {
 		if !slices.Contains(keyTypes, t) {
 			continue
 		}
@@ -181,7 +197,7 @@ func hostKeyAlgorithms(keyTypes []string) []string {
 		}
 	}
 	for _, t := range keyTypes {
-		if !slices.Contains(order, t) && !slices.Contains(algos, t) {
+		if !slices.Contains(plainKeyTypes, t) && !slices.Contains(algos, t) {
 			algos = append(algos, t)
 		}
 	}
@@ -198,51 +214,89 @@ func (h *hostKeyCheck) recordFile() string {
 // callback is the ssh.HostKeyCallback. hostname is the address given to the
 // handshake, so a key is checked against the name we dialled, not the IP a
 // jump host resolved it to.
-func (h *hostKeyCheck) callback(hostname string, remote net.Addr, key ssh.PublicKey) error {
-	err := h.db(hostname, remote, key)
-	if err == nil {
-		h.verified = true
-		return nil
+func (h *hostKeyCheck) callback(hostname string, _ net.Addr, key ssh.PublicKey) error {
+	if err := h.check(hostname, key); err != nil {
+		h.err = err
+		return err
 	}
-	h.err = h.refusal(hostname, key, err)
-	if h.err == nil {
-		h.verified = true
-	}
-	return h.err
+	h.verified = true
+	return nil
 }
 
-func (h *hostKeyCheck) refusal(hostname string, key ssh.PublicKey, err error) error {
-	he := &HostKeyError{
-		Server:  h.ep.Alias,
-		Address: knownhosts.Normalize(hostname),
-		Offered: describeKey(key),
-		File:    h.recordFile(),
+// check follows ssh: a certificate is accepted when signed by a CA that
+// known_hosts lists for the host and valid for its name; otherwise the key
+// under it must be a known one, as a plain key must.
+func (h *hostKeyCheck) check(hostname string, key ssh.PublicKey) error {
+	name := knownHostsName(hostname)
+	plain := key
+	cert, isCert := key.(*ssh.Certificate)
+	if isCert {
+		plain = cert.Key
 	}
-	var revoked *knownhosts.RevokedError
-	if errors.As(err, &revoked) {
+	he := &HostKeyError{Server: h.ep.Alias, Address: name, Offered: describeKey(plain), File: h.recordFile()}
+	if isCert {
+		he.Certificate = describeCert(cert)
+	}
+	if h.db.revoked(plain) != nil || (isCert && h.db.revoked(cert.SignatureKey) != nil) {
 		he.Revoked = true
 		return he
 	}
-	var ke *knownhosts.KeyError
-	if !errors.As(err, &ke) {
-		return fmt.Errorf("check host key of %s: %w", h.ep.Alias, err)
+	keys, authorities := h.db.forHost(name)
+	if isCert {
+		if ca := find(authorities, cert.SignatureKey); ca != nil {
+			if err := checkHostCert(strings.ToLower(hostname), cert, ca.key); err != nil {
+				he.CertError = strings.TrimPrefix(err.Error(), "ssh: ")
+				he.Authorities = knownHostKeys([]knownHostsEntry{*ca})
+				return he
+			}
+			return nil
+		}
 	}
-	for _, k := range ke.Want {
-		he.Known = append(he.Known, KnownHostKey{Key: describeKey(k.Key), File: k.Filename, Line: k.Line})
+	if find(keys, plain) != nil {
+		return nil
 	}
-	if len(he.Known) > 0 || !h.accept {
+	he.Known, he.Authorities = knownHostKeys(keys), knownHostKeys(authorities)
+	if len(he.Known) > 0 || len(he.Authorities) > 0 || !h.accept {
 		return he
 	}
-	if err := recordHostKey(he.File, hostname, key, h.ep.HashKnownHosts); err != nil {
+	// Only the key is recorded: a certificate expires, and its key does not.
+	if err := recordHostKey(he.File, hostname, plain, h.ep.HashKnownHosts); err != nil {
 		var changed *HostKeyError
 		if errors.As(err, &changed) {
 			changed.Server = h.ep.Alias
+			changed.Certificate = he.Certificate
 			return changed
 		}
 		return fmt.Errorf("record host key of %s in %s: %w", h.ep.Alias, he.File, err)
 	}
 	h.log.Warn("recorded new host key", "server", h.ep.Alias, "address", he.Address, "key", he.Offered, "file", he.File)
 	return nil
+}
+
+// checkHostCert checks that cert is a host certificate signed by ca, valid
+// now and for the host in addr.
+func checkHostCert(addr string, cert *ssh.Certificate, ca ssh.PublicKey) error {
+	checker := &ssh.CertChecker{
+		IsHostAuthority: func(auth ssh.PublicKey, _ string) bool { return sameKey(auth, ca) },
+	}
+	return checker.CheckHostKey(addr, nil, cert)
+}
+
+// describeCert names a host certificate by its CA, principals and serial.
+func describeCert(c *ssh.Certificate) string {
+	principals := "any host"
+	if len(c.ValidPrincipals) > 0 {
+		principals = strings.Join(c.ValidPrincipals, ",")
+	}
+	return fmt.Sprintf("certificate for %s signed by CA %s (serial %d)", principals, describeKey(c.SignatureKey), c.Serial)
+}
+
+func knownHostKeys(entries []knownHostsEntry) []KnownHostKey {
+	var keys []KnownHostKey
+	for _, e := range entries {
+		keys = append(keys, KnownHostKey{Key: describeKey(e.key), File: e.file, Line: e.line})
+	}
+	return keys
 }
 
 // recordHostKey appends the key to file, creating it 0600 in a 0700
@@ -264,23 +318,19 @@ func recordHostKey(file, hostname string, key ssh.PublicKey, hash bool) error {
 	}
 	defer unlock()
 
-	db, err := knownhosts.New(file)
+	db, _, err := readKnownHosts([]string{file})
 	if err != nil {
 		return err
 	}
-	var ke *knownhosts.KeyError
-	switch err := db(hostname, zeroAddr(), key); {
-	case err == nil:
+	name := knownHostsName(hostname)
+	keys, _ := db.forHost(name)
+	if find(keys, key) != nil {
 		return nil
-	case errors.As(err, &ke) && len(ke.Want) > 0:
-		he := &HostKeyError{Address: knownhosts.Normalize(hostname), Offered: describeKey(key), File: file}
-		for _, k := range ke.Want {
-			he.Known = append(he.Known, KnownHostKey{Key: describeKey(k.Key), File: k.Filename, Line: k.Line})
-		}
-		return he
+	}
+	if len(keys) > 0 {
+		return &HostKeyError{Address: name, Offered: describeKey(key), File: file, Known: knownHostKeys(keys)}
 	}
 
-	name := knownhosts.Normalize(hostname)
 	if hash {
 		name = knownhosts.HashHostname(name)
 	}
