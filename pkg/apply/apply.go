@@ -37,10 +37,14 @@ type Executor struct {
 	// StateDir is etcdadm's directory on the hosts (pending-work markers);
 	// facts.StateDir when empty.
 	StateDir string
+	// KeepBackups is how many runs' backups each host this run changes
+	// keeps under BackupDir; 0 keeps them all.
+	KeepBackups int
 
-	stamp string
-	mu    sync.Mutex
-	res   map[string]*HostResult
+	stamp     string
+	snapshots []string
+	mu        sync.Mutex
+	res       map[string]*HostResult
 }
 
 // HostResult says what a run did on one host.
@@ -54,9 +58,11 @@ type HostResult struct {
 
 // Result is the outcome of a run.
 type Result struct {
-	Hosts    []HostResult              `json:"hosts"`
-	Members  []etcdclient.MemberStatus `json:"members,omitempty"`
-	Warnings []string                  `json:"warnings,omitempty"`
+	Hosts []HostResult `json:"hosts"`
+	// Snapshots are the snapshots the run saved on this machine.
+	Snapshots []string                  `json:"snapshots,omitempty"`
+	Members   []etcdclient.MemberStatus `json:"members,omitempty"`
+	Warnings  []string                  `json:"warnings,omitempty"`
 }
 
 func (x *Executor) defaults() {
@@ -87,6 +93,7 @@ func (x *Executor) defaults() {
 // stage, and in a one-at-a-time stage the next host, is not touched.
 func (x *Executor) Run(ctx context.Context, p *plan.Plan) (*Result, error) {
 	x.defaults()
+	defer x.pruneBackups(context.WithoutCancel(ctx))
 	for i, st := range p.Stages {
 		x.Log.Printf("stage %d/%d: %s (%s)", i+1, len(p.Stages), st.Name, st.Rollout)
 		if st.Why != "" {
@@ -106,7 +113,7 @@ func (x *Executor) Run(ctx context.Context, p *plan.Plan) (*Result, error) {
 }
 
 func (x *Executor) result() *Result {
-	r := &Result{}
+	r := &Result{Snapshots: x.snapshots}
 	for _, h := range x.Cluster.Spec.Hosts {
 		if hr, ok := x.res[h.Name]; ok {
 			r.Hosts = append(r.Hosts, *hr)
@@ -191,6 +198,9 @@ func (x *Executor) checkQuorum(ctx context.Context, ho plan.HostOps, quorum int)
 func (x *Executor) hostOps(ctx context.Context, host string, ops []plan.Op) error {
 	t := x.Hosts.T[host]
 	h, _ := x.Cluster.Host(host)
+	if host == plan.LocalHost {
+		h.Name = host
+	}
 	var before []facts.Process
 	if t != nil && slices.ContainsFunc(ops, func(o plan.Op) bool { return o.Kind == plan.OpWaitMember && o.NewProcess }) {
 		var err error
@@ -198,20 +208,48 @@ func (x *Executor) hostOps(ctx context.Context, host string, ops []plan.Op) erro
 			return err
 		}
 	}
+	var rollback *plan.File
 	for _, op := range ops {
 		if t == nil && needsHost(op) {
 			return fmt.Errorf("%s: the host is not reachable", op)
 		}
+		if op.Kind == plan.OpRestartEtcd && op.Rollback != nil {
+			rollback = op.Rollback
+		}
 		if err := x.op(ctx, t, h, op, before); err != nil {
+			if rollback != nil && op.Kind != plan.OpWaitCluster {
+				return x.rollBack(ctx, t, h, *rollback, err)
+			}
 			return err
 		}
 	}
 	return nil
 }
 
+// rollBack puts a member that did not come up on its new manifest back on
+// its old one, and waits for it: the roll stops either way.
+func (x *Executor) rollBack(ctx context.Context, t remote.Transport, h config.Host, old plan.File, cause error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), x.HealthTimeout+time.Minute)
+	defer cancel()
+	x.Log.Host(h.Name, "the member did not come up on its new manifest (%v): putting its old manifest back", cause)
+	image := facts.ParseManifest(old.Data).Image
+	now, err := facts.Processes(ctx, t, manifests.ClientPort)
+	if err == nil {
+		err = x.restartEtcd(ctx, t, h.Name, old, nil, now)
+	}
+	if err == nil {
+		err = x.waitMember(ctx, t, h, true, "", now)
+	}
+	if err != nil {
+		return fmt.Errorf("%w; putting the old manifest (%s) back failed too: %v; the old manifest is the newest file for %s under %s on the host", cause, image, err, manifests.ManifestPath(x.Cluster), x.BackupDir)
+	}
+	x.Log.Host(h.Name, "back on its old manifest (%s), healthy and caught up", image)
+	return fmt.Errorf("%w; stopped here: %s is back on its old manifest (%s) and healthy, the members after it were not touched", cause, h.Name, image)
+}
+
 func needsHost(op plan.Op) bool {
 	switch op.Kind {
-	case plan.OpAddLearner, plan.OpPromote, plan.OpRemoveMember, plan.OpMoveLeader, plan.OpWaitCluster:
+	case plan.OpAddLearner, plan.OpPromote, plan.OpRemoveMember, plan.OpMoveLeader, plan.OpWaitCluster, plan.OpSnapshot:
 		return false
 	}
 	return true
@@ -272,7 +310,13 @@ func (x *Executor) op(ctx context.Context, t remote.Transport, h config.Host, op
 	case plan.OpMoveLeader:
 		return x.moveLeader(ctx, op)
 	case plan.OpWaitMember:
-		return x.waitMember(ctx, t, h, op.NewProcess, before)
+		return x.waitMember(ctx, t, h, op.NewProcess, op.Version, before)
+	case plan.OpSnapshot:
+		return x.snapshot(ctx, op)
+	case plan.OpPushData:
+		return x.pushData(ctx, t, name, op)
+	case plan.OpSwapData:
+		return x.swapData(ctx, t, name, op)
 	case plan.OpWaitCluster:
 		x.Log.Host(name, "waiting for %v to be healthy", op.Members)
 		if _, err := x.Etcd.WaitHealthy(ctx, x.endpoints(op.Members), x.HealthTimeout, nil); err != nil {
@@ -528,7 +572,7 @@ func (x *Executor) moveLeader(ctx context.Context, op plan.Op) error {
 // process (another PID or start time than before the change, when asked:
 // "healthy" alone could be the old process answering), then the member
 // healthy and caught up with the leader.
-func (x *Executor) waitMember(ctx context.Context, t remote.Transport, h config.Host, newProcess bool, before []facts.Process) error {
+func (x *Executor) waitMember(ctx context.Context, t remote.Transport, h config.Host, newProcess bool, version string, before []facts.Process) error {
 	start := time.Now()
 	deadline := start.Add(x.HealthTimeout)
 	if newProcess {
@@ -557,8 +601,12 @@ func (x *Executor) waitMember(ctx context.Context, t remote.Transport, h config.
 	me := etcdclient.Endpoint{Name: h.Name, ClientURL: manifests.ClientURL(h)}
 	var last string
 	for {
-		ok, why := x.caughtUp(ctx, me)
+		ok, why := x.caughtUp(ctx, me, version)
 		if ok {
+			if version != "" {
+				x.Log.Host(h.Name, "reports version %s, healthy and caught up after %s", version, time.Since(start).Round(time.Millisecond))
+				return nil
+			}
 			x.Log.Host(h.Name, "healthy and caught up after %s", time.Since(start).Round(time.Millisecond))
 			return nil
 		}
@@ -577,7 +625,7 @@ func (x *Executor) waitMember(ctx context.Context, t remote.Transport, h config.
 // clients keep writing.
 const CatchUpSlack = 100
 
-func (x *Executor) caughtUp(ctx context.Context, me etcdclient.Endpoint) (bool, string) {
+func (x *Executor) caughtUp(ctx context.Context, me etcdclient.Endpoint, version string) (bool, string) {
 	all := x.Etcd.Status(ctx, Endpoints(x.Cluster), 2*time.Second)
 	var leader *etcdclient.MemberStatus
 	for i := range all {
@@ -594,6 +642,8 @@ func (x *Executor) caughtUp(ctx context.Context, me etcdclient.Endpoint) (bool, 
 		return false, st.Error
 	case st.RaftIndex+CatchUpSlack < leader.RaftIndex:
 		return false, fmt.Sprintf("raft index %d, the leader's %d", st.RaftIndex, leader.RaftIndex)
+	case version != "" && strings.TrimPrefix(st.Version, "v") != version:
+		return false, fmt.Sprintf("it reports version %s, not %s", st.Version, version)
 	}
 	return true, ""
 }

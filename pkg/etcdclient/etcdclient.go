@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strconv"
@@ -304,4 +305,19 @@ func HostPort(clientURL string) (string, error) {
 		return net.JoinHostPort(u.Hostname(), strconv.Itoa(2379)), nil
 	}
 	return u.Host, nil
+}
+
+// Snapshot streams a snapshot of the database of the member at clientURL;
+// ServerVersion is its storage version. The stream has no deadline: the
+// caller's context ends it.
+func (c *Client) Snapshot(ctx context.Context, clientURL string) (io.ReadCloser, string, error) {
+	cli, err := c.endpoint(clientURL)
+	if err != nil {
+		return nil, "", err
+	}
+	resp, err := cli.SnapshotWithVersion(ctx)
+	if err != nil {
+		return nil, "", fmt.Errorf("snapshot from %s: %w", clientURL, err)
+	}
+	return resp.Snapshot, resp.Version, nil
 }

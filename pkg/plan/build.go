@@ -28,6 +28,13 @@ type Input struct {
 	Now time.Time
 }
 
+func (in Input) now() time.Time {
+	if in.Now.IsZero() {
+		return time.Now()
+	}
+	return in.Now
+}
+
 func (in Input) restartStamp(retry bool) string {
 	now := in.Now
 	if now.IsZero() {
@@ -133,7 +140,11 @@ func Build(in Input) (*Plan, error) {
 		p.Stages = bringUp(in, hosts, "bring-up", "a new cluster: no host holds etcd data and no member answers")
 		return p, nil
 	}
-	stages, warnings := converge(in, hosts, &refused)
+	up := planUpgrade(in, hosts, &refused)
+	stages, warnings := converge(in, hosts, up, &refused)
+	if up != nil && !(&Plan{Stages: stages}).Empty() {
+		stages = append([]Stage{snapshotStage(in, up)}, stages...)
+	}
 	p.Stages = stages
 	p.Warnings = append(p.Warnings, warnings...)
 	if err := refused.err("apply"); err != nil {

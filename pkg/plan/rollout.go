@@ -174,7 +174,7 @@ func bringUp(in Input, hosts []*host, name, why string) []Stage {
 // once when there is no quorum left to protect; hosts named in the bring-up
 // but never started, started together; new hosts added one at a time as
 // learners and promoted.
-func converge(in Input, hosts []*host, refused *refusals) ([]Stage, []string) {
+func converge(in Input, hosts []*host, up *upgrade, refused *refusals) ([]Stage, []string) {
 	e := in.Etcd
 	var warnings []string
 	var members, boots, joins []*host
@@ -216,7 +216,7 @@ func converge(in Input, hosts []*host, refused *refusals) ([]Stage, []string) {
 	if len(boots) > 0 {
 		stages = append(stages, bringUp(in, boots, "bring-up (continued)", "members named in the cluster's --initial-cluster that never started")...)
 	}
-	if st, ws := rolling(in, members, refused, blind); len(st.Hosts) > 0 {
+	if st, ws := rolling(in, members, up, refused, blind); len(st.Hosts) > 0 {
 		stages = append(stages, st)
 		warnings = append(warnings, ws...)
 	} else {
@@ -238,9 +238,13 @@ func converge(in Input, hosts []*host, refused *refusals) ([]Stage, []string) {
 // down already), then the followers, then the leader. A change that
 // restarts a healthy member is refused when the others could not keep
 // quorum without it.
-func rolling(in Input, members []*host, refused *refusals, blind bool) (Stage, []string) {
+func rolling(in Input, members []*host, up *upgrade, refused *refusals, blind bool) (Stage, []string) {
 	e := in.Etcd
 	st := Stage{Name: "update members", Rollout: OneAtATime, Why: "a running cluster: one member at a time, each healthy and caught up before the next, the leader last"}
+	if up != nil {
+		st.Name = "upgrade " + up.describe()
+		st.Why = "one member at a time, the leader last: each must come back reporting the new version, healthy and caught up, before the next; a member that does not is put back on its old manifest and the upgrade stops"
+	}
 	var warnings []string
 	type item struct {
 		h    *host
@@ -286,8 +290,17 @@ func rolling(in Input, members []*host, refused *refusals, blind bool) (Stage, [
 			}
 		}
 		ops := append(slices.Clone(it.w.prepare), it.w.start...)
+		wait := Op{Kind: OpWaitMember, Member: name, NewProcess: it.w.restarts}
+		if up != nil && up.changesVersion(name) && up.to != nil {
+			for i := range ops {
+				if ops[i].Kind == OpRestartEtcd {
+					ops[i].Rollback = rollbackFile(in, it.h)
+				}
+			}
+			wait.Version = up.to.String()
+		}
 		if len(it.w.start) > 0 || it.w.kubelet {
-			ops = append(ops, Op{Kind: OpWaitMember, Member: name, NewProcess: it.w.restarts})
+			ops = append(ops, wait)
 		}
 		if !slices.Contains(expected, name) {
 			expected = append(expected, name)

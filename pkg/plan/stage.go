@@ -76,7 +76,19 @@ const (
 	OpWaitMember OpKind = "wait-member"
 	// OpWaitCluster waits until the named members are healthy.
 	OpWaitCluster OpKind = "wait-cluster"
+	// OpSnapshot saves a snapshot of the cluster on this machine, at Path.
+	OpSnapshot OpKind = "snapshot"
+	// OpPushData streams a data directory made on this machine (Source)
+	// into Path on the host, replacing what was there.
+	OpPushData OpKind = "push-data"
+	// OpSwapData moves the data directory's contents (Path) under the backup
+	// directory, then the pushed data (Source) in their place.
+	OpSwapData OpKind = "swap-data"
 )
+
+// LocalHost is the name a stage gives this machine, for the operations that
+// run here (a snapshot).
+const LocalHost = "(this machine)"
 
 // Op is one operation.
 type Op struct {
@@ -102,6 +114,13 @@ type Op struct {
 	NewProcess bool `json:"newProcess,omitempty"`
 	// Members are the members OpWaitCluster waits for.
 	Members []string `json:"members,omitempty"`
+	// Rollback is the manifest a restart puts back when the member does not
+	// come up healthy on the new one (an upgrade).
+	Rollback *File `json:"-"`
+	// Version is the etcd version OpWaitMember waits for the member to report.
+	Version string `json:"version,omitempty"`
+	// Source is a path on this machine (push-data) or on the host (swap-data).
+	Source string `json:"source,omitempty"`
 	// Disruptive is set when the operation stops the host's running member.
 	Disruptive bool `json:"disruptive,omitempty"`
 	// Why explains the operation in a few words.
@@ -122,6 +141,9 @@ func (o Op) String() string {
 	case OpRun:
 		return "$ " + o.Command
 	case OpRestartEtcd:
+		if o.Rollback != nil {
+			return "restart etcd on the new manifest (static Pod out and back; the old one is put back if the member does not come up)"
+		}
 		return "restart etcd (static Pod out and back)"
 	case OpStopEtcd:
 		return "stop etcd (manifest moved under the backup directory)"
@@ -135,7 +157,16 @@ func (o Op) String() string {
 		return fmt.Sprintf("etcd: remove member %s (%s)", o.Member, o.MemberID)
 	case OpMoveLeader:
 		return fmt.Sprintf("etcd: move leadership away from %s", o.Member)
+	case OpSnapshot:
+		return fmt.Sprintf("save a snapshot to %s", o.Path)
+	case OpPushData:
+		return fmt.Sprintf("push the data directory made from the snapshot to %s", o.Path)
+	case OpSwapData:
+		return fmt.Sprintf("move %s's contents under the backup directory, and %s's in their place", o.Path, o.Source)
 	case OpWaitMember:
+		if o.Version != "" {
+			return fmt.Sprintf("wait for %s's new etcd process, reporting version %s, healthy and caught up", o.Member, o.Version)
+		}
 		if o.NewProcess {
 			return fmt.Sprintf("wait for %s's new etcd process, healthy and caught up", o.Member)
 		}

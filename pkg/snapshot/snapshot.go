@@ -1,0 +1,293 @@
+// Package snapshot saves etcd snapshots to the operator's machine, checks
+// them, and makes the data directories a cluster is restored from. It needs
+// no etcdutl anywhere: the restore is etcd's own Go code, run here.
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.uber.org/zap"
+)
+
+// trailerSize is the sha256 etcd appends to the database it streams.
+const trailerSize = sha256.Size
+
+// Info describes a checked snapshot file.
+type Info struct {
+	Path string `json:"path"`
+	// Size is the file's size, sha256 trailer included.
+	Size int64 `json:"size"`
+	// SHA256 is the digest of the database, as the trailer carries it.
+	SHA256 string `json:"sha256"`
+	// Revision, Keys and Hash are what the database holds, as `etcdutl
+	// snapshot status` prints them (Hash is its CRC-32C over the buckets).
+	Revision int64  `json:"revision"`
+	Keys     int    `json:"keys"`
+	Hash     uint32 `json:"hash"`
+	// StorageVersion is the etcd storage version the database was made by.
+	StorageVersion string `json:"storageVersion,omitempty"`
+}
+
+// Meta is what etcdadm records next to a snapshot it saved, in FILE.json:
+// where the snapshot comes from, so that a restore can tell another
+// cluster's.
+type Meta struct {
+	Cluster       string    `json:"cluster"`
+	Member        string    `json:"member"`
+	MemberID      string    `json:"memberID,omitempty"`
+	Endpoint      string    `json:"endpoint"`
+	ServerVersion string    `json:"serverVersion,omitempty"`
+	TakenAt       time.Time `json:"takenAt"`
+	Info
+}
+
+// MetaPath is where the metadata of the snapshot at p is kept.
+func MetaPath(p string) string { return p + ".json" }
+
+// ReadMeta reads the metadata saved next to p; nil, nil when there is none.
+func ReadMeta(p string) (*Meta, error) {
+	b, err := os.ReadFile(MetaPath(p))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", MetaPath(p), err)
+	}
+	var m Meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("read %s: %w", MetaPath(p), err)
+	}
+	return &m, nil
+}
+
+// DefaultName is a snapshot's file name: the cluster and the UTC time.
+func DefaultName(cluster string, now time.Time) string {
+	return fmt.Sprintf("%s-%s.db", cluster, now.UTC().Format("20060102T150405Z"))
+}
+
+// trailerHash hashes everything written to it but the last 32 bytes, which
+// it keeps: a stream's sha256 trailer is checked without a second read.
+type trailerHash struct {
+	h    hash.Hash
+	tail []byte
+	n    int64
+}
+
+func newTrailerHash() *trailerHash { return &trailerHash{h: sha256.New()} }
+
+func (t *trailerHash) Write(p []byte) (int, error) {
+	t.n += int64(len(p))
+	buf := append(t.tail, p...)
+	if len(buf) > trailerSize {
+		cut := len(buf) - trailerSize
+		t.h.Write(buf[:cut])
+		buf = buf[cut:]
+	}
+	t.tail = append(t.tail[:0:0], buf...)
+	return len(p), nil
+}
+
+// check says whether the stream ended with the sha256 of what came before.
+func (t *trailerHash) check() (string, error) {
+	if t.n < trailerSize || t.n%512 != trailerSize {
+		return "", fmt.Errorf("%d bytes is not an etcd snapshot with its sha256 trailer (the size of one is a multiple of 512, plus 32): the file is truncated or not a snapshot", t.n)
+	}
+	sum := t.h.Sum(nil)
+	if !bytes.Equal(sum, t.tail) {
+		return "", fmt.Errorf("sha256 mismatch: the trailer says %x, the database hashes to %x: the file is corrupted", t.tail, sum)
+	}
+	return hex.EncodeToString(sum), nil
+}
+
+// Verify checks a snapshot file: its sha256 trailer against its bytes, then
+// its database's structure (bbolt's own check), and reads its revision.
+func Verify(p string) (*Info, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("open snapshot: %w", err)
+	}
+	defer f.Close()
+	th := newTrailerHash()
+	if _, err := io.Copy(th, f); err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	sum, err := th.check()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	info, err := status(p)
+	if err != nil {
+		return nil, err
+	}
+	info.Size, info.SHA256 = th.n, sum
+	return info, nil
+}
+
+func status(p string) (*Info, error) {
+	st, err := etcdutl.NewV3(zap.NewNop()).Status(p)
+	if err != nil {
+		return nil, fmt.Errorf("%s: the database does not check out: %w", p, err)
+	}
+	return &Info{Path: p, Revision: st.Revision, Keys: st.TotalKey, Hash: st.Hash, StorageVersion: st.Version}, nil
+}
+
+// Stream is a snapshot as a member sends it.
+type Stream struct {
+	io.ReadCloser
+	// ServerVersion is the sending member's storage version.
+	ServerVersion string
+}
+
+// Save writes the stream to dst, atomically and with mode 0600: into a
+// temporary file next to it, checked (sha256 trailer, database structure),
+// synced, then renamed; the metadata goes to dst.json the same way. On any
+// error no file is left behind.
+func Save(ctx context.Context, s Stream, dst string, meta Meta) (*Info, error) {
+	defer s.Close()
+	dir := filepath.Dir(dst)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	if _, err := os.Lstat(dst); err == nil {
+		return nil, fmt.Errorf("%s exists: choose another name with -o", dst)
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dst)+".part-*")
+	if err != nil {
+		return nil, fmt.Errorf("create a temporary file in %s: %w", dir, err)
+	}
+	done := false
+	defer func() {
+		if !done {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err := tmp.Chmod(0o600); err != nil {
+		return nil, err
+	}
+	th := newTrailerHash()
+	stop := context.AfterFunc(ctx, func() { s.Close() })
+	defer stop()
+	if _, err := io.Copy(io.MultiWriter(tmp, th), s); err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, fmt.Errorf("receive the snapshot after %d bytes: %w", th.n, err)
+	}
+	sum, err := th.check()
+	if err != nil {
+		return nil, fmt.Errorf("the snapshot received: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return nil, fmt.Errorf("sync %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, err
+	}
+	info, err := status(tmp.Name())
+	if err != nil {
+		return nil, err
+	}
+	info.Path, info.Size, info.SHA256 = dst, th.n, sum
+	meta.Info = *info
+	if meta.ServerVersion == "" {
+		meta.ServerVersion = s.ServerVersion
+	}
+	mb, err := json.MarshalIndent(meta, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return nil, fmt.Errorf("rename to %s: %w", dst, err)
+	}
+	done = true
+	if err := writeAtomic(MetaPath(dst), append(mb, '\n')); err != nil {
+		os.Remove(dst)
+		return nil, err
+	}
+	if err := syncDir(dir); err != nil {
+		return nil, err
+	}
+	return info, nil
+}
+
+func writeAtomic(p string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".part-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), p)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// RestoreMember is one member of the restored cluster.
+type RestoreMember struct {
+	Name    string
+	PeerURL string
+}
+
+// RevisionBump is how far a restore moves the revision forward, as etcd's
+// guide asks for Kubernetes: informers and watches see a compaction and
+// start over instead of missing the writes after the snapshot.
+const RevisionBump = 1_000_000_000
+
+// Prepare makes, under out/<member>, each member's data directory from the
+// snapshot: the same database, that member's name and peer URL, the whole
+// --initial-cluster and a new cluster token, the revision bumped and marked
+// compacted. Each directory holds member/ as etcd's data directory does.
+func Prepare(snapshotPath, out string, members []RestoreMember, token string) error {
+	var ic []string
+	for _, m := range members {
+		ic = append(ic, m.Name+"="+m.PeerURL)
+	}
+	for _, m := range members {
+		dir := filepath.Join(out, m.Name)
+		err := etcdutl.NewV3(zap.NewNop()).Restore(etcdutl.RestoreConfig{
+			SnapshotPath:        snapshotPath,
+			Name:                m.Name,
+			OutputDataDir:       dir,
+			PeerURLs:            []string{m.PeerURL},
+			InitialCluster:      strings.Join(ic, ","),
+			InitialClusterToken: token,
+			RevisionBump:        RevisionBump,
+			MarkCompacted:       true,
+		})
+		if err != nil {
+			return fmt.Errorf("make %s's data directory from %s: %w", m.Name, snapshotPath, err)
+		}
+	}
+	return nil
+}
