@@ -35,18 +35,33 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./test/bench/
 
 # The main job on this machine: a 3-host lab (network namespaces with real sshd,
-# containerd, kubelet), `etcdadm apply` over SSH, then `etcdadm status`. Needs root.
-demo: build lab-build
-	@if [ "$$(id -u)" != 0 ]; then echo "make demo needs root: the lab creates network namespaces, mounts and users (run: sudo make demo)"; exit 1; fi
+# containerd, kubelet), `etcdadm apply` over SSH, then `etcdadm status`. Needs
+# root; installs the lab's missing Debian packages first (no sudo needed).
+DEMO_PREFIX   := demo
+ETCDCTL       := _output/lab/bin/etcdctl
+DEMO_CLIENT   := $(DEMO_DIR)/pki/hosts/$(DEMO_PREFIX)0/apiserver-etcd-client
+demo:
+	@if [ "$$(id -u)" != 0 ]; then echo "make demo needs root: the lab creates network namespaces, mounts and users (run it as root, or: sudo make demo)"; exit 1; fi
+	@echo "make demo: first, the lab's Debian packages that are missing (hack/install-lab-packages.sh)"
+	hack/install-lab-packages.sh
+	$(MAKE) --no-print-directory build lab-build
 	mkdir -p $(DEMO_DIR)
-	$(LAB) up --hosts 3 --dir $(DEMO_LAB) --prefix demo --inventory $(abspath $(DEMO_DIR))/cluster.yaml
+	$(LAB) up --hosts 3 --dir $(DEMO_LAB) --prefix $(DEMO_PREFIX) --inventory $(abspath $(DEMO_DIR))/cluster.yaml
 	$(ETCDADM) apply -f $(DEMO_DIR)/cluster.yaml
 	@echo
 	$(ETCDADM) status -f $(DEMO_DIR)/cluster.yaml
 	@echo
-	@echo "Try: $(ETCDADM) apply -f $(DEMO_DIR)/cluster.yaml   (again: nothing changes)"
-	@echo "     $(ETCDADM) diff -f $(DEMO_DIR)/cluster.yaml"
-	@echo "Tear down with: make demo-down"
+	@endpoints=$$(sed -n 's|.*address: *\([0-9.]*\).*|https://\1:2379|p' $(DEMO_DIR)/cluster.yaml | paste -sd, -); \
+	etcdctl="$(ETCDCTL) --endpoints $$endpoints --cacert $(DEMO_DIR)/pki/etcd/ca.crt --cert $(DEMO_CLIENT).crt --key $(DEMO_CLIENT).key"; \
+	echo "+ $$etcdctl endpoint health"; $$etcdctl endpoint health || exit 1; \
+	echo; \
+	echo "Files: the inventory $(DEMO_DIR)/cluster.yaml and its PKI $(DEMO_DIR)/pki/ (the CA key, every host's"; \
+	echo "       certificates); the lab (hosts' files, SSH key, logs) in $(DEMO_LAB)/."; \
+	echo "Reach the members with etcdctl (from this directory), as kube-apiserver does:"; \
+	echo "  $$etcdctl member list -w table"; \
+	echo "Try: $(ETCDADM) apply -f $(DEMO_DIR)/cluster.yaml   (again: nothing changes)"; \
+	echo "     $(ETCDADM) diff -f $(DEMO_DIR)/cluster.yaml"; \
+	echo "Tear down with: make demo-down"
 
 demo-down:
 	$(LAB) down --dir $(DEMO_LAB)
