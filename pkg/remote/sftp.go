@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
+	"path"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,13 +29,20 @@ type sftpSession struct {
 	once   sync.Once
 }
 
-func newSFTPSession(r io.Reader, w io.WriteCloser, stop func(), chmodOnCreate bool, stamp string, log *slog.Logger) (*sftpSession, error) {
+// newSFTPSession speaks SFTP over r and w. umaskUnknown is for a server
+// that creates files with a umask that may let others read them: the sshd's
+// sftp subsystem, used for root logins only.
+func newSFTPSession(r io.Reader, w io.WriteCloser, stop func(), umaskUnknown bool, stamp string, log *slog.Logger) (*sftpSession, error) {
 	c, err := sftp.NewClientPipe(r, w)
 	if err != nil {
 		return nil, err
 	}
 	s := &sftpSession{client: c, stop: stop, done: make(chan struct{})}
-	s.writer = newFileWriter(sftpFS{c: c, chmodOnCreate: chmodOnCreate}, stamp, log)
+	var fsys fileSystem = sftpFS{c: c}
+	if umaskUnknown {
+		fsys = newStagingFS(c, 0, log)
+	}
+	s.writer = newFileWriter(fsys, stamp, log)
 	go func() {
 		_ = c.Wait()
 		close(s.done)
@@ -134,6 +143,18 @@ func (ss *sftpSessions) close() {
 	}
 }
 
+// sftpServerScript starts OpenSSH's sftp-server where sshd finds it: the
+// binary its "Subsystem sftp" line names (sshd -T, which needs root), then
+// the paths distributions install it at. The umask makes new files 0600 from
+// their creation, before any byte is written to them. It exits 127 when no
+// binary is found, internal-sftp being none.
+const sftpServerScript = `s=$(PATH="$PATH:/usr/sbin:/sbin:/usr/local/sbin" sshd -T 2>/dev/null | while read -r k n p _; do if [ "$k" = subsystem ] && [ "$n" = sftp ]; then echo "$p"; break; fi; done)
+for p in "$s" /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server /usr/libexec/sftp-server /usr/libexec/ssh/sftp-server /usr/lib64/misc/sftp-server /usr/lib/ssh/sftp-server; do
+	case $p in /*) if [ -x "$p" ]; then exec "$p" -u 0077; fi ;; esac
+done
+echo "no sftp-server binary: sshd -T names ${s:-none} for the sftp subsystem, and none is in /usr/lib/openssh, /usr/libexec/openssh, /usr/libexec, /usr/libexec/ssh, /usr/lib64/misc or /usr/lib/ssh" >&2
+exit 127`
+
 // startSSHSFTP starts an SFTP server as root on the other end of client: the
 // sftp-server binary (through sudo for other users) with a 077 umask, or,
 // for root when no binary is found, the sshd's sftp subsystem.
@@ -149,8 +170,12 @@ func startSSHSFTP(client *ssh.Client, sudo bool, host, user, stamp string, log *
 	if sudo && isSudoPasswordFailure(ce.ExitCode, ce.Stderr) {
 		return nil, sudoPasswordError(host, user, ce.Stderr)
 	}
-	if sudo || ce.ExitCode != 127 {
+	if ce.ExitCode != 127 {
 		return nil, fmt.Errorf("start sftp-server (exit %d): %s", ce.ExitCode, firstLine(ce.Stderr))
+	}
+	if sudo {
+		return nil, fmt.Errorf("%s; the sftp subsystem would write files as %s, not root: install OpenSSH's sftp-server on %s "+
+			"(package openssh-sftp-server or openssh-server), or log in as root", firstLine(ce.Stderr), user, host)
 	}
 	log.Debug("no sftp-server binary, using the sftp subsystem", "err", firstLine(ce.Stderr))
 	sess, err := client.NewSession()
@@ -166,7 +191,7 @@ func startSSHSFTP(client *ssh.Client, sudo bool, host, user, stamp string, log *
 		sess.Close()
 		return nil, fmt.Errorf("start sftp subsystem: %w", err)
 	}
-	// The subsystem's umask is the sshd's: new files are chmod'ed before any write.
+	// The subsystem's umask is the sshd's: files are staged in private directories.
 	s, err = newSFTPSession(stdout, stdin, func() { sess.Close() }, true, stamp, log)
 	if err != nil {
 		sess.Close()
@@ -247,4 +272,116 @@ func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.b)
+}
+
+// stagingFS is the file system of an SFTP server with an unknown umask: the
+// sshd's sftp subsystem creates files with the sshd's, 0644 on most hosts,
+// and this client cannot ask for a mode at creation. A chmod right after it
+// would leave a round trip in which another user can open the file and read
+// what is written next. So each temporary file is created inside a
+// directory of its own that only the login user can enter, given its owner
+// and mode there, then renamed into place.
+type stagingFS struct {
+	sftpFS
+	owner int // uid the staging directories must have: the login user's
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	staged map[string]bool // temporary paths that are staging directories
+}
+
+func newStagingFS(c *sftp.Client, owner int, log *slog.Logger) *stagingFS {
+	return &stagingFS{sftpFS: sftpFS{c: c, chmodOnCreate: true}, owner: owner, log: log, staged: map[string]bool{}}
+}
+
+// file is where the temporary file tmp is written: inside the staging
+// directory of that name.
+func (s *stagingFS) file(tmp string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.staged[tmp] {
+		return path.Join(tmp, path.Base(tmp))
+	}
+	return tmp
+}
+
+func (s *stagingFS) CreateExclusive(tmp string) (tempFile, error) {
+	if err := s.mkdirPrivate(tmp); err != nil {
+		return nil, err
+	}
+	f, err := s.sftpFS.CreateExclusive(path.Join(tmp, path.Base(tmp)))
+	if err != nil {
+		_ = s.c.RemoveDirectory(tmp)
+		return nil, err
+	}
+	s.mu.Lock()
+	s.staged[tmp] = true
+	s.mu.Unlock()
+	return f, nil
+}
+
+// mkdirPrivate creates dir and makes sure that only the login user can
+// enter it before anything is put in it. Mkdir takes no mode here, so the
+// directory is created with the server's umask, empty, and narrowed.
+func (s *stagingFS) mkdirPrivate(dir string) error {
+	if err := s.c.Mkdir(dir); err != nil {
+		return fmt.Errorf("create staging directory %s: %w", dir, err)
+	}
+	err := s.c.Chmod(dir, 0o700)
+	if err == nil {
+		var fi FileInfo
+		if fi, err = s.sftpFS.Lstat(dir); err == nil && (!fi.IsDir() || fi.Mode.Perm() != 0o700 || fi.UID != s.owner) {
+			err = fmt.Errorf("after chmod 0700 it is %v and owned by uid %d", fi.Mode, fi.UID)
+		}
+	}
+	if err != nil {
+		_ = s.c.RemoveDirectory(dir)
+		return fmt.Errorf("the host has no sftp-server binary, and its sftp subsystem creates files others may read, "+
+			"so files are staged in a directory only uid %d can enter, which failed: %s: %w; "+
+			"install OpenSSH's sftp-server (package openssh-sftp-server or openssh-server)", s.owner, dir, err)
+	}
+	return nil
+}
+
+func (s *stagingFS) Chown(p string, uid, gid int) error { return s.sftpFS.Chown(s.file(p), uid, gid) }
+
+func (s *stagingFS) Chmod(p string, mode fs.FileMode) error { return s.sftpFS.Chmod(s.file(p), mode) }
+
+func (s *stagingFS) Rename(oldpath, newpath string) error {
+	if err := s.sftpFS.Rename(s.file(oldpath), newpath); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	staged := s.staged[oldpath]
+	delete(s.staged, oldpath)
+	s.mu.Unlock()
+	if staged {
+		if err := s.c.RemoveDirectory(oldpath); err != nil {
+			s.log.Debug("empty staging directory left behind, removed when a later connection writes there", "path", oldpath, "err", err)
+		}
+	}
+	return nil
+}
+
+// Remove also removes a staging directory with what it holds: this one's,
+// or one a cut connection left behind.
+func (s *stagingFS) Remove(p string) error {
+	s.mu.Lock()
+	delete(s.staged, p)
+	s.mu.Unlock()
+	if isTempName(path.Base(p)) {
+		if fi, err := s.sftpFS.Lstat(p); err == nil && fi.IsDir() {
+			names, err := s.sftpFS.ReadDir(p)
+			if err != nil {
+				return err
+			}
+			for _, name := range names {
+				if err := s.c.Remove(path.Join(p, name)); err != nil {
+					return err
+				}
+			}
+			return s.c.RemoveDirectory(p)
+		}
+	}
+	return s.sftpFS.Remove(p)
 }

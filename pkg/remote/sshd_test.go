@@ -101,6 +101,9 @@ type sshdOptions struct {
 	// lines to the stderr of the commands it runs.
 	logLevel string
 	extra    string // more sshd_config lines
+	// namespace, if set, is run by sh in a private mount namespace in which
+	// sshd then starts; $SSHD_CONFIG names its config file.
+	namespace string
 }
 
 func (s *sshd) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
@@ -192,6 +195,10 @@ LogLevel %s
 		}
 		s.log = &syncBuffer{}
 		s.cmd = exec.Command(sshdPath, "-D", "-e", "-f", cfgFile)
+		if opts.namespace != "" {
+			s.cmd = exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-ec", opts.namespace+"\nexec \"$@\"", "sh", sshdPath, "-D", "-e", "-f", cfgFile)
+			s.cmd.Env = append(os.Environ(), "SSHD_CONFIG="+cfgFile)
+		}
 		s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 		// Dies with the test binary, even when it is killed before its cleanups.
 		s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -29,10 +29,6 @@ func wrapCommand(cmd string, sudo bool) string {
 // sudoCheckCommand fails when sudo would ask for a password.
 const sudoCheckCommand = "sudo -n -- true"
 
-// sftpServerScript starts the first OpenSSH sftp-server found. The umask makes
-// new files 0600 from their creation, before any byte is written to them.
-const sftpServerScript = `for p in /usr/lib/openssh/sftp-server /usr/libexec/openssh/sftp-server /usr/libexec/sftp-server /usr/lib/ssh/sftp-server; do if [ -x "$p" ]; then exec "$p" -u 0077; fi; done; echo "no sftp-server found in /usr/lib/openssh, /usr/libexec/openssh, /usr/libexec, /usr/lib/ssh" >&2; exit 127`
-
 // isSudoPasswordFailure recognises sudo refusing to run without a password
 // (or without a terminal, which means the same under -n).
 func isSudoPasswordFailure(exitCode int, stderr string) bool {
