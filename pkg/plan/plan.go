@@ -71,6 +71,8 @@ type Host struct {
 	// Changes compare every planned file with the host's copy; empty when
 	// the plan was made without the hosts' facts.
 	Changes []Change `json:"changes,omitempty"`
+	// DirChanges are the owned directories whose mode or owner differ.
+	DirChanges []DirChange `json:"dirChanges,omitempty"`
 }
 
 // Member says how a member starts. etcd reads these flags only when its data

@@ -64,10 +64,13 @@ func hostWork(in Input, h *host) work {
 			w.prepare = append(w.prepare, Op{Kind: OpMkdir, Path: d.Path, Mode: d.Mode})
 		}
 	}
+	for _, dc := range hp.DirChanges {
+		w.prepare = append(w.prepare, Op{Kind: OpRun, Path: dc.Path, Command: dc.Command(), Why: dc.what()})
+	}
 	var manifest *Change
 	certRestart := false
 	for i, ch := range hp.Changes {
-		if ch.File.Part == PartManifests && ch.Kind != Unchanged {
+		if ch.File.Part == PartManifests && (ch.Kind == Create || ch.Kind == Update) {
 			manifest = &hp.Changes[i]
 		}
 		if slices.Contains(etcdFiles(), ch.Path) && (ch.Kind == Create || ch.Kind == Update) {
@@ -88,6 +91,10 @@ func hostWork(in Input, h *host) work {
 	}
 	write(PartCerts)
 	write(PartKubeadmConfig)
+	if manifest == nil {
+		// Its mode or owner only: set in place, the kubelet keeps the Pod.
+		write(PartManifests)
+	}
 	switch {
 	case hp.PartChanged(PartKubelet):
 		w.prepare = append(w.prepare, Op{Kind: OpMark, Marker: facts.PendingKubeletRestart, Why: "the kubelet's files change"})

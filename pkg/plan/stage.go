@@ -185,6 +185,7 @@ const (
 	Create    ChangeKind = "create"
 	Update    ChangeKind = "update"
 	ModeOnly  ChangeKind = "mode"
+	OwnerOnly ChangeKind = "owner"
 	Unchanged ChangeKind = "unchanged"
 )
 
@@ -197,6 +198,9 @@ type Change struct {
 	OldMode string     `json:"oldMode,omitempty"`
 	OldSHA  string     `json:"oldSHA256,omitempty"`
 	NewSHA  string     `json:"sha256"`
+	// Owner is uid:gid, root's; OldOwner the host copy's.
+	Owner    string `json:"owner,omitempty"`
+	OldOwner string `json:"oldOwner,omitempty"`
 	// Cert describes old and new certificates, for .crt files that change.
 	Cert *CertChange `json:"certificate,omitempty"`
 }
@@ -220,11 +224,20 @@ func (c Change) String() string {
 	case Create:
 		return fmt.Sprintf("+ %s (mode %s, sha256 %s)", c.Path, c.Mode, short(c.NewSHA))
 	case Update:
-		return fmt.Sprintf("~ %s (mode %s -> %s, sha256 %s -> %s)", c.Path, c.OldMode, c.Mode, short(c.OldSHA), short(c.NewSHA))
+		return fmt.Sprintf("~ %s (mode %s -> %s, sha256 %s -> %s%s)", c.Path, c.OldMode, c.Mode, short(c.OldSHA), short(c.NewSHA), c.ownerChange())
 	case ModeOnly:
-		return fmt.Sprintf("~ %s (mode %s -> %s, same content)", c.Path, c.OldMode, c.Mode)
+		return fmt.Sprintf("~ %s (mode %s -> %s%s, same content)", c.Path, c.OldMode, c.Mode, c.ownerChange())
+	case OwnerOnly:
+		return fmt.Sprintf("~ %s (owner %s -> %s, same content)", c.Path, c.OldOwner, c.Owner)
 	}
 	return fmt.Sprintf("  %s (unchanged)", c.Path)
+}
+
+func (c Change) ownerChange() string {
+	if c.OldOwner == "" || c.OldOwner == c.Owner {
+		return ""
+	}
+	return fmt.Sprintf(", owner %s -> %s", c.OldOwner, c.Owner)
 }
 
 func short(sha string) string {

@@ -15,10 +15,16 @@ func WriteText(w io.Writer, p *Plan) {
 		if len(h.Changes) == 0 {
 			continue
 		}
-		if n := len(h.Changed()); n > 0 {
+		switch n := len(h.Changed()); {
+		case n > 0:
 			fmt.Fprintf(w, "%s: %d of %d files would change\n", h.Name, n, len(h.Changes))
-		} else {
+		case len(h.DirChanges) > 0:
+			fmt.Fprintf(w, "%s: files up to date (%d files)\n", h.Name, len(h.Changes))
+		default:
 			fmt.Fprintf(w, "%s: up to date (%d files)\n", h.Name, len(h.Changes))
+		}
+		for _, dc := range h.DirChanges {
+			fmt.Fprintf(w, "%s: %s\n", h.Name, dc)
 		}
 	}
 	switch {
