@@ -25,6 +25,10 @@ import (
 // the host with the archive on its input.
 const readmeExtract = "tar -C / --no-overwrite-dir --numeric-owner -xzpf -"
 
+// readmeCheck is how the README checks the unpacked files, with SHA256SUMS
+// on its input.
+const readmeCheck = "cd / && sha256sum -c"
+
 // hostParents are directories every host has, which no bundle may change.
 var hostParents = []string{"etc", "var", "var/lib", "etc/kubernetes"}
 
@@ -273,6 +277,20 @@ func TestReadmeProcedureKeepsHostDirectories(t *testing.T) {
 		if problems := hostProblems(t, root, h); len(problems) > 0 {
 			t.Errorf("after unpacking %d time(s):\n%s", run+1, strings.Join(problems, "\n"))
 		}
+	}
+	// The README's check, with root for /.
+	if !strings.Contains(string(readme), readmeCheck) {
+		t.Fatalf("README.md does not check with %q, which this test runs", readmeCheck)
+	}
+	sums, err := os.Open(filepath.Join(out, h.Name, SumsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sums.Close()
+	cmd := exec.Command("sh", "-c", strings.Replace(readmeCheck, "cd /", "cd "+root, 1))
+	cmd.Stdin = sums
+	if b, err := cmd.CombinedOutput(); err != nil || strings.Count(string(b), ": OK\n") != len(h.Files) {
+		t.Errorf("%s: %v\n%s", readmeCheck, err, b)
 	}
 }
 
