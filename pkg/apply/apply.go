@@ -208,17 +208,17 @@ func (x *Executor) hostOps(ctx context.Context, host string, ops []plan.Op) erro
 			return err
 		}
 	}
-	var rollback *plan.File
+	var rollback, rollbackRetry *plan.File
 	for _, op := range ops {
 		if t == nil && needsHost(op) {
 			return fmt.Errorf("%s: the host is not reachable", op)
 		}
 		if op.Kind == plan.OpRestartEtcd && op.Rollback != nil {
-			rollback = op.Rollback
+			rollback, rollbackRetry = op.Rollback, op.RollbackRetry
 		}
 		if err := x.op(ctx, t, h, op, before); err != nil {
 			if rollback != nil && op.Kind != plan.OpWaitCluster {
-				return x.rollBack(ctx, t, h, *rollback, err)
+				return x.rollBack(ctx, t, h, *rollback, rollbackRetry, err)
 			}
 			return err
 		}
@@ -228,14 +228,14 @@ func (x *Executor) hostOps(ctx context.Context, host string, ops []plan.Op) erro
 
 // rollBack puts a member that did not come up on its new manifest back on
 // its old one, and waits for it: the roll stops either way.
-func (x *Executor) rollBack(ctx context.Context, t remote.Transport, h config.Host, old plan.File, cause error) error {
+func (x *Executor) rollBack(ctx context.Context, t remote.Transport, h config.Host, old plan.File, retry *plan.File, cause error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), x.HealthTimeout+time.Minute)
 	defer cancel()
 	x.Log.Host(h.Name, "the member did not come up on its new manifest (%v): putting its old manifest back", cause)
 	image := facts.ParseManifest(old.Data).Image
 	now, err := facts.Processes(ctx, t, manifests.ClientPort)
 	if err == nil {
-		err = x.restartEtcd(ctx, t, h.Name, old, nil, now)
+		err = x.restartEtcd(ctx, t, h.Name, old, retry, now)
 	}
 	if err == nil {
 		err = x.waitMember(ctx, t, h, true, "", now)

@@ -321,3 +321,25 @@ func (c *Client) Snapshot(ctx context.Context, clientURL string) (io.ReadCloser,
 	}
 	return resp.Snapshot, resp.Version, nil
 }
+
+// Revision is the cluster's current revision, from a linearizable read
+// through the first member that answers.
+func (c *Client) Revision(ctx context.Context, urls []string, timeout time.Duration) (int64, error) {
+	var last error
+	for _, u := range urls {
+		cli, err := c.endpoint(u)
+		if err != nil {
+			last = err
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		resp, err := cli.Get(cctx, "health", clientv3.WithCountOnly())
+		cancel()
+		if err != nil {
+			last = fmt.Errorf("%s: %w", u, err)
+			continue
+		}
+		return resp.Header.Revision, nil
+	}
+	return 0, fmt.Errorf("read the revision: %w", last)
+}

@@ -301,7 +301,7 @@ func rolling(in Input, members []*host, up *upgrade, refused *refusals, blind bo
 		if up != nil && up.changesVersion(name) && up.to != nil {
 			for i := range ops {
 				if ops[i].Kind == OpRestartEtcd {
-					ops[i].Rollback = rollbackFile(in, it.h)
+					ops[i].Rollback, ops[i].RollbackRetry = rollbackFile(in, it.h, false), rollbackFile(in, it.h, true)
 				}
 			}
 			wait.Version = up.to.String()

@@ -117,6 +117,9 @@ type Op struct {
 	// Rollback is the manifest a restart puts back when the member does not
 	// come up healthy on the new one (an upgrade).
 	Rollback *File `json:"-"`
+	// RollbackRetry is Rollback under another restart annotation, written
+	// should the kubelet hold the first back.
+	RollbackRetry *File `json:"-"`
 	// Version is the etcd version OpWaitMember waits for the member to report.
 	Version string `json:"version,omitempty"`
 	// Source is a path on this machine (push-data) or on the host (swap-data).

@@ -199,7 +199,7 @@ func snapshotStage(in Input, u *upgrade) Stage {
 // rollbackFile is the manifest a member goes back to when its upgrade does
 // not come up: the one its host has now, under another restart annotation
 // so that the kubelet makes a new Pod of it at once.
-func rollbackFile(in Input, h *host) *File {
+func rollbackFile(in Input, h *host, retry bool) *File {
 	m := h.facts.Manifest
 	if m == nil || len(m.Data) == 0 {
 		return nil
@@ -210,7 +210,7 @@ func rollbackFile(in Input, h *host) *File {
 		if pod.Annotations == nil {
 			pod.Annotations = map[string]string{}
 		}
-		pod.Annotations[manifests.RestartAnnotation] = in.restartStamp(false) + " (rolled back)"
+		pod.Annotations[manifests.RestartAnnotation] = in.restartStamp(retry) + " (rolled back)"
 		if b, err := manifests.Marshal(&pod); err == nil {
 			data = b
 		}

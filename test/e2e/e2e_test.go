@@ -178,6 +178,12 @@ func TestIntegrationApply(t *testing.T) {
 		{"without the local PKI, apply is refused and nothing is written anywhere", stepMissingPKI},
 		{"two applies at once: one runs, the other is refused", stepConcurrent},
 		{"a connection cut during an upload leaves no partial file and a re-run converges", stepConnectionCut},
+		{"snapshot save streams a checked snapshot to this machine under a writer", stepSnapshotSave},
+		{"restore of a truncated, corrupted or foreign snapshot, unconfirmed or while a host is held, is refused and touches nothing", stepRestoreRefused},
+		{"restore gives 3 healthy members with new IDs, the snapshot's keys and a revision bumped by 1e9", stepRestore},
+		{"an image tag change upgrades etcd one member at a time, leader last, after a snapshot, under a writer", stepUpgrade},
+		{"a tag that cannot start stops the roll after the first member, which is back on its old image", stepUpgradeBroken},
+		{"an upgrade that skips a minor is refused and nothing is touched; backups do not pile up", stepUpgradeSkipsMinor},
 	}
 	for _, st := range steps {
 		if !t.Run(st.name, func(t *testing.T) { st.run(t, s) }) {

@@ -27,7 +27,11 @@ const (
 	KubeletVersion = "v1.37.2"
 	EtcdVersion    = "3.7.0"
 	EtcdImage      = "registry.k8s.io/etcd:3.7.0-0"
-	PauseImage     = "registry.k8s.io/pause:3.10.2"
+	// EtcdNextVersion is a later patch release, in a second image that is
+	// built but not imported: a rolling upgrade goes to it.
+	EtcdNextVersion = "3.7.3"
+	EtcdNextImage   = "registry.k8s.io/etcd:3.7.3-0"
+	PauseImage      = "registry.k8s.io/pause:3.10.2"
 
 	modulePath = "github.com/etcdadm-io/etcdadm"
 )
@@ -45,14 +49,17 @@ type BuildOptions struct {
 
 // Artifacts are the paths of the built binaries and image tarballs.
 type Artifacts struct {
-	Dir        string
-	Systemctl  string
-	Kubelet    string `json:",omitempty"`
-	Etcd       string `json:",omitempty"`
-	Etcdctl    string `json:",omitempty"`
-	Pause      string `json:",omitempty"`
-	EtcdImage  string `json:",omitempty"` // OCI image layout tarball of EtcdImage
-	PauseImage string `json:",omitempty"` // OCI image layout tarball of PauseImage
+	Dir       string
+	Systemctl string
+	Kubelet   string `json:",omitempty"`
+	Etcd      string `json:",omitempty"`
+	Etcdctl   string `json:",omitempty"`
+	Pause     string `json:",omitempty"`
+	EtcdImage string `json:",omitempty"` // OCI image layout tarball of EtcdImage
+	EtcdNext  string `json:",omitempty"`
+	// EtcdNextImage is the OCI image layout tarball of EtcdNextImage.
+	EtcdNextImage string `json:",omitempty"`
+	PauseImage    string `json:",omitempty"` // OCI image layout tarball of PauseImage
 }
 
 type goTarget struct {
@@ -141,6 +148,8 @@ func Build(ctx context.Context, opts BuildOptions, log io.Writer) (*Artifacts, e
 		a.Etcdctl = filepath.Join(bin, "etcdctl")
 		a.Pause = filepath.Join(bin, "pause")
 		a.EtcdImage = filepath.Join(out, "images", "etcd-"+EtcdVersion+"-0.tar")
+		a.EtcdNext = filepath.Join(bin, "etcd-"+EtcdNextVersion)
+		a.EtcdNextImage = filepath.Join(out, "images", "etcd-"+EtcdNextVersion+"-0.tar")
 		a.PauseImage = filepath.Join(out, "images", "pause-3.10.2.tar")
 		targets = append(targets, []struct {
 			t   goTarget
@@ -151,6 +160,7 @@ func Build(ctx context.Context, opts BuildOptions, log io.Writer) (*Artifacts, e
 				ldflags: kubeletVersionFlags(), tags: "selinux,notest,grpcnotrace", slow: "about 5-9 minutes cold on 2 cores"}, a.Kubelet},
 			{goTarget{name: "etcd v" + EtcdVersion, dir: "test/lab/build/etcd", pkg: "./etcd", sources: []string{"test/lab/build/etcd"}, slow: "about 2-3 minutes cold"}, a.Etcd},
 			{goTarget{name: "etcdctl v" + EtcdVersion, dir: "test/lab/build/etcd", pkg: "./etcdctl", sources: []string{"test/lab/build/etcd"}}, a.Etcdctl},
+			{goTarget{name: "etcd v" + EtcdNextVersion, dir: "test/lab/build/etcdnext", pkg: "./etcd", sources: []string{"test/lab/build/etcdnext"}, slow: "about 2-3 minutes cold"}, a.EtcdNext},
 		}...)
 	}
 	for _, t := range targets {
@@ -172,6 +182,12 @@ func Build(ctx context.Context, opts BuildOptions, log io.Writer) (*Artifacts, e
 			Dirs: map[string]int64{"tmp": 0o1777, "var/lib/etcd": 0o700},
 			Files: []ociimage.File{
 				{Path: "usr/local/bin/etcd", Source: a.Etcd, Mode: 0o755},
+				{Path: "usr/local/bin/etcdctl", Source: a.Etcdctl, Mode: 0o755},
+			}}},
+		{a.EtcdNextImage, ociimage.Image{Ref: EtcdNextImage, Cmd: []string{"/usr/local/bin/etcd"}, Env: path,
+			Dirs: map[string]int64{"tmp": 0o1777, "var/lib/etcd": 0o700},
+			Files: []ociimage.File{
+				{Path: "usr/local/bin/etcd", Source: a.EtcdNext, Mode: 0o755},
 				{Path: "usr/local/bin/etcdctl", Source: a.Etcdctl, Mode: 0o755},
 			}}},
 	}

@@ -83,6 +83,20 @@ func (l *Lab) snapshotter() string {
 	return l.snap
 }
 
+// ImportImage imports an image tarball into the host's containerd, in the
+// namespace the kubelet uses.
+func (h *Host) ImportImage(ctx context.Context, tarball string) error {
+	f, err := os.Open(tarball)
+	if err != nil {
+		return fmt.Errorf("import image on %s: %w", h.Name, err)
+	}
+	defer f.Close()
+	if _, err := h.execIn(ctx, f, "ctr", "-n", "k8s.io", "images", "import", "--snapshotter", h.lab.snapshotter(), "-"); err != nil {
+		return fmt.Errorf("import %s on %s: %w", filepath.Base(tarball), h.Name, err)
+	}
+	return nil
+}
+
 // startContainerd starts the host's containerd, waits for its socket, and
 // imports the lab's images with ctr, the air-gapped way.
 func (h *Host) startContainerd(ctx context.Context) error {

@@ -1,0 +1,123 @@
+package plan
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+)
+
+// RestoreStaging is where a host receives its restored data before the
+// swap: next to the data directory, so that the move stays on one file
+// system.
+func RestoreStaging(dataDir string) string {
+	return path.Join(path.Dir(dataDir), "."+path.Base(dataDir)+".etcdadm-restore")
+}
+
+// Restore plans `etcdadm snapshot restore`: every host receives the data
+// directory made for its member (staged, by host name, on this machine)
+// while the cluster still runs; then every member stops, its data goes
+// under the backup directory and the restored data takes its place; then
+// every member starts as a member of the new cluster the snapshot makes.
+// Every host must be reachable and able to run etcd, with the files of
+// its plan but the manifest.
+func Restore(in Input, staged map[string]string) (*Plan, error) {
+	c := in.Cluster
+	var refused refusals
+	p := newPlan(in)
+	member := Bootstrap(c)
+	member.Restart = in.restartStamp(false) + " (restored)"
+	member.Why = "a new cluster restored from a snapshot; etcd reads these flags from its data directory, not from here"
+	for _, ch := range c.Spec.Hosts {
+		hf := in.Hosts[ch.Name]
+		if hf == nil {
+			refused.add(ch.Name, "cannot be reached: a restore replaces every member's data at once, so every host must be reachable")
+			continue
+		}
+		preflight(c, &host{cfg: ch, facts: hf}, &refused)
+		if c.Spec.Topology == config.TopologyExternal && hf.KubeletActive != "active" {
+			refused.add(ch.Name, "its kubelet is %s, so it would not start the restored member: start it (or run `etcdadm apply`) first", orUnknown(hf.KubeletActive))
+		}
+		if staged[ch.Name] == "" {
+			refused.add(ch.Name, "no data directory was made for it")
+		}
+		hp, err := HostFiles(c, in.PKI, ch, member, AllParts)
+		if err != nil {
+			return nil, err
+		}
+		Compare(&hp, hf)
+		var drift []string
+		for _, chg := range hp.Changed() {
+			if chg.File.Part != PartManifests {
+				drift = append(drift, chg.Path)
+			}
+		}
+		if len(drift) > 0 {
+			refused.add(ch.Name, "its files are not as planned (%s): bring the hosts to the inventory first with `etcdadm apply`, then restore", strings.Join(drift, ", "))
+		}
+		p.Hosts = append(p.Hosts, hp)
+	}
+	if err := refused.err("restore"); err != nil {
+		p.Refused = true
+		return p, err
+	}
+	dataDir := c.Spec.Etcd.DataDir
+	staging := RestoreStaging(dataDir)
+	push := Stage{Name: "push the restored data", Rollout: AllAtOnce,
+		Why: "each host receives its member's data directory, made here from the snapshot, while the cluster still runs"}
+	stop := Stage{Name: "stop every member", Rollout: AllAtOnce,
+		Why: "a restore makes a new cluster: no member of the old one may run next to it"}
+	swap := Stage{Name: "swap the data directories", Rollout: AllAtOnce,
+		Why: "the old data is kept under the backup directory, never deleted"}
+	start := Stage{Name: "start the restored members", Rollout: AllAtOnce,
+		Why: "they form the new cluster together: new member IDs, the snapshot's keys, the revision bumped"}
+	for i, ch := range c.Spec.Hosts {
+		push.Hosts = append(push.Hosts, HostOps{Host: ch.Name, Ops: []Op{{Kind: OpPushData, Path: staging, Source: staged[ch.Name]}}})
+		stop.Hosts = append(stop.Hosts, HostOps{Host: ch.Name, Ops: []Op{{Kind: OpStopEtcd, Disruptive: true}}})
+		swap.Hosts = append(swap.Hosts, HostOps{Host: ch.Name, Ops: []Op{{Kind: OpSwapData, Path: dataDir, Source: staging}}})
+		var mf *Change
+		for j, chg := range p.Hosts[i].Changes {
+			if chg.File.Part == PartManifests {
+				mf = &p.Hosts[i].Changes[j]
+			}
+		}
+		if mf == nil {
+			return nil, fmt.Errorf("no manifest planned for %s", ch.Name)
+		}
+		w := *mf
+		w.Kind, w.OldSHA, w.OldMode = Create, "", ""
+		again := member
+		again.Restart = in.restartStamp(true) + " (restored)"
+		retry, err := ManifestFile(c, ch, again)
+		if err != nil {
+			return nil, err
+		}
+		// A restart of a stopped member: the manifest is written, and
+		// written again under another name should the kubelet hold the
+		// first back.
+		start.Hosts = append(start.Hosts, HostOps{Host: ch.Name, Ops: []Op{{Kind: OpRestartEtcd, Path: w.Path, Change: &w, Retry: &retry}}})
+		start.Wait = append(start.Wait, ch.Name)
+	}
+	p.Stages = []Stage{push, stop, swap, start}
+	for _, m := range in.Etcd.Members {
+		known := false
+		for _, h := range c.Spec.Hosts {
+			if m.HasPeerURL(manifests.PeerURL(h)) {
+				known = true
+			}
+		}
+		if !known {
+			p.Warnings = append(p.Warnings, fmt.Sprintf("member %s (%s, %v) is not in the inventory: the restored cluster will not have it; stop it, or it keeps the old cluster's data", orID(m), m.HexID(), m.PeerURLs))
+		}
+	}
+	return p, nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "in an unknown state"
+	}
+	return s
+}

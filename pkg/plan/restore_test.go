@@ -1,0 +1,106 @@
+package plan
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/facts"
+)
+
+func staged(names ...string) map[string]string {
+	out := map[string]string{}
+	for _, n := range names {
+		out[n] = "/tmp/restore/" + n
+	}
+	return out
+}
+
+func TestRestore(t *testing.T) {
+	w := newWorld(t, 3)
+	hosts := w.allBootstrapped(t)
+	in := Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", "n0", "n1", "n2")}
+	p, err := Restore(in, staged("n0", "n1", "n2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, st := range p.Stages {
+		names = append(names, st.Name)
+		if st.Rollout != AllAtOnce || len(st.Hosts) != 3 {
+			t.Errorf("stage %q: %s on %d hosts, want all three at once", st.Name, st.Rollout, len(st.Hosts))
+		}
+	}
+	if got := strings.Join(names, " | "); got != "push the restored data | stop every member | swap the data directories | start the restored members" {
+		t.Fatalf("stages: %s", got)
+	}
+	staging := RestoreStaging(w.c.Spec.Etcd.DataDir)
+	if staging != "/var/lib/.etcd.etcdadm-restore" {
+		t.Errorf("staging %s: want it next to the data directory", staging)
+	}
+	for i, want := range []OpKind{OpPushData, OpStopEtcd, OpSwapData, OpRestartEtcd} {
+		for _, ho := range p.Stages[i].Hosts {
+			op := ho.Ops[0]
+			if len(ho.Ops) != 1 || op.Kind != want {
+				t.Fatalf("%s in stage %d: %v, want %s", ho.Host, i, kinds(ho.Ops), want)
+			}
+			switch op.Kind {
+			case OpPushData:
+				if op.Source != "/tmp/restore/"+ho.Host || op.Path != staging {
+					t.Errorf("%s: push %s to %s", ho.Host, op.Source, op.Path)
+				}
+			case OpSwapData:
+				if op.Path != w.c.Spec.Etcd.DataDir || op.Source != staging {
+					t.Errorf("%s: swap %s for %s", ho.Host, op.Path, op.Source)
+				}
+			case OpRestartEtcd:
+				m := facts.ParseManifest(op.Change.File.Data)
+				if m.InitialClusterState != "new" || strings.Count(m.InitialCluster, "=") != 3 || !strings.Contains(m.Restart, "restored") || op.Retry == nil {
+					t.Errorf("%s: the restored member's manifest: state %s, initial cluster %s, restart %q", ho.Host, m.InitialClusterState, m.InitialCluster, m.Restart)
+				}
+			}
+		}
+	}
+	if p.Stages[3].Wait == nil || len(p.Stages[3].Wait) != 3 {
+		t.Errorf("the start must wait for every member: %v", p.Stages[3].Wait)
+	}
+}
+
+func TestRestoreRefusals(t *testing.T) {
+	t.Run("an unreachable host", func(t *testing.T) {
+		w := newWorld(t, 3)
+		hosts := w.allBootstrapped(t)
+		delete(hosts, "n2")
+		_, err := Restore(Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: &facts.Cluster{}}, staged("n0", "n1", "n2"))
+		if err == nil || !strings.Contains(err.Error(), "n2") || !strings.Contains(err.Error(), "every host must be reachable") {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("a host whose certificates differ", func(t *testing.T) {
+		w := newWorld(t, 3)
+		hosts := w.allBootstrapped(t)
+		delete(hosts["n1"].Files, "/etc/kubernetes/pki/etcd/peer.crt")
+		p, err := Restore(Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: &facts.Cluster{}}, staged("n0", "n1", "n2"))
+		if err == nil || !strings.Contains(err.Error(), "peer.crt") || !strings.Contains(err.Error(), "etcdadm apply") || !p.Refused || len(p.Stages) != 0 {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("a stopped kubelet", func(t *testing.T) {
+		w := newWorld(t, 3)
+		hosts := w.allBootstrapped(t)
+		hosts["n0"].KubeletActive = "inactive"
+		_, err := Restore(Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: &facts.Cluster{}}, staged("n0", "n1", "n2"))
+		if err == nil || !strings.Contains(err.Error(), "kubelet is inactive") {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("a member not in the inventory is warned about", func(t *testing.T) {
+		w := newWorld(t, 3)
+		e := etcdView(t, "n1", "n0", "n1", "n2")
+		e.Members = append(e.Members, etcdclient.Member{ID: 0xabc, Name: "old", PeerURLs: []string{"https://192.0.2.9:2380"}})
+		p, err := Restore(Input{Cluster: w.c, PKI: w.pki, Hosts: w.allBootstrapped(t), Etcd: e}, staged("n0", "n1", "n2"))
+		if err != nil || len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "old") {
+			t.Fatalf("err %v, warnings %v", err, p.Warnings)
+		}
+	})
+}
