@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -13,25 +14,51 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
 )
 
-// KeyCache keeps decrypted private keys in memory for a run, so that a
-// passphrase is asked once however many hosts use the key, and prompts for
-// parallel connections do not interleave. The zero value is ready to use.
+// KeyCache keeps what the user typed for a run, in memory: decrypted
+// private keys, so that a passphrase is asked once however many hosts use
+// the key, and passwords by user@host, so that a second connection (another
+// host behind the same jump host) does not ask again. Connections are made
+// in parallel, but their questions take turns: one prompt on the terminal
+// at a time. The zero value is ready to use.
 type KeyCache struct {
-	mu      sync.Mutex
-	signers map[string]ssh.Signer
+	once sync.Once
+	// turn holds a token while someone asks the user; it also guards the maps.
+	turn      chan struct{}
+	signers   map[string]ssh.Signer
+	passwords map[string][]byte
+}
+
+// take waits for the user's attention, or for ctx to be done.
+func (c *KeyCache) take(ctx context.Context) (release func(), err error) {
+	c.once.Do(func() { c.turn = make(chan struct{}, 1) })
+	select {
+	case c.turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	// A cancelled run asks nothing more, even if the turn came first.
+	if err := ctx.Err(); err != nil {
+		<-c.turn
+		return nil, err
+	}
+	return func() { <-c.turn }, nil
 }
 
 // unlock returns the cached signer for path, or decrypts it with decrypt
-// while holding the lock.
-func (c *KeyCache) unlock(path string, decrypt func() (ssh.Signer, error)) (ssh.Signer, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// in its turn.
+func (c *KeyCache) unlock(ctx context.Context, path string, decrypt func() (ssh.Signer, error)) (ssh.Signer, error) {
+	release, err := c.take(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	if s, ok := c.signers[path]; ok {
 		return s, nil
 	}
@@ -46,8 +73,30 @@ func (c *KeyCache) unlock(path string, decrypt func() (ssh.Signer, error)) (ssh.
 	return s, nil
 }
 
+// password returns the cached password of userHost, or asks for it in its turn.
+func (c *KeyCache) password(ctx context.Context, userHost string, ask func() ([]byte, error)) ([]byte, error) {
+	release, err := c.take(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if p, ok := c.passwords[userHost]; ok {
+		return p, nil
+	}
+	p, err := ask()
+	if err != nil {
+		return nil, err
+	}
+	if c.passwords == nil {
+		c.passwords = make(map[string][]byte)
+	}
+	c.passwords[userHost] = p
+	return p, nil
+}
+
 // authenticator builds the credentials for each server of a route.
 type authenticator struct {
+	ctx      context.Context // the connection's: no question is asked once it is done
 	cfg      Config
 	home     string
 	log      *slog.Logger
@@ -55,13 +104,17 @@ type authenticator struct {
 
 	agentConn    net.Conn
 	agentSigners []ssh.Signer
-
-	mu        sync.Mutex
-	passwords map[string][]byte // by user@server, asked once
+	// agentErr is an agent that accepted the connection but did not answer:
+	// something is wrong with it, and going on without it would hide that.
+	agentErr error
 
 	// pause, set during a handshake, stops its timeout while the user is asked.
 	pause func() (resume func())
 }
+
+// defaultAgentTimeout bounds each call to the ssh-agent. An agent may ask
+// its user to confirm a signature (ssh-add -c), which takes a few seconds.
+const defaultAgentTimeout = 10 * time.Second
 
 // asking suspends the handshake timeout; call the result when done.
 func (a *authenticator) asking() (done func()) {
@@ -71,28 +124,110 @@ func (a *authenticator) asking() (done func()) {
 	return a.pause()
 }
 
-func newAuthenticator(cfg Config, home, agentSocket string, log *slog.Logger) *authenticator {
-	a := &authenticator{cfg: cfg, home: home, log: log, explicit: map[string]bool{}}
+func newAuthenticator(ctx context.Context, cfg Config, home, agentSocket string, log *slog.Logger) *authenticator {
+	a := &authenticator{ctx: ctx, cfg: cfg, home: home, log: log, explicit: map[string]bool{}}
 	for _, f := range cfg.IdentityFiles {
 		a.explicit[expandHome(f, home)] = true
 	}
 	if agentSocket == "" {
 		return a
 	}
-	conn, err := net.DialTimeout("unix", agentSocket, 5*time.Second)
+	timeout := cfg.agentTimeout
+	if timeout <= 0 {
+		timeout = defaultAgentTimeout
+	}
+	var d net.Dialer
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	conn, err := d.DialContext(dctx, "unix", agentSocket)
+	cancel()
 	if err != nil {
 		log.Debug("ssh-agent unreachable, not using it", "socket", agentSocket, "err", err)
 		return a
 	}
-	signers, err := agent.NewClient(conn).Signers()
+	ac := &agentConn{conn: conn, timeout: timeout}
+	signers, err := agent.NewClient(ac).Signers()
 	if err != nil {
 		conn.Close()
+		if ac.timedOut.Load() {
+			a.agentErr = fmt.Errorf("ssh-agent at %s did not list its keys within %s: check that it runs, or point SSH_AUTH_SOCK to one that does (IdentityAgent none in the ssh config does without)",
+				agentSocket, timeout)
+			return a
+		}
 		log.Debug("ssh-agent did not list its keys, not using it", "socket", agentSocket, "err", err)
 		return a
+	}
+	for i, s := range signers {
+		if as, ok := s.(ssh.AlgorithmSigner); ok {
+			signers[i] = agentSigner{as, ac, agentSocket}
+		}
 	}
 	a.agentConn, a.agentSigners = conn, signers
 	log.Debug("using ssh-agent", "socket", agentSocket, "keys", len(signers))
 	return a
+}
+
+// agentConn gives each call to the agent a deadline: an agent that never
+// answers must not hang the connection. It has no Close, so that the agent
+// client makes one call at a time, each a write then a read.
+type agentConn struct {
+	conn     net.Conn
+	timeout  time.Duration
+	timedOut atomic.Bool
+}
+
+func (c *agentConn) Write(p []byte) (int, error) {
+	if c.timedOut.Load() {
+		// The connection is out of step with the agent: no more calls.
+		return 0, os.ErrDeadlineExceeded
+	}
+	// The deadline covers this request and the reading of its answer.
+	if err := c.conn.SetDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	n, err := c.conn.Write(p)
+	c.check(err)
+	return n, err
+}
+
+func (c *agentConn) Read(p []byte) (int, error) {
+	n, err := c.conn.Read(p)
+	c.check(err)
+	return n, err
+}
+
+func (c *agentConn) check(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.timedOut.Store(true)
+	}
+}
+
+// agentSigner names the agent in its errors, which the ssh package passes
+// on as they are.
+type agentSigner struct {
+	ssh.AlgorithmSigner
+	conn   *agentConn
+	socket string
+}
+
+func (s agentSigner) Sign(rand io.Reader, data []byte) (*ssh.Signature, error) {
+	sig, err := s.AlgorithmSigner.Sign(rand, data)
+	return sig, s.wrap(err)
+}
+
+func (s agentSigner) SignWithAlgorithm(rand io.Reader, data []byte, algorithm string) (*ssh.Signature, error) {
+	sig, err := s.AlgorithmSigner.SignWithAlgorithm(rand, data, algorithm)
+	return sig, s.wrap(err)
+}
+
+func (s agentSigner) wrap(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case s.conn.timedOut.Load():
+		return fmt.Errorf("ssh-agent at %s did not sign with key %s within %s: check that it runs and does not wait for a confirmation: %w",
+			s.socket, ssh.FingerprintSHA256(s.PublicKey()), s.conn.timeout, ErrAuth)
+	}
+	return fmt.Errorf("ssh-agent at %s could not sign with key %s: %w", s.socket, ssh.FingerprintSHA256(s.PublicKey()), err)
 }
 
 // close drops the agent connection; signing is over once every hop is in.
@@ -121,18 +256,7 @@ func (a *authenticator) methods(ep endpoint) ([]ssh.AuthMethod, string, error) {
 				return string(p), err
 			}),
 			ssh.KeyboardInteractive(func(_, _ string, questions []string, echos []bool) ([]string, error) {
-				answers := make([]string, len(questions))
-				for i := range questions {
-					if echos[i] {
-						return nil, fmt.Errorf("keyboard-interactive question %q is not a password", questions[i])
-					}
-					p, err := a.password(ep)
-					if err != nil {
-						return nil, err
-					}
-					answers[i] = string(p)
-				}
-				return answers, nil
+				return a.answer(ep, questions, echos)
 			}))
 		offered = append(offered, "password")
 	}
@@ -148,6 +272,9 @@ func (a *authenticator) methods(ep endpoint) ([]ssh.AuthMethod, string, error) {
 // IdentitiesOnly. With no identity file at all: the agent's keys, then the
 // default ~/.ssh keys, as ssh does. offered describes them for messages.
 func (a *authenticator) signers(ep endpoint) (signers []ssh.Signer, offered []string, err error) {
+	if a.agentErr != nil {
+		return nil, nil, a.agentErr
+	}
 	seen := map[string]bool{}
 	add := func(s ssh.Signer) bool {
 		k := string(s.PublicKey().Marshal())
@@ -224,23 +351,53 @@ func (a *authenticator) signers(ep endpoint) (signers []ssh.Signer, offered []st
 	return signers, offered, nil
 }
 
+// answer answers a keyboard-interactive round with the password. Other
+// questions, for a one-time code or a new password, are not answered: the
+// login fails naming the question, and the password is never sent to them.
+func (a *authenticator) answer(ep endpoint, questions []string, echos []bool) ([]string, error) {
+	answers := make([]string, len(questions))
+	for i, q := range questions {
+		if !isPasswordQuestion(q, echos[i]) {
+			return nil, fmt.Errorf("%s asks %q (keyboard-interactive), which is not for the password: only the password is answered; log in to it with a key instead: %w",
+				ep, strings.TrimSpace(q), ErrAuth)
+		}
+		p, err := a.password(ep)
+		if err != nil {
+			return nil, err
+		}
+		answers[i] = string(p)
+	}
+	return answers, nil
+}
+
+// isPasswordQuestion tells a question for the account's password from one
+// for a one-time code or for a new password. An echoed answer is no secret.
+func isPasswordQuestion(q string, echo bool) bool {
+	q = strings.ToLower(q)
+	if echo || !strings.Contains(q, "password") {
+		return false
+	}
+	for _, other := range []string{"one-time", "one time", "new password"} {
+		if strings.Contains(q, other) {
+			return false
+		}
+	}
+	return true
+}
+
+// password returns ep's password, asked once per user@host for the run.
 func (a *authenticator) password(ep endpoint) ([]byte, error) {
+	// Waiting for another host's prompt counts as asking too.
 	defer a.asking()()
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	k := ep.String()
-	if p, ok := a.passwords[k]; ok {
+	p, err := a.cfg.KeyCache.password(a.ctx, k, func() ([]byte, error) { return a.cfg.Password(ep.Alias, ep.User) })
+	switch {
+	case err == nil:
 		return p, nil
+	case a.ctx.Err() != nil || errors.Is(err, context.Canceled):
+		return nil, fmt.Errorf("read password for %s: %w", k, err)
 	}
-	p, err := a.cfg.Password(ep.Alias, ep.User)
-	if err != nil {
-		return nil, fmt.Errorf("read password for %s: %w: %w", k, ErrAuth, err)
-	}
-	if a.passwords == nil {
-		a.passwords = make(map[string][]byte)
-	}
-	a.passwords[k] = p
-	return p, nil
+	return nil, fmt.Errorf("read password for %s: %w: %w", k, ErrAuth, err)
 }
 
 // loadKey reads a private key file. An encrypted key whose public half is
@@ -278,7 +435,7 @@ func (a *authenticator) loadKey(path string) (ssh.Signer, error) {
 func (a *authenticator) decrypt(path string, pemBytes []byte) (ssh.Signer, error) {
 	// Waiting for another host's prompt counts as asking too.
 	defer a.asking()()
-	return a.cfg.KeyCache.unlock(path, func() (ssh.Signer, error) {
+	return a.cfg.KeyCache.unlock(a.ctx, path, func() (ssh.Signer, error) {
 		prompt := a.cfg.PassphrasePrompt
 		if env := a.cfg.PassphraseEnv; env != "" {
 			if p := os.Getenv(env); p != "" {
@@ -300,6 +457,9 @@ func (a *authenticator) decrypt(path string, pemBytes []byte) (ssh.Signer, error
 		for range 3 {
 			p, err := prompt(path)
 			if err != nil {
+				if a.ctx.Err() != nil || errors.Is(err, context.Canceled) {
+					return nil, fmt.Errorf("read passphrase for %s: %w", path, err)
+				}
 				return nil, fmt.Errorf("read passphrase for %s: %w: %w", path, ErrAuth, err)
 			}
 			s, err := ssh.ParsePrivateKeyWithPassphrase(pemBytes, p)

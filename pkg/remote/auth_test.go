@@ -2,17 +2,21 @@ package remote
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
@@ -115,7 +119,7 @@ func TestSignerOrder(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	cfg := Config{IdentityFiles: []string{explicit.path}}.withDefaults()
 
-	a := newAuthenticator(cfg, dir, sock, log)
+	a := newAuthenticator(context.Background(), cfg, dir, sock, log)
 	defer a.close()
 	ep := endpoint{IdentityFiles: []string{explicit.path, fromConfig.path, filepath.Join(dir, "absent")}}
 	got, offered, err := a.signers(ep)
@@ -152,7 +156,7 @@ func TestSignerDefaults(t *testing.T) {
 	}
 	def := newTestKey(t).write(t, filepath.Join(home, ".ssh", "id_ed25519"), "")
 	inAgent := newTestKey(t)
-	a := newAuthenticator(Config{}.withDefaults(), home, serveAgent(t, inAgent), slog.New(slog.DiscardHandler))
+	a := newAuthenticator(context.Background(), Config{}.withDefaults(), home, serveAgent(t, inAgent), slog.New(slog.DiscardHandler))
 	defer a.close()
 	got, _, err := a.signers(endpoint{})
 	if err != nil {
@@ -181,7 +185,7 @@ func TestEncryptedKeyAsksOnlyWhenSigning(t *testing.T) {
 		},
 	}.withDefaults()
 	log := slog.New(slog.DiscardHandler)
-	a := newAuthenticator(cfg, dir, "", log)
+	a := newAuthenticator(context.Background(), cfg, dir, "", log)
 	signers, _, err := a.signers(endpoint{IdentityFiles: []string{k.path}})
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +204,7 @@ func TestEncryptedKeyAsksOnlyWhenSigning(t *testing.T) {
 		t.Errorf("signature does not verify: %v", err)
 	}
 	// Another host of the same run shares the cache: no second prompt.
-	b := newAuthenticator(cfg, dir, "", log)
+	b := newAuthenticator(context.Background(), cfg, dir, "", log)
 	signers, _, _ = b.signers(endpoint{IdentityFiles: []string{k.path}})
 	if _, err := signers[0].Sign(rand.Reader, []byte("x")); err != nil {
 		t.Fatal(err)
@@ -215,7 +219,7 @@ func TestEncryptedKeyPassphraseSources(t *testing.T) {
 	k := newTestKey(t).write(t, filepath.Join(dir, "id"), "right")
 	log := slog.New(slog.DiscardHandler)
 	sign := func(cfg Config) error {
-		a := newAuthenticator(cfg.withDefaults(), dir, "", log)
+		a := newAuthenticator(context.Background(), cfg.withDefaults(), dir, "", log)
 		signers, _, err := a.signers(endpoint{IdentityFiles: []string{k.path}})
 		if err != nil {
 			return err
@@ -253,5 +257,394 @@ func TestEncryptedKeyPassphraseSources(t *testing.T) {
 	}
 	if err := sign(Config{}); !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "encrypted") {
 		t.Errorf("no passphrase source: err = %v", err)
+	}
+}
+
+// promptMeter stands for the user at the terminal: it counts questions and
+// records how many were on screen at once.
+type promptMeter struct {
+	mu     sync.Mutex
+	inside int
+	most   int
+	asked  map[string]int
+}
+
+func (m *promptMeter) ask(what string) {
+	m.mu.Lock()
+	m.inside++
+	m.most = max(m.most, m.inside)
+	if m.asked == nil {
+		m.asked = map[string]int{}
+	}
+	m.asked[what]++
+	m.mu.Unlock()
+	time.Sleep(30 * time.Millisecond) // the user types
+	m.mu.Lock()
+	m.inside--
+	m.mu.Unlock()
+}
+
+func (m *promptMeter) password(host, user string) ([]byte, error) {
+	m.ask(user + "@" + host)
+	return []byte("pw-" + user), nil
+}
+
+func (m *promptMeter) count(what string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.asked[what]
+}
+
+// Hosts connect in parallel, but their password and passphrase prompts are
+// asked one at a time.
+func TestPromptsTakeTurns(t *testing.T) {
+	t.Setenv("HOME", t.TempDir()) // no default keys
+	dir := t.TempDir()
+	locked := newTestKey(t).write(t, filepath.Join(dir, "id_locked"), "phrase")
+	var pw passwords
+	s := startTestServer(t, &ssh.ServerConfig{
+		PasswordCallback: pw.check,
+		PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+			if bytes.Equal(k.Marshal(), locked.pub.Marshal()) {
+				return nil, nil
+			}
+			return nil, errors.New("unknown key")
+		},
+	})
+	var user promptMeter
+	cache := &KeyCache{}
+	var cfgs []Config
+	for _, u := range []string{"u0", "u1", "u2", "u3"} {
+		cfg := s.config(u)
+		cfg.KeyCache, cfg.AllowPassword, cfg.Password = cache, true, user.password
+		cfgs = append(cfgs, cfg)
+	}
+	cfg := s.config("keyuser")
+	cfg.KeyCache, cfg.IdentityFiles = cache, []string{locked.path}
+	cfg.PassphrasePrompt = func(p string) ([]byte, error) {
+		user.ask(p)
+		return []byte("phrase"), nil
+	}
+	cfgs = append(cfgs, cfg)
+
+	var wg sync.WaitGroup
+	errs := make([]error, len(cfgs))
+	for i, cfg := range cfgs {
+		wg.Go(func() {
+			tr, err := Dial(context.Background(), cfg)
+			if err == nil {
+				tr.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("%s: %v", cfgs[i].User, err)
+		}
+	}
+	if user.most != 1 {
+		t.Errorf("%d prompts on the terminal at once, want one at a time", user.most)
+	}
+	if n := len(user.asked); n != len(cfgs) {
+		t.Errorf("asked %v, want one question per host", user.asked)
+	}
+}
+
+// Once the run is cancelled at a prompt, the hosts waiting for their turn
+// ask nothing.
+func TestCancelledRunAsksNothingMore(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	var pw passwords
+	s := startTestServer(t, &ssh.ServerConfig{PasswordCallback: pw.check})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var asked atomic.Int32
+	cache := &KeyCache{}
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		cfg := s.config("u" + string(rune('0'+i)))
+		cfg.KeyCache, cfg.AllowPassword = cache, true
+		cfg.Password = func(string, string) ([]byte, error) {
+			asked.Add(1)
+			time.Sleep(300 * time.Millisecond) // the other hosts get in line
+			cancel()                           // Ctrl-C
+			return nil, ctx.Err()
+		}
+		wg.Go(func() {
+			tr, err := Dial(ctx, cfg)
+			if err == nil {
+				tr.Close()
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrAuth) {
+			t.Errorf("err = %v, want context.Canceled, not an authentication failure", err)
+		}
+	}
+	if n := asked.Load(); n != 1 {
+		t.Errorf("%d questions, want 1: none after the cancelled one", n)
+	}
+}
+
+// A password is asked once per user@host for the run: a second connection,
+// or a jump host shared by two targets, uses the first answer.
+func TestPasswordAskedOncePerUserAndHost(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	var pw passwords
+	target := startTestServer(t, &ssh.ServerConfig{PasswordCallback: pw.check})
+	jump := startTestServer(t, &ssh.ServerConfig{PasswordCallback: pw.check})
+	knownHosts := filepath.Join(t.TempDir(), "known_hosts")
+	var both []byte
+	for _, f := range []string{target.knownHosts, jump.knownHosts} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		both = append(both, b...)
+	}
+	if err := os.WriteFile(knownHosts, both, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var user promptMeter
+	cache := &KeyCache{}
+	config := func(u, proxyJump string) Config {
+		cfg := target.config(u)
+		cfg.KnownHostsFile, cfg.ProxyJump = knownHosts, proxyJump
+		cfg.KeyCache, cfg.AllowPassword, cfg.Password = cache, true, user.password
+		return cfg
+	}
+	viaJump := "hop@" + jump.addr()
+
+	for _, cfg := range []Config{config("alice", "none"), config("alice", "none"), config("bob", "none"), config("carol", viaJump), config("dave", viaJump)} {
+		tr, err := Dial(context.Background(), cfg)
+		if err != nil {
+			t.Fatalf("%s via %s: %v", cfg.User, cfg.ProxyJump, err)
+		}
+		tr.Close()
+	}
+	for who, want := range map[string]int{"alice@127.0.0.1": 1, "bob@127.0.0.1": 1, "hop@127.0.0.1": 1, "carol@127.0.0.1": 1, "dave@127.0.0.1": 1} {
+		if n := user.count(who); n != want {
+			t.Errorf("asked %s's password %d times, want %d (all questions: %v)", who, n, want, user.asked)
+		}
+	}
+}
+
+// keyboard-interactive gets the password only for a question asking for a
+// password; anything else (a one-time code) fails the login with a message
+// naming the question, and never receives the password.
+func TestKeyboardInteractiveAnswersOnlyPasswordQuestions(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	for _, tc := range []struct {
+		name    string
+		rounds  [][]string
+		wantErr string
+	}{
+		{name: "password", rounds: [][]string{{"Password: "}}},
+		{name: "openssh style", rounds: [][]string{{"root@127.0.0.1's password: "}}},
+		{name: "no question then password", rounds: [][]string{{}, {"PASSWORD:"}}},
+		{name: "one-time code", rounds: [][]string{{"Verification code: "}}, wantErr: `"Verification code:"`},
+		{name: "password then code", rounds: [][]string{{"Password: "}, {"Verification code: "}}, wantErr: `"Verification code:"`},
+		{name: "one-time password", rounds: [][]string{{"One-time password (OATH) for `root': "}}, wantErr: "One-time password"},
+		{name: "expired password", rounds: [][]string{{"New password: "}}, wantErr: "New password"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var leaked []string
+			s := startTestServer(t, &ssh.ServerConfig{
+				KeyboardInteractiveCallback: func(c ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+					ok := true
+					for _, qs := range tc.rounds {
+						answers, err := client(c.User(), "", qs, make([]bool, len(qs)))
+						if err != nil {
+							return nil, err
+						}
+						for i, q := range qs {
+							isPassword := strings.Contains(strings.ToLower(q), "password") && !strings.Contains(q, "One-time") && !strings.Contains(q, "New")
+							if !isPassword && answers[i] == "pw-root" {
+								mu.Lock()
+								leaked = append(leaked, q)
+								mu.Unlock()
+							}
+							ok = ok && isPassword && answers[i] == "pw-root"
+						}
+					}
+					if !ok {
+						return nil, errors.New("wrong answers")
+					}
+					return nil, nil
+				},
+			})
+			var user promptMeter
+			cfg := s.config("root")
+			cfg.AllowPassword, cfg.Password = true, user.password
+			tr, err := Dial(context.Background(), cfg)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("err = %v, want a login", err)
+			case tc.wantErr != "" && (err == nil || !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Errorf("err = %v, want ErrAuth naming %s", err, tc.wantErr)
+			}
+			if err == nil {
+				tr.Close()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(leaked) > 0 {
+				t.Errorf("the password was sent as the answer to %q", leaked)
+			}
+		})
+	}
+}
+
+func TestIsPasswordQuestion(t *testing.T) {
+	for q, want := range map[string]bool{
+		"Password: ":                             true,
+		"password:":                              true,
+		"alice@db1's password: ":                 true,
+		"Password for alice@db1: ":               true,
+		"(current) UNIX password: ":              true,
+		"Verification code: ":                    false,
+		"Enter passcode: ":                       false,
+		"One-time password (OATH) for `alice': ": false,
+		"New password: ":                         false,
+		"Retype new password: ":                  false,
+		"":                                       false,
+	} {
+		if got := isPasswordQuestion(q, false); got != want {
+			t.Errorf("isPasswordQuestion(%q) = %v, want %v", q, got, want)
+		}
+	}
+	if isPasswordQuestion("Password: ", true) {
+		t.Error("a question whose answer is echoed taken for a password")
+	}
+}
+
+// silentAgent is an ssh-agent socket that accepts connections and never answers.
+func silentAgent(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "s")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		os.RemoveAll(dir)
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	return sock
+}
+
+// stuckSigner is an agent that lists its keys but never signs.
+type stuckSigner struct {
+	agent.ExtendedAgent
+	release chan struct{}
+}
+
+func (s stuckSigner) Sign(ssh.PublicKey, []byte) (*ssh.Signature, error) {
+	<-s.release
+	return nil, errors.New("released")
+}
+
+func (s stuckSigner) SignWithFlags(ssh.PublicKey, []byte, agent.SignatureFlags) (*ssh.Signature, error) {
+	<-s.release
+	return nil, errors.New("released")
+}
+
+// An agent that stops answering fails the connection once the agent
+// timeout has passed, naming its socket, whether it hangs listing its keys
+// or signing.
+func TestAgentThatDoesNotAnswer(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	key := newTestKey(t)
+	s := startTestServer(t, &ssh.ServerConfig{
+		PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+			if bytes.Equal(k.Marshal(), key.pub.Marshal()) {
+				return nil, nil
+			}
+			return nil, errors.New("unknown key")
+		},
+	})
+
+	kr := agent.NewKeyring()
+	if err := kr.Add(agent.AddedKey{PrivateKey: key.priv}); err != nil {
+		t.Fatal(err)
+	}
+	stuck := stuckSigner{kr.(agent.ExtendedAgent), make(chan struct{})}
+	t.Cleanup(func() { close(stuck.release) })
+	dir, err := os.MkdirTemp("", "agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signSock := filepath.Join(dir, "s")
+	ln, err := net.Listen("unix", signSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close(); os.RemoveAll(dir) })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _ = agent.ServeAgent(stuck, c) }()
+		}
+	}()
+
+	for name, sock := range map[string]string{"list": silentAgent(t), "sign": signSock} {
+		t.Run(name, func(t *testing.T) {
+			cfg := s.config("root")
+			cfg.AgentSocket = sock
+			cfg.agentTimeout = 300 * time.Millisecond
+			start := time.Now()
+			done := make(chan error, 1)
+			go func() {
+				tr, err := Dial(context.Background(), cfg)
+				if err == nil {
+					tr.Close()
+				}
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if err == nil || !strings.Contains(err.Error(), sock) {
+					t.Errorf("err = %v, want a failure naming the agent socket %s", err, sock)
+				}
+				if d := time.Since(start); d > 3*time.Second {
+					t.Errorf("failed after %v, want about the agent timeout", d)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("connection still waiting for the agent after 5s")
+			}
+		})
 	}
 }

@@ -39,14 +39,16 @@ type Config struct {
 	// server is ready to accept that key. Nil means encrypted keys that the
 	// agent does not hold cannot be used.
 	PassphrasePrompt func(keyPath string) ([]byte, error)
-	// KeyCache keeps decrypted keys, so that one prompt serves every host of
-	// a run. Nil means a cache private to this connection.
+	// KeyCache keeps decrypted keys and passwords, so that one prompt serves
+	// every host of a run, and makes prompts take turns. Nil means a cache
+	// private to this connection.
 	KeyCache *KeyCache
 	// AgentSocket is the ssh-agent socket; "" means the ssh config's
 	// IdentityAgent, else $SSH_AUTH_SOCK; "none" disables the agent.
 	AgentSocket string
 	// AllowPassword enables password and keyboard-interactive authentication,
-	// with the password from Password.
+	// with the password from Password, asked once per user@host. Only the
+	// keyboard-interactive questions for the password are answered.
 	AllowPassword bool
 	Password      func(host, user string) ([]byte, error)
 
@@ -89,6 +91,8 @@ type Config struct {
 
 	// netDial replaces the TCP dialer of the first hop, in tests.
 	netDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// agentTimeout replaces the ssh-agent's answer timeout, in tests.
+	agentTimeout time.Duration
 }
 
 const (

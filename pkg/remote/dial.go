@@ -95,7 +95,7 @@ func (d *connector) wrap(err error) error {
 // connectOnce authenticates to each jump host in turn, each reached through
 // the previous one, then to the target.
 func (d *connector) connectOnce(ctx context.Context) (*sshConn, error) {
-	auth := newAuthenticator(d.cfg, d.home, d.rt.AgentSocket, d.log)
+	auth := newAuthenticator(ctx, d.cfg, d.home, d.rt.AgentSocket, d.log)
 	defer auth.close()
 
 	var hops []*ssh.Client
