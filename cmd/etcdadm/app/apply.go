@@ -3,11 +3,9 @@ package app
 import (
 	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
@@ -110,7 +108,7 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log, o 
 		s.close()
 		return nil, err
 	}
-	connect, err := f.connector(c, streams)
+	connect, err := f.connector(ctx, c, streams)
 	if err != nil {
 		s.close()
 		return nil, err
@@ -143,22 +141,22 @@ func (s *session) gather(ctx context.Context, f *sshFlags, lock bool) (*apply.Fa
 	return facts, nil
 }
 
-func (f *sshFlags) connector(c *config.Cluster, streams Streams) (apply.Connector, error) {
+func (f *sshFlags) connector(ctx context.Context, c *config.Cluster, streams Streams) (apply.Connector, error) {
+	tty := remote.NewTerminal(streams.In, streams.ErrOut)
 	base := remote.Config{
 		AcceptNewHostKeys: f.acceptNewHostKeys,
 		SSHConfigFile:     f.sshConfig,
 		ConnectTimeout:    f.connectTimeout,
 		PassphraseEnv:     PassphraseEnv,
-		PassphrasePrompt:  passphrasePrompt(streams),
+		PassphrasePrompt:  passphrasePrompt(ctx, tty),
 		KeyCache:          &remote.KeyCache{},
 	}
 	if f.askPassword {
-		prompt := terminalPrompt(streams)
-		if prompt == nil {
+		if tty == nil {
 			return nil, &usageError{fmt.Errorf("--ask-password needs a terminal on standard input")}
 		}
 		base.AllowPassword = true
-		base.Password = func(host, user string) ([]byte, error) { return prompt(user + "@" + host + "'s password") }
+		base.Password = func(host, user string) ([]byte, error) { return tty.ReadSecret(ctx, user+"@"+host+"'s password") }
 	}
 	sshConnect := apply.SSHConnector(c, base)
 	return func(ctx context.Context, h config.Host) (remote.Transport, error) {
@@ -171,25 +169,11 @@ func (f *sshFlags) connector(c *config.Cluster, streams Streams) (apply.Connecto
 }
 
 // passphrasePrompt asks for a key's passphrase when stdin is a terminal.
-func passphrasePrompt(streams Streams) func(string) ([]byte, error) {
-	prompt := terminalPrompt(streams)
-	if prompt == nil {
+func passphrasePrompt(ctx context.Context, tty *remote.Terminal) func(string) ([]byte, error) {
+	if tty == nil {
 		return nil
 	}
-	return func(keyPath string) ([]byte, error) { return prompt("Passphrase for " + keyPath) }
-}
-
-// terminalPrompt asks a question without echo when stdin is a terminal.
-func terminalPrompt(streams Streams) func(string) ([]byte, error) {
-	in, ok := streams.In.(*os.File)
-	if !ok || !term.IsTerminal(int(in.Fd())) {
-		return nil
-	}
-	return func(question string) ([]byte, error) {
-		fmt.Fprintf(streams.ErrOut, "%s: ", question)
-		defer fmt.Fprintln(streams.ErrOut)
-		return term.ReadPassword(int(in.Fd()))
-	}
+	return func(keyPath string) ([]byte, error) { return tty.ReadSecret(ctx, "Passphrase for "+keyPath) }
 }
 
 type planFlags struct {

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -25,12 +23,22 @@ type Streams struct {
 
 // Main runs etcdadm with the process's arguments and streams and returns the exit code.
 func Main() int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	streams := Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
+	ctx, stop := interruptContext(context.Background(), streams, os.Exit)
+	defer stop()
 	cmd := NewRootCommand(streams)
 	cmd.SetArgs(os.Args[1:])
-	if err := cmd.ExecuteContext(ctx); err != nil {
+	err := cmd.ExecuteContext(ctx)
+	if sig := interruption(ctx); sig != nil {
+		// Whatever the command returned, it did not do all its work.
+		if err != nil {
+			fmt.Fprintf(streams.ErrOut, "error: %v: %v\n", sig, err)
+		} else {
+			fmt.Fprintf(streams.ErrOut, "error: %v\n", sig)
+		}
+		return sig.exitCode()
+	}
+	if err != nil {
 		fmt.Fprintf(streams.ErrOut, "error: %v\n", err)
 		var usage *usageError
 		if errors.As(err, &usage) {
