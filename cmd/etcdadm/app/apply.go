@@ -27,6 +27,12 @@ type sshFlags struct {
 	commandTimeout    time.Duration
 	etcdTimeout       time.Duration
 	askPassword       bool
+	keepBackups       int
+}
+
+// bindKeepBackups adds --keep-backups to a command that changes hosts.
+func (f *sshFlags) bindKeepBackups(cmd *cobra.Command) {
+	cmd.Flags().IntVar(&f.keepBackups, "keep-backups", apply.DefaultKeepBackups, "how many runs' backups each host keeps under "+apply.DefaultBackupDir+" (older ones are removed after a run that changed the host; 0 keeps all)")
 }
 
 func (f *sshFlags) bind(cmd *cobra.Command) {
@@ -222,6 +228,7 @@ changed writes nothing and restarts nothing.`,
 		},
 	}
 	f.bind(cmd)
+	f.bindKeepBackups(cmd)
 	pf.bind(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "read the hosts and etcd and print the plan's stages, changing nothing anywhere")
 	cmd.Flags().DurationVar(&healthTimeout, "health-timeout", 5*time.Minute, "how long to wait for a member or the cluster to be healthy")
@@ -265,11 +272,11 @@ func converge(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 	if err != nil || o.dryRun {
 		return err
 	}
-	return runApply(ctx, streams, s, p, facts, o.healthTimeout, f.concurrency)
+	return runApply(ctx, streams, s, p, facts, o.healthTimeout, f)
 }
 
 // runApply saves what the PKI lacks, runs the plan and reports.
-func runApply(ctx context.Context, streams Streams, s *session, p *plan.Plan, facts *apply.Facts, healthTimeout time.Duration, concurrency int) error {
+func runApply(ctx context.Context, streams Streams, s *session, p *plan.Plan, facts *apply.Facts, healthTimeout time.Duration, f *sshFlags) error {
 	for _, w := range p.Warnings {
 		fmt.Fprintf(streams.ErrOut, "warning: %s\n", w)
 	}
@@ -296,7 +303,10 @@ func runApply(ctx context.Context, streams Streams, s *session, p *plan.Plan, fa
 		}
 		return nil
 	}
-	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: healthTimeout, Concurrency: concurrency}
+	if f.keepBackups < 0 {
+		return &usageError{fmt.Errorf("invalid value %d for --keep-backups: use 0 (keep all) or more", f.keepBackups)}
+	}
+	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
 	res, err := x.Run(ctx, p)
 	writeApplySummary(streams, res)
 	if err != nil {

@@ -201,6 +201,7 @@ connection, but --etcd-cafile only when it starts.`,
 		},
 	}
 	f.bind(cmd)
+	f.bindKeepBackups(cmd)
 	pf.bind(cmd)
 	cmd.Flags().StringSliceVar(&hosts, "hosts", nil, "renew only these hosts' certificates (default every host)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the stages, changing nothing anywhere")

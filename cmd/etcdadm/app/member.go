@@ -27,6 +27,7 @@ type changeFlags struct {
 
 func (f *changeFlags) bind(cmd *cobra.Command) {
 	f.sshFlags.bind(cmd)
+	f.sshFlags.bindKeepBackups(cmd)
 	f.planFlags.bind(cmd)
 	cmd.Flags().BoolVarP(&f.yes, "yes", "y", false, "do not ask for confirmation (for scripts)")
 	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print the plan, changing nothing anywhere")
@@ -168,7 +169,7 @@ func runMembership(ctx context.Context, streams Streams, f *changeFlags, what st
 		}
 		printCertEvents(streams, s.events, false)
 	}
-	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: f.healthTimeout, Concurrency: f.concurrency}
+	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: f.healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
 	res, err := x.Run(ctx, p)
 	writeApplySummary(streams, res)
 	if err != nil {

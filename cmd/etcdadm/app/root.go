@@ -71,6 +71,7 @@ of a whole cluster from one inventory file, exactly as kubeadm would, and puts t
 		newStatusCommand(streams),
 		newMemberCommand(streams),
 		newResetCommand(streams),
+		newSnapshotCommand(streams),
 		newRenderCommand(streams),
 		newPhaseCommand(streams),
 		newCertsCommand(streams),

@@ -52,6 +52,7 @@ stage (a) and restart it before stage (c).`,
 		},
 	}
 	f.bind(cmd)
+	f.bindKeepBackups(cmd)
 	pf.bind(cmd)
 	cmd.Flags().BoolVar(&abort, "abort", false, "move the cluster back to the CA it is rotating from")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the next stage, changing nothing anywhere")
@@ -163,7 +164,7 @@ func rotationStage(ctx context.Context, streams Streams, s *session, pki *certs.
 		return err
 	}
 	printCertEvents(streams, events, false)
-	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: client, Log: s.log, HealthTimeout: healthTimeout, Concurrency: f.concurrency}
+	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: client, Log: s.log, HealthTimeout: healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
 	res, err := x.Run(ctx, p)
 	writeApplySummary(streams, res)
 	if err != nil {
