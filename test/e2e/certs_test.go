@@ -295,8 +295,11 @@ func stepRotateCA(t *testing.T, s *story) {
 		t.Fatal(r.err)
 	}
 	t.Logf("CA rotation of 3 members took %s; longest write gap %s; the writer reloaded its TLS %d time(s)", took.Round(time.Millisecond), rep.LongestGap.Round(time.Millisecond), rep.Reloads)
-	if rep.LongestGap > 2*time.Second {
-		t.Errorf("writes stalled %s, want at most 2s", rep.LongestGap)
+	// The writer learns of a failing handshake only from its next write:
+	// the write in flight may time out (1s) before the one that sees the
+	// TLS failure and reloads; on a loaded machine that is two timeouts.
+	if rep.LongestGap > 3*time.Second {
+		t.Errorf("writes stalled %s, want at most 3s (two writer timeouts and a TLS reload)", rep.LongestGap)
 	}
 	for _, stage := range []string{"(a) trust both CAs", "(b) move the leaves", "(c) drop the old CA"} {
 		if !strings.Contains(r.stderr, "stage "+stage) {
