@@ -155,7 +155,7 @@ func runMembership(ctx context.Context, streams Streams, f *changeFlags, what st
 	}
 	if !f.yes {
 		plan.WriteText(streams.ErrOut, p)
-		ok, err := confirm(streams, fmt.Sprintf("%s of cluster %s?", what, s.cluster.Metadata.Name))
+		ok, err := confirm(ctx, streams, fmt.Sprintf("%s of cluster %s?", what, s.cluster.Metadata.Name))
 		if err != nil {
 			return err
 		}
@@ -208,12 +208,27 @@ func isTerminal(streams Streams) bool {
 }
 
 // confirm asks a yes/no question on the terminal; only "y" or "yes" agree.
-func confirm(streams Streams, question string) (bool, error) {
+// The run's end (Ctrl-C) ends the question: nothing is changed.
+func confirm(ctx context.Context, streams Streams, question string) (bool, error) {
 	fmt.Fprintf(streams.ErrOut, "%s [y/N] ", question)
-	line, err := bufio.NewReader(streams.In).ReadString('\n')
-	if err != nil && line == "" {
-		return false, fmt.Errorf("read the answer: %w", err)
+	type answer struct {
+		line string
+		err  error
 	}
-	answer := strings.ToLower(strings.TrimSpace(line))
-	return answer == "y" || answer == "yes", nil
+	got := make(chan answer, 1)
+	go func() {
+		line, err := bufio.NewReader(streams.In).ReadString('\n')
+		got <- answer{line, err}
+	}()
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(streams.ErrOut)
+		return false, fmt.Errorf("not confirmed, nothing changed: %w", context.Cause(ctx))
+	case a := <-got:
+		if a.err != nil && a.line == "" {
+			return false, fmt.Errorf("read the answer: %w", a.err)
+		}
+		s := strings.ToLower(strings.TrimSpace(a.line))
+		return s == "y" || s == "yes", nil
+	}
 }

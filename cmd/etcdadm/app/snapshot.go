@@ -201,7 +201,7 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 	}
 	if !f.yes {
 		plan.WriteText(streams.ErrOut, p)
-		ok, err := confirm(streams, fmt.Sprintf("replace the data of every member of cluster %s with %s (revision %d)? The members stop until it is done", s.cluster.Metadata.Name, file, info.Revision))
+		ok, err := confirm(ctx, streams, fmt.Sprintf("replace the data of every member of cluster %s with %s (revision %d)? The members stop until it is done", s.cluster.Metadata.Name, file, info.Revision))
 		if err != nil {
 			return err
 		}
