@@ -123,9 +123,13 @@ func buildImage(t *testing.T, seed, arch string) image {
 		desc: descriptor{MediaType: MediaTypeOCIManifest, Digest: digestOf(manifest), Size: int64(len(manifest)), Platform: &platform{OS: "linux", Architecture: arch}}}
 }
 
-func (im image) blobs() []file { return []file{blobFile(im.layer), blobFile(im.config), blobFile(im.manifest)} }
+func (im image) blobs() []file {
+	return []file{blobFile(im.layer), blobFile(im.config), blobFile(im.manifest)}
+}
 
-func layoutFile() file { return file{name: "oci-layout", data: []byte(`{"imageLayoutVersion":"1.0.0"}`)} }
+func layoutFile() file {
+	return file{name: "oci-layout", data: []byte(`{"imageLayoutVersion":"1.0.0"}`)}
+}
 
 func indexFile(t *testing.T, descs ...descriptor) file {
 	t.Helper()
