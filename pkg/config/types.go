@@ -59,7 +59,19 @@ type Spec struct {
 	PKI               PKI      `json:"pki,omitempty"`
 	Kubelet           Kubelet  `json:"kubelet,omitempty"`
 	SSH               SSH      `json:"ssh,omitempty"`
+	Images            Images   `json:"images,omitempty"`
 	Hosts             []Host   `json:"hosts"`
+}
+
+// Images says where the hosts get the etcd and pause images from.
+type Images struct {
+	// Dir holds image archives (docker save, ctr images export) on the
+	// operator's machine, relative to the inventory file unless absolute;
+	// apply imports what a host lacks from there.
+	Dir string `json:"dir,omitempty"`
+	// AirGapped says the hosts never pull: apply refuses to run while an
+	// image a host needs is neither on it nor in Dir.
+	AirGapped bool `json:"airGapped,omitempty"`
 }
 
 // Etcd holds settings shared by every member.

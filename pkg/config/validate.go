@@ -75,6 +75,7 @@ func validate(c *Cluster, ps *problems) []Warning {
 	warnings = append(warnings, validatePKI(s, ps)...)
 	validateKubelet(s, ps)
 	validateSSH(c, ps)
+	validateImages(c, ps)
 	warnings = append(warnings, validateHosts(s, ps)...)
 	return warnings
 }
@@ -262,6 +263,25 @@ func validateSSH(c *Cluster, ps *problems) {
 	if s.ProxyJump != "" {
 		validateProxyJump("spec.ssh.proxyJump", s.ProxyJump, ps)
 	}
+}
+
+func validateImages(c *Cluster, ps *problems) {
+	d := c.Spec.Images.Dir
+	if d == "" || !validateLocalPath("spec.images.dir", d, "images", ps) {
+		return
+	}
+	p := c.ResolvePath(d)
+	if st, err := os.Stat(p); err != nil {
+		ps.add("spec.images.dir", "cannot read %s: %v; create it and put the image archives there (`etcdadm images list` names them), or leave it empty", p, unwrapPathError(err))
+	} else if !st.IsDir() {
+		ps.add("spec.images.dir", "%s is not a directory; point it at the directory of image archives", p)
+	}
+}
+
+// ImagesDir is the absolute path of the directory of image archives; empty
+// when there is none.
+func (c *Cluster) ImagesDir() string {
+	return c.ResolvePath(c.Spec.Images.Dir)
 }
 
 func validateProxyJump(field, v string, ps *problems) {
