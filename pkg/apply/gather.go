@@ -58,6 +58,8 @@ func Request(c *config.Cluster, pki *certs.PKI, h config.Host) (facts.Request, e
 		ManifestPath: manifests.ManifestPath(c),
 		CAPath:       path.Join(manifests.CertificatesDir, certs.CABaseName+".crt"),
 		ClientPort:   manifests.ClientPort,
+		// The images that matter are those of the kubelet's runtime.
+		ContainerdAddress: facts.ContainerdAddress(c.Spec.Kubelet.ContainerRuntimeEndpoint),
 	}
 	for _, f := range hp.Files {
 		req.Files = append(req.Files, f.Path)

@@ -58,6 +58,9 @@ type Request struct {
 	ClientPort int
 	// StateDir is etcdadm's directory on the host; StateDir when empty.
 	StateDir string
+	// ContainerdAddress is the socket of the containerd whose images are
+	// read; DefaultContainerdAddress when empty.
+	ContainerdAddress string
 }
 
 func (r Request) stateDir() string {
@@ -134,6 +137,8 @@ type Host struct {
 	Pending    []string      `json:"pending,omitempty"`
 	// LockHolder says who holds the host's lock when another run does.
 	LockHolder string `json:"-"`
+	// Containerd is what containerd has; nil when it was not read.
+	Containerd *Containerd `json:"containerd,omitempty"`
 }
 
 // HasPending reports whether a marker records the work.
@@ -200,6 +205,11 @@ func Script(req Request) (string, error) {
 		}
 		b.WriteString(`; do [ -e "$f" ] && printf 'other %s\n' "$f" && stat -L -c 'omode %f %u %g' -- "$f"; done` + "\n")
 	}
+	addr := req.ContainerdAddress
+	if addr == "" {
+		addr = DefaultContainerdAddress
+	}
+	b.WriteString(containerdScript(addr))
 	fmt.Fprintf(&b, "for m in %s/*; do [ -f \"$m\" ] && printf 'pending %%s\\n' \"${m##*/}\"; done\n", q(path.Join(req.stateDir(), pendingName)))
 	b.WriteString("echo end\n")
 	return b.String(), nil
@@ -399,6 +409,8 @@ func Parse(out []byte, before, after time.Time) (*Host, error) {
 			}
 		case "pending":
 			h.Pending = append(h.Pending, strings.TrimSpace(rest))
+		case "containerd", "image", "containerd-conf":
+			h.parseContainerd(tag, rest)
 		case "end":
 			ended = true
 		case "":
