@@ -62,10 +62,12 @@ func planUpgrade(in Input, hosts []*host, refused *refusals) *upgrade {
 	c := in.Cluster
 	target := c.EtcdImage()
 	u := &upgrade{image: target, to: etcdVersion(target), from: map[string]*version.Version{}}
+	// Only running members upgrade: a member that does not run is being
+	// repaired, whatever image its broken manifest names.
 	var changing []*host
 	for _, h := range hosts {
 		m := h.facts.Manifest
-		if h.role != roleMember || m == nil || m.Err != "" || m.Image == "" || m.Image == target {
+		if h.role != roleMember || !h.runs() || m == nil || m.Err != "" || m.Image == "" || m.Image == target {
 			continue
 		}
 		changing = append(changing, h)
@@ -74,7 +76,7 @@ func planUpgrade(in Input, hosts []*host, refused *refusals) *upgrade {
 		return nil
 	}
 	for _, h := range hosts {
-		if h.role != roleMember {
+		if h.role != roleMember || !h.runs() {
 			continue
 		}
 		var v *version.Version

@@ -152,3 +152,25 @@ func TestNoUpgradeNoSnapshot(t *testing.T) {
 		}
 	}
 }
+
+// A member that does not run, its manifest naming an image that does not
+// exist: a repair with the inventory's image, not an upgrade.
+func TestBrokenManifestIsARepair(t *testing.T) {
+	w, in := upgradeWorld(t, "3.7.0-0", "3.7.0", "imageTag: 3.7.0-0")
+	broken := in.Hosts["n0"]
+	broken.Manifest.Image = "registry.k8s.io/etcd:0.0.0-missing"
+	st := broken.Files[w.manifestPath()]
+	st.SHA256 = "0000"
+	broken.Files[w.manifestPath()] = st
+	stop(broken)
+	unhealthy(t, in.Etcd, "n0")
+	p := mustBuild(t, in)
+	for _, st := range p.Stages {
+		if strings.Contains(st.Name, "snapshot") || strings.Contains(st.Name, "upgrade") {
+			t.Fatalf("a repair is no upgrade:\n%s", planText(p))
+		}
+	}
+	if _, i := findOp(opsOf(p, "n0"), isKind(OpWaitMember)); i < 0 {
+		t.Errorf("n0 must be repaired and waited for:\n%s", planText(p))
+	}
+}
