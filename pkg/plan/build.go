@@ -12,6 +12,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
+	"github.com/etcdadm-io/etcdadm/pkg/images"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
 )
 
@@ -26,6 +27,12 @@ type Input struct {
 	Etcd *facts.Cluster
 	// Now stamps the restarts the plan makes; the zero time means time.Now.
 	Now time.Time
+	// Images are the image archives a host's missing images are imported
+	// from; nil when none were given.
+	Images *images.Set
+	// Platform is the hosts' os/architecture, which an archive must hold
+	// the images for; this machine's when empty.
+	Platform string
 }
 
 func (in Input) now() time.Time {
@@ -78,6 +85,8 @@ type host struct {
 	// restart is the manifest with a new restart annotation, for a restart;
 	// retry the same with another, should the kubelet hold the first back.
 	restart, retry File
+	// imports bring the images the host lacks, before anything starts.
+	imports []Op
 }
 
 func (h *host) runs() bool { return h.facts.RunsEtcd() }
@@ -103,6 +112,7 @@ func Build(in Input) (*Plan, error) {
 		hosts = append(hosts, &host{cfg: ch, facts: hf})
 	}
 	formed := classify(in, hosts, &refused)
+	p.Warnings = append(p.Warnings, planImages(in, hosts, &refused)...)
 	p.Warnings = append(p.Warnings, unknownMembers(in)...)
 	early := len(refused) > 0
 	var joined []etcdclient.Member

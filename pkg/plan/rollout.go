@@ -59,6 +59,7 @@ func hostWork(in Input, h *host) work {
 	var w work
 	hp, hf := h.plan, h.facts
 	running := h.runs()
+	w.prepare = append(w.prepare, h.imports...)
 	for _, d := range hp.Dirs {
 		if st, ok := hf.Files[d.Path]; !ok || !st.Dir {
 			w.prepare = append(w.prepare, Op{Kind: OpMkdir, Path: d.Path, Mode: d.Mode})

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io/fs"
 	"time"
+
+	"github.com/etcdadm-io/etcdadm/pkg/images"
 )
 
 // Rollout says how a stage goes over its hosts.
@@ -84,6 +86,10 @@ const (
 	// OpSwapData moves the data directory's contents (Path) under the backup
 	// directory, then the pushed data (Source) in their place.
 	OpSwapData OpKind = "swap-data"
+	// OpImportImage pushes an image archive made available on this machine
+	// (Source) to the host and imports it into containerd, then checks
+	// that containerd holds Images with their digests.
+	OpImportImage OpKind = "import-image"
 )
 
 // LocalHost is the name a stage gives this machine, for the operations that
@@ -124,6 +130,11 @@ type Op struct {
 	Version string `json:"version,omitempty"`
 	// Source is a path on this machine (push-data) or on the host (swap-data).
 	Source string `json:"source,omitempty"`
+	// Images are what an import brings, from Archive; Snapshotter is the
+	// one the CRI plugin unpacks images for (containerd's default if empty).
+	Images      []ImageImport   `json:"images,omitempty"`
+	Archive     *images.Archive `json:"-"`
+	Snapshotter string          `json:"snapshotter,omitempty"`
 	// Disruptive is set when the operation stops the host's running member.
 	Disruptive bool `json:"disruptive,omitempty"`
 	// Why explains the operation in a few words.
@@ -164,6 +175,8 @@ func (o Op) String() string {
 		return fmt.Sprintf("save a snapshot to %s", o.Path)
 	case OpPushData:
 		return fmt.Sprintf("push the data directory made from the snapshot to %s", o.Path)
+	case OpImportImage:
+		return o.importString()
 	case OpSwapData:
 		return fmt.Sprintf("move %s's contents under the backup directory, and %s's in their place", o.Path, o.Source)
 	case OpWaitMember:
