@@ -54,6 +54,8 @@ type HostResult struct {
 	Ran              []string `json:"ran,omitempty"`
 	RestartedKubelet bool     `json:"restartedKubelet,omitempty"`
 	RestartedEtcd    bool     `json:"restartedEtcd,omitempty"`
+	// Imported are the images imported into the host's containerd.
+	Imported []string `json:"imported,omitempty"`
 }
 
 // Result is the outcome of a run.
@@ -339,6 +341,8 @@ func holdPath(c *config.Cluster) string {
 // starts it at once, and the new process reads the CA and certificates anew.
 // Written while the old Pod still terminates, the kubelet would start it only
 // after its retry delay. A run cut in between leaves the manifest missing,
+	case plan.OpImportImage:
+		return x.importImage(ctx, t, name, op)
 // which the next run's plan restores.
 func (x *Executor) restartEtcd(ctx context.Context, t remote.Transport, name string, f plan.File, retry *plan.File, before []facts.Process) error {
 	m, hold := manifests.ManifestPath(x.Cluster), holdPath(x.Cluster)
