@@ -124,6 +124,28 @@ func (x *Executor) result() *Result {
 	return r
 }
 
+// Add adds what another run did, host by host: the commands that run
+// several plans (a CA rotation's stages) report them as one.
+func (r *Result) Add(o *Result) {
+	for _, h := range o.Hosts {
+		i := slices.IndexFunc(r.Hosts, func(x HostResult) bool { return x.Host == h.Host })
+		if i < 0 {
+			r.Hosts = append(r.Hosts, h)
+			continue
+		}
+		x := &r.Hosts[i]
+		x.Written = append(x.Written, h.Written...)
+		x.Ran = append(x.Ran, h.Ran...)
+		x.RestartedKubelet = x.RestartedKubelet || h.RestartedKubelet
+		x.RestartedEtcd = x.RestartedEtcd || h.RestartedEtcd
+	}
+	r.Snapshots = append(r.Snapshots, o.Snapshots...)
+	r.Warnings = append(r.Warnings, o.Warnings...)
+	if o.Members != nil {
+		r.Members = o.Members
+	}
+}
+
 func (x *Executor) record(host string, f func(*HostResult)) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -319,6 +341,8 @@ func (x *Executor) op(ctx context.Context, t remote.Transport, h config.Host, op
 		return x.pushData(ctx, t, name, op)
 	case plan.OpSwapData:
 		return x.swapData(ctx, t, name, op)
+	case plan.OpImportImage:
+		return x.importImage(ctx, t, name, op)
 	case plan.OpWaitCluster:
 		x.Log.Host(name, "waiting for %v to be healthy", op.Members)
 		if _, err := x.Etcd.WaitHealthy(ctx, x.endpoints(op.Members), x.HealthTimeout, nil); err != nil {
@@ -341,8 +365,6 @@ func holdPath(c *config.Cluster) string {
 // starts it at once, and the new process reads the CA and certificates anew.
 // Written while the old Pod still terminates, the kubelet would start it only
 // after its retry delay. A run cut in between leaves the manifest missing,
-	case plan.OpImportImage:
-		return x.importImage(ctx, t, name, op)
 // which the next run's plan restores.
 func (x *Executor) restartEtcd(ctx context.Context, t remote.Transport, name string, f plan.File, retry *plan.File, before []facts.Process) error {
 	m, hold := manifests.ManifestPath(x.Cluster), holdPath(x.Cluster)

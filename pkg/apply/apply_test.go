@@ -12,6 +12,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
+	"github.com/etcdadm-io/etcdadm/pkg/progress"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
 )
 
@@ -44,7 +45,7 @@ func TestExecutorRunsHostOperationsInOrder(t *testing.T) {
 	c := &config.Cluster{Spec: config.Spec{Hosts: []config.Host{{Name: "local", Address: "127.0.0.1"}}}}
 	hs := &Hosts{Order: c.Spec.Hosts, T: map[string]remote.Transport{"local": remote.NewLocal("local", false)}}
 	var out bytes.Buffer
-	x := &Executor{Cluster: c, Hosts: hs, Log: NewLog(&out), BackupDir: filepath.Join(root, "backup"), StateDir: state}
+	x := &Executor{Cluster: c, Hosts: hs, Log: NewLog(progress.New(&out, nil)), BackupDir: filepath.Join(root, "backup"), StateDir: state}
 	res, err := x.Run(ctx, p)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())

@@ -8,12 +8,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"sort"
 	"strings"
 	"sync"
 
 	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/progress"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
 )
 
@@ -190,30 +191,33 @@ func named(err error, what string) error {
 	return err
 }
 
-// Log writes progress lines to stderr-like output, each prefixed with its host.
-type Log struct {
-	mu  sync.Mutex
-	out io.Writer
+// Log prints a run's progress through a slog.Logger: Host for a line about
+// one host ("[host] message" with the progress handler), Printf for one
+// about the run, Warn for a warning about a host.
+type Log struct{ l *slog.Logger }
+
+// NewLog prints through l; nil discards.
+func NewLog(l *slog.Logger) *Log {
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return &Log{l: l}
 }
 
-// NewLog writes to w; nil discards.
-func NewLog(w io.Writer) *Log {
-	if w == nil {
-		w = io.Discard
-	}
-	return &Log{out: w}
-}
+// Logger is the logger Log prints through.
+func (l *Log) Logger() *slog.Logger { return l.l }
 
 // Host prints one line about a host.
 func (l *Log) Host(host, format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	fmt.Fprintf(l.out, "[%s] %s\n", host, fmt.Sprintf(format, args...))
+	l.l.Info(fmt.Sprintf(format, args...), progress.HostKey, host)
+}
+
+// Warn prints a warning about a host.
+func (l *Log) Warn(host, format string, args ...any) {
+	l.l.Warn(fmt.Sprintf(format, args...), progress.HostKey, host)
 }
 
 // Printf prints one line about the run.
 func (l *Log) Printf(format string, args ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	fmt.Fprintf(l.out, format+"\n", args...)
+	l.l.Info(fmt.Sprintf(format, args...))
 }

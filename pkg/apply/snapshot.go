@@ -135,7 +135,7 @@ ls -1 "$d" | grep -E '^[0-9]{8}T[0-9]{6}Z$' | sort -r | awk -v n=%d 'NR>n' | whi
 		}
 		out, err := t.Run(ctx, script, nil)
 		if err != nil {
-			x.Log.Host(h.Name, "warning: could not prune old backups in %s: %v", x.BackupDir, err)
+			x.Log.Warn(h.Name, "could not prune old backups in %s: %v", x.BackupDir, err)
 			continue
 		}
 		if gone := strings.Fields(string(out)); len(gone) > 0 {

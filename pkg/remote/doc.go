@@ -22,6 +22,7 @@
 //
 // Every error names the host; a failed command is a *CommandError carrying
 // its exit code and stderr. Nothing logged or returned holds key material,
-// passphrases, passwords or file contents; commands are logged at debug
-// level, so secrets belong in stdin or in files, never in a command line.
+// passphrases, passwords or file contents. Callers may log the commands
+// they run (etcdadm does with --verbose), so secrets belong in stdin or in
+// files, never in a command line.
 package remote

@@ -72,7 +72,7 @@ func Dial(ctx context.Context, cfg Config) (Transport, error) {
 			return nil, err
 		}
 	}
-	log.Info("connected", "user", rt.Target.User, "address", rt.Target.addr(), "via", rt.via(), "sudo", t.sudo)
+	log.Debug("connected", "user", rt.Target.User, "address", rt.Target.addr(), "via", rt.via(), "sudo", t.sudo)
 	return t, nil
 }
 
@@ -159,7 +159,6 @@ func (t *sshTransport) Run(ctx context.Context, cmd string, stdin io.Reader) ([]
 	if err != nil {
 		return nil, &CommandError{Host: t.cfg.Host, Cmd: cmd, ExitCode: -1, Err: err}
 	}
-	t.log.Debug("run", "cmd", cmd)
 	out, err := runSSH(ctx, c.client, t.cfg.Host, cmd, wrapCommand(cmd, t.sudo), stdin)
 	var ce *CommandError
 	switch {
@@ -231,7 +230,6 @@ func (t *sshTransport) Start(ctx context.Context, cmd string) (*Process, error) 
 	}
 	stderr := &tailBuffer{max: 64 << 10}
 	sess.Stderr = stderr
-	t.log.Debug("start", "cmd", cmd)
 	if err := sess.Start(wrapCommand(cmd, t.sudo)); err != nil {
 		sess.Close()
 		return nil, fail(fmt.Errorf("start: %w", err))
@@ -334,7 +332,6 @@ func (t *sshTransport) WriteFile(ctx context.Context, f File, backupDir string) 
 	if err != nil {
 		return WriteResult{}, fmt.Errorf("write %s on %s: %w", f.Path, t.cfg.Host, err)
 	}
-	t.log.Debug("write", "path", f.Path, "action", res.Action, "backup", res.BackupPath)
 	return res, nil
 }
 

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,6 +13,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
+	"github.com/etcdadm-io/etcdadm/pkg/progress"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
 )
 
@@ -114,7 +116,7 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log, o 
 		s.close()
 		return nil, err
 	}
-	connect, err := f.connector(ctx, c, streams)
+	connect, err := f.connector(ctx, c, streams, log.Logger())
 	if err != nil {
 		s.close()
 		return nil, err
@@ -147,7 +149,9 @@ func (s *session) gather(ctx context.Context, f *sshFlags, lock bool) (*apply.Fa
 	return facts, nil
 }
 
-func (f *sshFlags) connector(ctx context.Context, c *config.Cluster, streams Streams) (apply.Connector, error) {
+// connector dials the hosts with the run's logger: each command and file
+// operation is traced at debug level, for --verbose.
+func (f *sshFlags) connector(ctx context.Context, c *config.Cluster, streams Streams, log *slog.Logger) (apply.Connector, error) {
 	tty := remote.NewTerminal(streams.In, streams.ErrOut)
 	base := remote.Config{
 		AcceptNewHostKeys: f.acceptNewHostKeys,
@@ -156,6 +160,7 @@ func (f *sshFlags) connector(ctx context.Context, c *config.Cluster, streams Str
 		PassphraseEnv:     PassphraseEnv,
 		PassphrasePrompt:  passphrasePrompt(ctx, tty),
 		KeyCache:          &remote.KeyCache{},
+		Logger:            log,
 	}
 	if f.askPassword {
 		if tty == nil {
@@ -170,7 +175,7 @@ func (f *sshFlags) connector(ctx context.Context, c *config.Cluster, streams Str
 		if err != nil {
 			return nil, err
 		}
-		return apply.WithTimeout(t, f.commandTimeout), nil
+		return apply.WithTrace(apply.WithTimeout(t, f.commandTimeout), log.With(progress.HostKey, h.Name)), nil
 	}, nil
 }
 
@@ -187,7 +192,7 @@ type planFlags struct {
 }
 
 func (p *planFlags) bind(cmd *cobra.Command) {
-	cmd.Flags().StringVarP(&p.output, "output", "o", "text", "how to print the plan: text or json")
+	cmd.Flags().StringVarP(&p.output, "output", "o", "text", "how to print the plan, or what a run did: text or json")
 }
 
 func (p *planFlags) check() error {
@@ -249,8 +254,7 @@ func converge(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 	if err := pf.check(); err != nil {
 		return err
 	}
-	log := apply.NewLog(streams.ErrOut)
-	s, err := f.open(ctx, streams, log, openOptions{lockPKI: !o.dryRun, certs: o.certs})
+	s, err := f.open(ctx, streams, apply.NewLog(streams.progress()), openOptions{lockPKI: !o.dryRun, certs: o.certs})
 	if err != nil {
 		return err
 	}
@@ -272,14 +276,13 @@ func converge(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 	if err != nil || o.dryRun {
 		return err
 	}
-	return runApply(ctx, streams, s, p, facts, o.healthTimeout, f)
+	return runApply(ctx, streams, s, p, facts, o.healthTimeout, f, pf)
 }
 
 // runApply saves what the PKI lacks, runs the plan and reports.
-func runApply(ctx context.Context, streams Streams, s *session, p *plan.Plan, facts *apply.Facts, healthTimeout time.Duration, f *sshFlags) error {
-	for _, w := range p.Warnings {
-		fmt.Fprintf(streams.ErrOut, "warning: %s\n", w)
-	}
+func runApply(ctx context.Context, streams Streams, s *session, p *plan.Plan, facts *apply.Facts, healthTimeout time.Duration, f *sshFlags, pf *planFlags) error {
+	sum := newSummary(streams, pf.output)
+	sum.warn(p.Warnings)
 	if s.pki.Unsaved() {
 		if err := s.pki.Save(); err != nil {
 			return err
@@ -296,50 +299,28 @@ func runApply(ctx context.Context, streams Streams, s *session, p *plan.Plan, fa
 		// The facts were read a moment ago: they say how healthy it is.
 		sts := apply.Status(s.cluster, facts, nil, time.Now()).Statuses()
 		healthy, total := apply.Summary(sts)
-		fmt.Fprintln(streams.Out, "nothing to do: every host is as planned (nothing written, nothing restarted)")
-		fmt.Fprintf(streams.Out, "cluster: %d/%d members healthy\n", healthy, total)
+		sum.members(sts)
+		sum.printf("nothing to do: every host is as planned (nothing written, nothing restarted)")
+		sum.printf("cluster: %d/%d members healthy", healthy, total)
 		if healthy < total {
-			return fmt.Errorf("members not healthy, and nothing in the inventory to change: %v", etcdclient.Unhealthy(sts))
+			return sum.done(fmt.Errorf("members not healthy, and nothing in the inventory to change: %v", etcdclient.Unhealthy(sts)))
 		}
-		return nil
+		return sum.done(nil)
 	}
 	if f.keepBackups < 0 {
 		return &usageError{fmt.Errorf("invalid value %d for --keep-backups: use 0 (keep all) or more", f.keepBackups)}
 	}
 	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
 	res, err := x.Run(ctx, p)
-	writeApplySummary(streams, res)
+	sum.add(res)
 	if err != nil {
-		return err
+		return sum.done(err)
 	}
 	sts, err := s.etcd.WaitHealthy(ctx, apply.Endpoints(s.cluster), healthTimeout, nil)
 	healthy, total := apply.Summary(sts)
-	fmt.Fprintf(streams.Out, "cluster: %d/%d members healthy\n", healthy, total)
-	return err
-}
-
-func writeApplySummary(streams Streams, res *apply.Result) {
-	if res == nil {
-		return
-	}
-	for _, h := range res.Hosts {
-		var what []string
-		if n := len(h.Written); n > 0 {
-			what = append(what, fmt.Sprintf("%d file(s) written", n))
-		}
-		if h.RestartedKubelet {
-			what = append(what, "kubelet restarted")
-		}
-		if h.RestartedEtcd {
-			what = append(what, "etcd restarted")
-		}
-		if len(what) == 0 && len(h.Ran) > 0 {
-			what = append(what, fmt.Sprintf("%d command(s) run", len(h.Ran)))
-		}
-		if len(what) > 0 {
-			fmt.Fprintf(streams.Out, "%s: %s\n", h.Host, joinComma(what))
-		}
-	}
+	sum.members(sts)
+	sum.printf("cluster: %d/%d members healthy", healthy, total)
+	return sum.done(err)
 }
 
 func joinComma(s []string) string {
@@ -364,7 +345,7 @@ func newDiffCommand(streams Streams) *cobra.Command {
 			if err := pf.check(); err != nil {
 				return err
 			}
-			s, err := f.open(cmd.Context(), streams, apply.NewLog(streams.ErrOut), openOptions{})
+			s, err := f.open(cmd.Context(), streams, apply.NewLog(streams.progress()), openOptions{})
 			if err != nil {
 				return err
 			}
@@ -399,7 +380,8 @@ func newStatusCommand(streams Streams) *cobra.Command {
 			if output != "table" && output != "json" {
 				return &usageError{fmt.Errorf("invalid value %q for --output: use table or json", output)}
 			}
-			s, err := f.open(cmd.Context(), streams, apply.NewLog(nil), openOptions{anyHost: true})
+			// The table is the output: progress only with --verbose.
+			s, err := f.open(cmd.Context(), streams, apply.NewLog(progress.Quiet(streams.progress())), openOptions{anyHost: true})
 			if err != nil {
 				return err
 			}
@@ -409,7 +391,7 @@ func newStatusCommand(streams Streams) *cobra.Command {
 				return err
 			}
 			if s.pki.CACreated {
-				fmt.Fprintf(streams.ErrOut, "warning: %s has no etcd CA: etcd cannot be asked; only the hosts are shown\n", s.pki.Dir)
+				s.log.Logger().Warn(fmt.Sprintf("%s has no etcd CA: etcd cannot be asked; only the hosts are shown", s.pki.Dir))
 			}
 			r := apply.Status(s.cluster, facts, s.unreachable, time.Now())
 			if output == "json" {

@@ -10,6 +10,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
+	"github.com/etcdadm-io/etcdadm/pkg/progress"
 )
 
 func newCertsCommand(streams Streams) *cobra.Command {
@@ -100,7 +101,8 @@ and monitoring).`,
 			rows := certs.CheckExpiration(c, now)
 			var unreachable []string
 			if remote {
-				s, err := f.open(cmd.Context(), streams, apply.NewLog(nil), openOptions{anyHost: true})
+				// The table is the output: progress only with --verbose.
+				s, err := f.open(cmd.Context(), streams, apply.NewLog(progress.Quiet(streams.progress())), openOptions{anyHost: true})
 				if err != nil {
 					return err
 				}

@@ -123,8 +123,7 @@ func runMembership(ctx context.Context, streams Streams, f *changeFlags, what st
 	if !f.yes && !f.dryRun && !isTerminal(streams) {
 		return fmt.Errorf("refusing to %s without confirmation: run it on a terminal, or pass --yes", what)
 	}
-	log := apply.NewLog(streams.ErrOut)
-	s, err := f.open(ctx, streams, log, openOptions{lockPKI: !f.dryRun, anyHost: true})
+	s, err := f.open(ctx, streams, apply.NewLog(streams.progress()), openOptions{lockPKI: !f.dryRun, anyHost: true})
 	if err != nil {
 		return err
 	}
@@ -133,7 +132,7 @@ func runMembership(ctx context.Context, streams Streams, f *changeFlags, what st
 		return fmt.Errorf("%s has no etcd CA: etcdadm cannot authenticate to the cluster; copy the PKI from where it was created", s.pki.Dir)
 	}
 	for name, err := range s.unreachable {
-		fmt.Fprintf(streams.ErrOut, "warning: %s cannot be reached: %v\n", name, err)
+		s.log.Logger().Warn(fmt.Sprintf("%s cannot be reached: %v", name, err))
 	}
 	facts, err := s.gather(ctx, &f.sshFlags, !f.dryRun)
 	if err != nil {
@@ -146,12 +145,11 @@ func runMembership(ctx context.Context, streams Streams, f *changeFlags, what st
 	if f.dryRun {
 		return f.print(streams, p)
 	}
-	for _, w := range p.Warnings {
-		fmt.Fprintf(streams.ErrOut, "warning: %s\n", w)
-	}
+	sum := newSummary(streams, f.output)
+	sum.warn(p.Warnings)
 	if p.Empty() {
-		fmt.Fprintln(streams.Out, "nothing to do")
-		return nil
+		sum.printf("nothing to do")
+		return sum.done(nil)
 	}
 	if !f.yes {
 		plan.WriteText(streams.ErrOut, p)
@@ -171,15 +169,15 @@ func runMembership(ctx context.Context, streams Streams, f *changeFlags, what st
 	}
 	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: f.healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
 	res, err := x.Run(ctx, p)
-	writeApplySummary(streams, res)
+	sum.add(res)
 	if err != nil {
-		return err
+		return sum.done(err)
 	}
 	list, err := s.etcd.MemberList(ctx, allClientURLs(s), f.etcdTimeout)
 	if err == nil {
-		fmt.Fprintf(streams.Out, "cluster: %d member(s): %s\n", len(list.Members), describeMembers(list.Members))
+		sum.printf("cluster: %d member(s): %s", len(list.Members), describeMembers(list.Members))
 	}
-	return nil
+	return sum.done(nil)
 }
 
 func allClientURLs(s *session) []string {

@@ -95,6 +95,7 @@ func computePlan(streams Streams, c *config.Cluster, parts []plan.Part, generate
 
 // printCertEvents says what happened to the PKI, or with would what would.
 func printCertEvents(streams Streams, events []certs.Event, would bool) {
+	log := streams.progress()
 	reused := 0
 	for _, e := range events {
 		if e.Action == certs.Reused {
@@ -109,9 +110,9 @@ func printCertEvents(streams Streams, events []certs.Event, would bool) {
 		if would {
 			action = "would be " + action
 		}
-		fmt.Fprintf(streams.ErrOut, "[certs] %s %s: %s (%s)\n", who, e.Name, action, e.Reason)
+		log.Info(fmt.Sprintf("[certs] %s %s: %s (%s)", who, e.Name, action, e.Reason))
 	}
 	if reused > 0 {
-		fmt.Fprintf(streams.ErrOut, "[certs] %d certificates unchanged\n", reused)
+		log.Info(fmt.Sprintf("[certs] %d certificates unchanged", reused))
 	}
 }

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/progress"
 )
 
 // Streams are the command's standard streams: Out carries data, ErrOut status.
@@ -19,6 +21,17 @@ type Streams struct {
 	In     io.Reader
 	Out    io.Writer
 	ErrOut io.Writer
+	// log prints progress and warnings on ErrOut; NewRootCommand makes it,
+	// at debug level with --verbose.
+	log *slog.Logger
+}
+
+// progress is the logger every command reports its progress and warnings to.
+func (s Streams) progress() *slog.Logger {
+	if s.log == nil {
+		return progress.New(s.ErrOut, nil)
+	}
+	return s.log
 }
 
 // Main runs etcdadm with the process's arguments and streams and returns the exit code.
@@ -65,6 +78,15 @@ of a whole cluster from one inventory file, exactly as kubeadm would, and puts t
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{fmt.Errorf("%w\nsee '%s --help'", err, c.CommandPath())}
 	})
+	level := new(slog.LevelVar)
+	streams.log = progress.New(streams.ErrOut, level)
+	var verbose bool
+	cmd.PersistentFlags().BoolVarP(&verbose, "verbose", "v", false, "also show, per host, each command run and file read or written, with how long it took")
+	cmd.PersistentPreRun = func(*cobra.Command, []string) {
+		if verbose {
+			level.Set(slog.LevelDebug)
+		}
+	}
 	cmd.AddCommand(
 		newApplyCommand(streams),
 		newDiffCommand(streams),
@@ -102,7 +124,7 @@ func (f *inventoryFlags) load(streams Streams) (*config.Cluster, error) {
 		return nil, err
 	}
 	for _, w := range warnings {
-		fmt.Fprintf(streams.ErrOut, "warning: %s\n", w)
+		streams.progress().Warn(w.String())
 	}
 	return c, nil
 }

@@ -61,13 +61,18 @@ stage (a) and restart it before stage (c).`,
 	return cmd
 }
 
-func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, abort, dryRun bool, until plan.RotationStage, healthTimeout time.Duration) error {
-	log := apply.NewLog(streams.ErrOut)
-	s, err := f.open(ctx, streams, log, openOptions{lockPKI: !dryRun, rotation: true})
+func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, abort, dryRun bool, until plan.RotationStage, healthTimeout time.Duration) (err error) {
+	s, err := f.open(ctx, streams, apply.NewLog(streams.progress()), openOptions{lockPKI: !dryRun, rotation: true})
 	if err != nil {
 		return err
 	}
 	defer s.close()
+	log := streams.progress()
+	sum := newSummary(streams, pf.output)
+	if !dryRun {
+		// What the stages did is reported however the run ends.
+		defer func() { err = sum.done(err) }()
+	}
 	now := time.Now()
 	var r *certs.Rotation
 	if abort {
@@ -90,7 +95,7 @@ func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 		if err := r.Save(s.cluster); err != nil {
 			return err
 		}
-		fmt.Fprintf(streams.ErrOut, "[certs] new etcd CA %s in %s (sha256 %s)\n", target.Cert.Subject, certs.NewCABaseName, plan.Fingerprint(target.Cert))
+		log.Info(fmt.Sprintf("[certs] new etcd CA %s in %s (sha256 %s)", target.Cert.Subject, certs.NewCABaseName, plan.Fingerprint(target.Cert)))
 	}
 	for {
 		facts, err := apply.Gather(ctx, s.cluster, s.pki, s.hosts, nil, apply.GatherOptions{Concurrency: f.concurrency, Lock: !dryRun})
@@ -101,16 +106,16 @@ func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 		stage, why := plan.Rotation(in, move)
 		if stage > until && stage != plan.RotationDone {
 			facts.Release()
-			fmt.Fprintf(streams.Out, "rotation stopped before stage %s, as asked: run rotate-ca again to go on\n", move.Describe(stage))
-			return nil
+			sum.printf("rotation stopped before stage %s, as asked: run rotate-ca again to go on", move.Describe(stage))
+			return nothingPlanned(streams, s, pf, dryRun)
 		}
 		if stage == plan.RotationDone {
 			facts.Release()
 			if dryRun {
-				fmt.Fprintf(streams.Out, "rotation: %s\n", why)
-				return nil
+				sum.printf("rotation: %s", why)
+				return nothingPlanned(streams, s, pf, dryRun)
 			}
-			return finishRotation(streams, s, r, abort, why)
+			return finishRotation(s, r, abort, why, sum)
 		}
 		issuer := target
 		if stage == plan.TrustBoth && !allLeavesBy(facts, target) {
@@ -127,7 +132,7 @@ func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 			facts.Release()
 			return err
 		}
-		err = rotationStage(ctx, streams, s, pki, events, client, facts, move.Describe(stage), why, pf, dryRun, healthTimeout, f)
+		err = rotationStage(ctx, streams, s, pki, events, client, facts, move.Describe(stage), why, pf, dryRun, healthTimeout, f, sum)
 		client.Close()
 		facts.Release()
 		if err != nil || dryRun {
@@ -138,13 +143,13 @@ func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 
 // rotationStage plans one stage from fresh facts and runs it.
 func rotationStage(ctx context.Context, streams Streams, s *session, pki *certs.PKI, events []certs.Event, client *etcdclient.Client, facts *apply.Facts,
-	stage, why string, pf *planFlags, dryRun bool, healthTimeout time.Duration, f *sshFlags) error {
+	stage, why string, pf *planFlags, dryRun bool, healthTimeout time.Duration, f *sshFlags, sum *summary) error {
 	e := apply.GatherEtcd(ctx, s.cluster, facts, client, f.etcdTimeout)
 	p, err := plan.Build(plan.Input{Cluster: s.cluster, PKI: pki, Hosts: facts.Hosts, Etcd: e})
 	if err == nil {
 		err = onlyCertificates(p)
 	}
-	fmt.Fprintf(streams.ErrOut, "[rotate-ca] stage %s: %s\n", stage, why)
+	streams.progress().Info(fmt.Sprintf("[rotate-ca] stage %s: %s", stage, why))
 	if dryRun {
 		if p != nil {
 			printCertEvents(streams, events, true)
@@ -166,11 +171,20 @@ func rotationStage(ctx context.Context, streams Streams, s *session, pki *certs.
 	printCertEvents(streams, events, false)
 	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: client, Log: s.log, HealthTimeout: healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
 	res, err := x.Run(ctx, p)
-	writeApplySummary(streams, res)
+	sum.add(res)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(streams.ErrOut, "[rotate-ca] stage %s done\n", stage)
+	streams.progress().Info(fmt.Sprintf("[rotate-ca] stage %s done", stage))
+	return nil
+}
+
+// nothingPlanned ends a run with no stage left to run: a dry run asked
+// for JSON prints a plan without stages.
+func nothingPlanned(streams Streams, s *session, pf *planFlags, dryRun bool) error {
+	if dryRun && pf.output == "json" {
+		return pf.print(streams, &plan.Plan{Cluster: s.cluster.Metadata.Name, Topology: s.cluster.Spec.Topology})
+	}
 	return nil
 }
 
@@ -183,19 +197,19 @@ func allLeavesBy(f *apply.Facts, ca certs.CA) bool {
 	return true
 }
 
-func finishRotation(streams Streams, s *session, r *certs.Rotation, abort bool, why string) error {
+func finishRotation(s *session, r *certs.Rotation, abort bool, why string, sum *summary) error {
 	if abort {
 		kept, err := r.Abort(s.cluster)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(streams.Out, "rotation aborted: %s; the new CA is kept at %s\n", why, kept)
+		sum.printf("rotation aborted: %s; the new CA is kept at %s", why, kept)
 		return nil
 	}
 	kept, err := r.Finish(s.cluster)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(streams.Out, "rotation done: %s; it is now %s in %s, the old one is kept at %s\n", why, certs.CABaseName, s.cluster.PKIDir(), kept)
+	sum.printf("rotation done: %s; it is now %s in %s, the old one is kept at %s", why, certs.CABaseName, s.cluster.PKIDir(), kept)
 	return nil
 }

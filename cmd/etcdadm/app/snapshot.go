@@ -40,7 +40,7 @@ FILE is snapshots/<cluster>-<UTC time>.db next to the inventory.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			s, err := f.open(ctx, streams, apply.NewLog(streams.ErrOut), openOptions{anyHost: true})
+			s, err := f.open(ctx, streams, apply.NewLog(streams.progress()), openOptions{anyHost: true})
 			if err != nil {
 				return err
 			}
@@ -56,17 +56,18 @@ FILE is snapshots/<cluster>-<UTC time>.db next to the inventory.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(streams.ErrOut, "streaming a snapshot from %s (%s) to %s\n", src.Name, src.Endpoint, dst)
+			s.log.Printf("streaming a snapshot from %s (%s) to %s", src.Name, src.Endpoint, dst)
 			start := time.Now()
 			info, err := apply.SaveSnapshot(ctx, s.cluster, s.etcd, src, dst)
 			if err != nil {
 				return err
 			}
 			took := time.Since(start)
-			fmt.Fprintf(streams.Out, "snapshot saved: %s\n", info.Path)
-			printSnapshotInfo(streams, info)
-			fmt.Fprintf(streams.Out, "  member:   %s (%s, etcd %s)\n", src.Name, src.ID, src.Version)
-			fmt.Fprintf(streams.Out, "  took:     %s (%.1f MB/s)\n", took.Round(time.Millisecond), float64(info.Size)/took.Seconds()/1e6)
+			sum := newSummary(streams, "text")
+			sum.printf("snapshot saved: %s", info.Path)
+			printSnapshotInfo(sum, info)
+			sum.printf("  member:   %s (%s, etcd %s)", src.Name, src.ID, src.Version)
+			sum.printf("  took:     %s (%.1f MB/s)", took.Round(time.Millisecond), float64(info.Size)/took.Seconds()/1e6)
 			return nil
 		},
 	}
@@ -76,14 +77,14 @@ FILE is snapshots/<cluster>-<UTC time>.db next to the inventory.`,
 	return cmd
 }
 
-func printSnapshotInfo(streams Streams, info *snapshot.Info) {
-	fmt.Fprintf(streams.Out, "  revision: %d\n", info.Revision)
-	fmt.Fprintf(streams.Out, "  keys:     %d\n", info.Keys)
-	fmt.Fprintf(streams.Out, "  size:     %d bytes\n", info.Size)
-	fmt.Fprintf(streams.Out, "  sha256:   %s (checked)\n", info.SHA256)
-	fmt.Fprintf(streams.Out, "  hash:     %08x (CRC-32C of the buckets, as etcdutl snapshot status prints it)\n", info.Hash)
+func printSnapshotInfo(sum *summary, info *snapshot.Info) {
+	sum.printf("  revision: %d", info.Revision)
+	sum.printf("  keys:     %d", info.Keys)
+	sum.printf("  size:     %d bytes", info.Size)
+	sum.printf("  sha256:   %s (checked)", info.SHA256)
+	sum.printf("  hash:     %08x (CRC-32C of the buckets, as etcdutl snapshot status prints it)", info.Hash)
 	if info.StorageVersion != "" {
-		fmt.Fprintf(streams.Out, "  storage:  etcd %s\n", info.StorageVersion)
+		sum.printf("  storage:  etcd %s", info.StorageVersion)
 	}
 }
 
@@ -118,7 +119,7 @@ new IDs. Stop the kube-apiservers first, and restart them afterwards.`,
 	return cmd
 }
 
-func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file string, force bool) error {
+func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file string, force bool) (err error) {
 	if err := f.check(); err != nil {
 		return err
 	}
@@ -130,8 +131,10 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 	if err != nil {
 		return fmt.Errorf("not restoring: %w", err)
 	}
-	fmt.Fprintf(streams.Out, "snapshot %s checks out:\n", file)
-	printSnapshotInfo(streams, info)
+	// With -o json, stdout holds only the plan (--dry-run) or the result.
+	sum := newSummary(streams, f.output)
+	sum.printf("snapshot %s checks out:", file)
+	printSnapshotInfo(sum, info)
 	meta, err := snapshot.ReadMeta(file)
 	if err != nil {
 		return err
@@ -149,15 +152,15 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 		return fmt.Errorf("not restoring: %w; pass --force if it is the data this cluster must have", origin)
 	}
 	if origin != nil {
-		fmt.Fprintf(streams.ErrOut, "warning: %v (--force)\n", origin)
+		streams.progress().Warn(fmt.Sprintf("%v (--force)", origin))
 	} else {
-		fmt.Fprintf(streams.Out, "  taken:    from %s of cluster %s at %s\n", meta.Member, meta.Cluster, meta.TakenAt.Format(time.RFC3339))
+		sum.printf("  taken:    from %s of cluster %s at %s", meta.Member, meta.Cluster, meta.TakenAt.Format(time.RFC3339))
 	}
 	what := "restore " + filepath.Base(file)
 	if !f.yes && !f.dryRun && !isTerminal(streams) {
 		return fmt.Errorf("refusing to %s without confirmation: run it on a terminal, or pass --yes", what)
 	}
-	log := apply.NewLog(streams.ErrOut)
+	log := apply.NewLog(streams.progress())
 	s, err := f.open(ctx, streams, log, openOptions{lockPKI: !f.dryRun})
 	if err != nil {
 		return err
@@ -196,9 +199,7 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 	if f.dryRun {
 		return f.print(streams, p)
 	}
-	for _, w := range p.Warnings {
-		fmt.Fprintf(streams.ErrOut, "warning: %s\n", w)
-	}
+	sum.warn(p.Warnings)
 	if !f.yes {
 		plan.WriteText(streams.ErrOut, p)
 		ok, err := confirm(ctx, streams, fmt.Sprintf("replace the data of every member of cluster %s with %s (revision %d)? The members stop until it is done", s.cluster.Metadata.Name, file, info.Revision))
@@ -224,7 +225,9 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 	}
 	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: f.healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
 	res, err := x.Run(ctx, p)
-	writeApplySummary(streams, res)
+	sum.add(res)
+	// What the run did is reported however it ends.
+	defer func() { err = sum.done(err) }()
 	if err != nil {
 		return fmt.Errorf("restore: %w; the old data of each host that got that far is under %s", err, apply.DefaultBackupDir)
 	}
@@ -238,8 +241,9 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 	if r, err := s.etcd.Revision(ctx, allClientURLs(s), f.etcdTimeout); err == nil {
 		rev = r
 	}
-	fmt.Fprintf(streams.Out, "restored in %s: %d/%d members healthy: %s\n", time.Since(start).Round(time.Millisecond), healthy, total, describeMembers(list.Members))
-	fmt.Fprintf(streams.Out, "revision %d (the snapshot's %d, bumped by %d); restart the kube-apiservers, then the controllers and kubelets that watch them\n", rev, info.Revision, int64(snapshot.RevisionBump))
+	sum.members(sts)
+	sum.printf("restored in %s: %d/%d members healthy: %s", time.Since(start).Round(time.Millisecond), healthy, total, describeMembers(list.Members))
+	sum.printf("revision %d (the snapshot's %d, bumped by %d); restart the kube-apiservers, then the controllers and kubelets that watch them", rev, info.Revision, int64(snapshot.RevisionBump))
 	if healthy < total {
 		return fmt.Errorf("members not healthy after the restore: %v", etcdclient.Unhealthy(sts))
 	}
