@@ -136,6 +136,7 @@ func (r *Result) Add(o *Result) {
 		x := &r.Hosts[i]
 		x.Written = append(x.Written, h.Written...)
 		x.Ran = append(x.Ran, h.Ran...)
+		x.Imported = append(x.Imported, h.Imported...)
 		x.RestartedKubelet = x.RestartedKubelet || h.RestartedKubelet
 		x.RestartedEtcd = x.RestartedEtcd || h.RestartedEtcd
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/images"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 	"github.com/etcdadm-io/etcdadm/pkg/progress"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
@@ -58,7 +59,9 @@ type session struct {
 	unreachable map[string]error
 	etcd        *etcdclient.Client
 	log         *apply.Log
-	release     []func()
+	// images are the image archives to import from; nil for none.
+	images  *images.Set
+	release []func()
 }
 
 func (s *session) close() {
@@ -83,6 +86,10 @@ type openOptions struct {
 	rotation bool
 	// anyHost goes on without the hosts that cannot be reached.
 	anyHost bool
+	// withImages reads the image archives of --images (images) or
+	// spec.images.dir before any host is reached, refusing a bad one.
+	withImages bool
+	images     string
 }
 
 // open loads the inventory, works out the PKI in memory (nothing is saved),
@@ -96,10 +103,16 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log, o 
 	if err != nil {
 		return nil, err
 	}
+	var archives *images.Set
+	if o.withImages {
+		if archives, err = imageArchives(c, o.images, streams.progress()); err != nil {
+			return nil, err
+		}
+	}
 	if certs.RotationInProgress(c) && !o.rotation {
 		return nil, fmt.Errorf("a CA rotation is in progress (%s exists in %s): finish it with 'etcdadm certs rotate-ca', or go back with 'etcdadm certs rotate-ca --abort'", certs.NewCABaseName+".crt", c.PKIDir())
 	}
-	s := &session{cluster: c, log: log}
+	s := &session{cluster: c, log: log, images: archives}
 	if o.lockPKI {
 		release, err := certs.Lock(c.PKIDir())
 		if err != nil {
@@ -215,6 +228,7 @@ func newApplyCommand(streams Streams) *cobra.Command {
 	pf := &planFlags{}
 	var dryRun bool
 	var healthTimeout time.Duration
+	var imagesDir string
 	cmd := &cobra.Command{
 		Use:   "apply -f cluster.yaml",
 		Short: "Bring the hosts to the inventory over SSH, one safe stage at a time",
@@ -225,11 +239,13 @@ quorum, data of a member the cluster does not know. A new cluster is brought up 
 hosts at once; a running one is changed one member at a time, each waited for (its new
 process, healthy, caught up) before the next, the leader last. A host added to the
 inventory joins as a learner and is promoted once caught up. Only the files whose
-sha256 or mode differ are written, atomically, with a backup. Re-running with nothing
-changed writes nothing and restarts nothing.`,
+sha256 or mode differ are written, atomically, with a backup. An image a host lacks
+(etcd's, the Pod sandbox's) is imported from the archives of --images DIR (or
+spec.images.dir) before anything starts there. Re-running with nothing changed writes
+nothing and restarts nothing.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return converge(cmd.Context(), streams, f, pf, convergeOptions{dryRun: dryRun, healthTimeout: healthTimeout})
+			return converge(cmd.Context(), streams, f, pf, convergeOptions{dryRun: dryRun, healthTimeout: healthTimeout, images: imagesDir})
 		},
 	}
 	f.bind(cmd)
@@ -237,6 +253,7 @@ changed writes nothing and restarts nothing.`,
 	pf.bind(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "read the hosts and etcd and print the plan's stages, changing nothing anywhere")
 	cmd.Flags().DurationVar(&healthTimeout, "health-timeout", 5*time.Minute, "how long to wait for a member or the cluster to be healthy")
+	bindImages(cmd, &imagesDir)
 	return cmd
 }
 
@@ -244,6 +261,8 @@ type convergeOptions struct {
 	dryRun        bool
 	healthTimeout time.Duration
 	certs         certs.Options
+	// images is the directory of image archives (--images).
+	images string
 	// check refuses a plan the command does not want to run.
 	check func(*plan.Plan) error
 }
@@ -254,7 +273,7 @@ func converge(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 	if err := pf.check(); err != nil {
 		return err
 	}
-	s, err := f.open(ctx, streams, apply.NewLog(streams.progress()), openOptions{lockPKI: !o.dryRun, certs: o.certs})
+	s, err := f.open(ctx, streams, apply.NewLog(streams.progress()), openOptions{lockPKI: !o.dryRun, certs: o.certs, withImages: true, images: o.images})
 	if err != nil {
 		return err
 	}
@@ -263,7 +282,7 @@ func converge(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 	if err != nil {
 		return err
 	}
-	p, err := plan.Build(plan.Input{Cluster: s.cluster, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd})
+	p, err := plan.Build(plan.Input{Cluster: s.cluster, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd, Images: s.images})
 	if err == nil && o.check != nil {
 		err = o.check(p)
 	}
@@ -337,6 +356,7 @@ func joinComma(s []string) string {
 func newDiffCommand(streams Streams) *cobra.Command {
 	f := &sshFlags{}
 	pf := &planFlags{}
+	var imagesDir string
 	cmd := &cobra.Command{
 		Use:   "diff -f cluster.yaml",
 		Short: "Show the stages apply would run: per host what would change (path, mode, sha256; certificates' subject, SANs, expiry)",
@@ -345,7 +365,7 @@ func newDiffCommand(streams Streams) *cobra.Command {
 			if err := pf.check(); err != nil {
 				return err
 			}
-			s, err := f.open(cmd.Context(), streams, apply.NewLog(streams.progress()), openOptions{})
+			s, err := f.open(cmd.Context(), streams, apply.NewLog(streams.progress()), openOptions{withImages: true, images: imagesDir})
 			if err != nil {
 				return err
 			}
@@ -354,7 +374,7 @@ func newDiffCommand(streams Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p, err := plan.Build(plan.Input{Cluster: s.cluster, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd})
+			p, err := plan.Build(plan.Input{Cluster: s.cluster, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd, Images: s.images})
 			if p != nil {
 				printCertEvents(streams, s.events, true)
 				if perr := pf.print(streams, p); perr != nil {
@@ -366,6 +386,7 @@ func newDiffCommand(streams Streams) *cobra.Command {
 	}
 	f.bind(cmd)
 	pf.bind(cmd)
+	bindImages(cmd, &imagesDir)
 	return cmd
 }
 

@@ -95,6 +95,7 @@ of a whole cluster from one inventory file, exactly as kubeadm would, and puts t
 		newResetCommand(streams),
 		newSnapshotCommand(streams),
 		newRenderCommand(streams),
+		newImagesCommand(streams),
 		newPhaseCommand(streams),
 		newCertsCommand(streams),
 		newVersionCommand(streams),

@@ -53,6 +53,9 @@ func (s *summary) add(res *apply.Result) {
 		if n := len(h.Written); n > 0 {
 			what = append(what, fmt.Sprintf("%d file(s) written", n))
 		}
+		if n := len(h.Imported); n > 0 {
+			what = append(what, fmt.Sprintf("%d image(s) imported", n))
+		}
 		if h.RestartedKubelet {
 			what = append(what, "kubelet restarted")
 		}
