@@ -119,6 +119,9 @@ func (h *Host) startContainerd(ctx context.Context) error {
 	if err := h.recordUnit("containerd.service", pid, argv); err != nil {
 		return err
 	}
+	if h.lab.opts.NoImages {
+		return nil
+	}
 	snap := h.lab.snapshotter()
 	for _, img := range []string{h.lab.Artifacts.PauseImage, h.lab.Artifacts.EtcdImage} {
 		// Through stdin: the tarball's path may not exist in the host's view.

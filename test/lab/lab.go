@@ -41,6 +41,10 @@ type Options struct {
 	Artifacts string
 	// SSHOnly starts only sshd on each host: no containerd, no kubelet.
 	SSHOnly bool
+	// NoImages starts containerd with no image at all, for the air-gapped
+	// path where etcdadm imports them; the hosts have no route to a
+	// registry either way.
+	NoImages bool
 	// Bastion adds a host named "bastion" on the outer network and moves
 	// the other hosts to an inner network that only the bastion reaches.
 	Bastion bool

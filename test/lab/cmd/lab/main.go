@@ -2,7 +2,7 @@
 // runs. Status goes to stderr; the summary of a lab goes to stdout.
 //
 //	lab build [--out DIR] [--ssh-only]
-//	lab up --hosts N [--dir DIR] [--ssh-only] [--bastion] [--prefix P] [--first-octet N]
+//	lab up --hosts N [--dir DIR] [--ssh-only] [--no-images] [--bastion] [--prefix P] [--first-octet N]
 //	lab down [--dir DIR]
 //	lab exec [--dir DIR] HOST [COMMAND...]
 package main
@@ -33,7 +33,7 @@ func main() {
 
 const usage = `usage:
   lab build [--out DIR] [--ssh-only]     build kubelet, etcd, images (cached)
-  lab up --hosts N [--dir DIR] [--ssh-only] [--bastion] [--prefix P] [--first-octet N]
+  lab up --hosts N [--dir DIR] [--ssh-only] [--no-images] [--bastion] [--prefix P] [--first-octet N]
   lab down [--dir DIR]                   tear down the lab whose state is in DIR
   lab exec [--dir DIR] HOST [COMMAND...] run a command (default: a shell) inside a host
 `
@@ -56,6 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&opts.Dir, "dir", lab.DefaultDir, "lab state directory")
 		fs.StringVar(&opts.Artifacts, "artifacts", "", "build output directory (default REPO/_output/lab)")
 		fs.BoolVar(&opts.SSHOnly, "ssh-only", false, "start only sshd on the hosts")
+		fs.BoolVar(&opts.NoImages, "no-images", false, "import no image into the hosts' containerd (etcdadm apply --images does)")
 		fs.BoolVar(&opts.Bastion, "bastion", false, "put the hosts behind a bastion host")
 		fs.StringVar(&opts.NamePrefix, "prefix", "lab", "prefix of host and interface names")
 		fs.IntVar(&opts.FirstOctet, "first-octet", 10, "last octet of the first host's address")
