@@ -50,7 +50,9 @@ func Restore(in Input, staged map[string]string) (*Plan, error) {
 		Compare(&hp, hf)
 		var drift []string
 		for _, chg := range hp.Changed() {
-			if chg.File.Part != PartManifests {
+			// The manifest and kubeadmcfg.yaml say how the member starts:
+			// the restore writes both.
+			if chg.File.Part != PartManifests && chg.File.Part != PartKubeadmConfig {
 				drift = append(drift, chg.Path)
 			}
 		}
@@ -97,7 +99,14 @@ func Restore(in Input, staged map[string]string) (*Plan, error) {
 		// A restart of a stopped member: the manifest is written, and
 		// written again under another name should the kubelet hold the
 		// first back.
-		start.Hosts = append(start.Hosts, HostOps{Host: ch.Name, Ops: []Op{{Kind: OpRestartEtcd, Path: w.Path, Change: &w, Retry: &retry}}})
+		var ops []Op
+		for j, chg := range p.Hosts[i].Changes {
+			if chg.File.Part == PartKubeadmConfig && chg.Kind != Unchanged {
+				ops = append(ops, Op{Kind: OpWrite, Path: chg.Path, Change: &p.Hosts[i].Changes[j]})
+			}
+		}
+		ops = append(ops, Op{Kind: OpRestartEtcd, Path: w.Path, Change: &w, Retry: &retry})
+		start.Hosts = append(start.Hosts, HostOps{Host: ch.Name, Ops: ops})
 		start.Wait = append(start.Wait, ch.Name)
 	}
 	p.Stages = []Stage{push, stop, swap, start}

@@ -40,8 +40,8 @@ func TestRestore(t *testing.T) {
 	}
 	for i, want := range []OpKind{OpPushData, OpStopEtcd, OpSwapData, OpRestartEtcd} {
 		for _, ho := range p.Stages[i].Hosts {
-			op := ho.Ops[0]
-			if len(ho.Ops) != 1 || op.Kind != want {
+			op := ho.Ops[len(ho.Ops)-1]
+			if (len(ho.Ops) != 1 && i < 3) || op.Kind != want {
 				t.Fatalf("%s in stage %d: %v, want %s", ho.Host, i, kinds(ho.Ops), want)
 			}
 			switch op.Kind {
@@ -103,4 +103,25 @@ func TestRestoreRefusals(t *testing.T) {
 			t.Fatalf("err %v, warnings %v", err, p.Warnings)
 		}
 	})
+}
+
+// A member that joined the running cluster has a kubeadmcfg.yaml of a
+// joining member: the restore rewrites it with the manifest, as for a new
+// cluster, instead of refusing.
+func TestRestoreRewritesHowMembersStart(t *testing.T) {
+	w := newWorld(t, 3)
+	hosts := w.allBootstrapped(t)
+	ic := etcdclient.InitialCluster([]etcdclient.Member{member(t, "n0"), member(t, "n1")}, "n2", peerOf("n2"))
+	hosts["n2"] = w.asPlanned(t, "n2", Member{InitialCluster: ic, State: "existing"})
+	p, err := Restore(Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", "n0", "n1", "n2")}, staged("n0", "n1", "n2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := stageOps(p.Stages[3], "n2")
+	if got := kinds(ops); len(ops) != 2 || ops[0].Kind != OpWrite || ops[0].Path != "/etc/kubernetes/kubeadmcfg.yaml" {
+		t.Fatalf("n2 starts with %v, want kubeadmcfg.yaml written, then the restart", got)
+	}
+	if ops := stageOps(p.Stages[3], "n0"); len(ops) != 1 {
+		t.Errorf("n0's files are a new cluster's already: %v", kinds(ops))
+	}
 }
