@@ -182,6 +182,14 @@ func buildHost(c *config.Cluster, p *certs.PKI, h config.Host, m Member, parts [
 				return Host{}, err
 			}
 			hp.Files = append(hp.Files, File{Path: kubeadmconfig.Path, Mode: 0o644, Part: part, Data: b})
+			if !external {
+				// kubeadm runs on stacked hosts too: init on the first, join on the others.
+				f, err := kubeadmconfig.ForKubeadm(c, h, m.InitialCluster, m.State)
+				if err != nil {
+					return Host{}, err
+				}
+				hp.Files = append(hp.Files, File{Path: f.Path, Mode: f.Mode, Part: part, Data: f.Data})
+			}
 		case PartKubelet:
 			if !external {
 				// A stacked member's kubelet belongs to kubeadm.

@@ -441,7 +441,7 @@ func TestIntegrationJumpHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = etcdadm(t, bin, "diff", "-f", via)
-	if r.err != nil || strings.Count(r.stdout, "12 of 12 files would change") != 2 {
+	if r.err != nil || strings.Count(r.stdout, "13 of 13 files would change") != 2 {
 		t.Fatalf("diff through the bastion: %v\n%s", r.err, r.stdout)
 	}
 }
