@@ -449,6 +449,15 @@ func TestStackedKubeadmPhasesAndPreflight(t *testing.T) {
 	if !slices.Contains(phases("reset", "phase"), "remove-etcd-member") {
 		t.Errorf("kubeadm reset has no phase remove-etcd-member: %v", phases("reset", "phase"))
 	}
+	// The README renews kubeadm's own certificates by name, leaving etcd's
+	// to etcdadm.
+	renew := phases("certs", "renew")
+	for _, name := range []string{"apiserver", "apiserver-kubelet-client", "front-proxy-client", "admin.conf", "super-admin.conf", "controller-manager.conf", "scheduler.conf",
+		"etcd-server", "etcd-peer", "etcd-healthcheck-client", "apiserver-etcd-client"} {
+		if !slices.Contains(renew, name) {
+			t.Errorf("kubeadm certs renew has no %s: %v", name, renew)
+		}
+	}
 	for _, args := range [][]string{{"upgrade", "apply"}, {"upgrade", "node"}} {
 		cmd, _, err := root.Find(args)
 		if err != nil || cmd.Flags().Lookup("etcd-upgrade") == nil {
