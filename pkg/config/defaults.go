@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -111,6 +112,41 @@ func (c *Cluster) HostNames() []string {
 	names := make([]string, len(c.Spec.Hosts))
 	for i, h := range c.Spec.Hosts {
 		names[i] = h.Name
+	}
+	return names
+}
+
+// ControlPlaneHost returns the control-plane host with the given name.
+func (c *Cluster) ControlPlaneHost(name string) (ControlPlaneHost, bool) {
+	for _, h := range c.Spec.ControlPlane.Hosts {
+		if h.Name == name {
+			return h, true
+		}
+	}
+	return ControlPlaneHost{}, false
+}
+
+// IsControlPlaneHost reports whether name is one of spec.controlPlane.hosts.
+func (c *Cluster) IsControlPlaneHost(name string) bool {
+	_, ok := c.ControlPlaneHost(name)
+	return ok
+}
+
+// AllHosts lists every host etcdadm reaches, in inventory order: the etcd
+// hosts, then the control-plane hosts.
+func (c *Cluster) AllHosts() []Host {
+	out := slices.Clone(c.Spec.Hosts)
+	for _, h := range c.Spec.ControlPlane.Hosts {
+		out = append(out, h.Host())
+	}
+	return out
+}
+
+// AllHostNames lists the names of AllHosts.
+func (c *Cluster) AllHostNames() []string {
+	var names []string
+	for _, h := range c.AllHosts() {
+		names = append(names, h.Name)
 	}
 	return names
 }

@@ -61,6 +61,31 @@ type Spec struct {
 	SSH               SSH      `json:"ssh,omitempty"`
 	Images            Images   `json:"images,omitempty"`
 	Hosts             []Host   `json:"hosts"`
+	// ControlPlane lists, for the external topology, the Kubernetes
+	// control-plane hosts whose kube-apiservers use this etcd cluster.
+	ControlPlane ControlPlane `json:"controlPlane,omitempty"`
+}
+
+// ControlPlane holds the control-plane hosts of an external etcd cluster.
+type ControlPlane struct {
+	Hosts []ControlPlaneHost `json:"hosts,omitempty"`
+}
+
+// ControlPlaneHost is a Kubernetes control-plane host that runs no etcd
+// member: it gets the etcd CA, its kube-apiserver's apiserver-etcd-client
+// certificate and the etcd.external part of a kubeadm configuration.
+type ControlPlaneHost struct {
+	// Name is the node name: where its certificate is kept in the PKI.
+	Name string `json:"name"`
+	// Address is the host's IPv4 or IPv6 address.
+	Address string  `json:"address"`
+	SSH     HostSSH `json:"ssh,omitempty"`
+}
+
+// Host is the control-plane host as etcdadm reaches it: a host with its
+// name, address and SSH settings, and no member settings.
+func (h ControlPlaneHost) Host() Host {
+	return Host{Name: h.Name, Address: h.Address, SSH: h.SSH}
 }
 
 // Images says where the hosts get the etcd and pause images from.

@@ -319,56 +319,95 @@ func validateHosts(s *Spec, ps *problems) []Warning {
 		ps.add("spec.hosts", "no hosts; list at least one etcd member (three or five for a highly available cluster)")
 		return nil
 	}
-	names := map[string]int{}
-	addrs := map[string]int{}
+	// Names and addresses are unique across both lists: each names one machine.
+	seen := hostKeys{names: map[string]string{}, addrs: map[string]string{}}
 	for i, h := range s.Hosts {
 		f := fmt.Sprintf("spec.hosts[%d]", i)
-		switch {
-		case h.Name == "":
-			ps.add(f+".name", "is required: the node name, used as certificate CN and etcd --name")
-		case len(validation.IsDNS1123Subdomain(h.Name)) > 0:
-			ps.add(f+".name", "%q is not a valid node name: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit", h.Name)
-		default:
-			if j, dup := names[h.Name]; dup {
-				ps.add(f+".name", "%q is already the name of spec.hosts[%d]; names must be unique", h.Name, j)
-			} else {
-				names[h.Name] = i
-			}
-		}
-		ip := net.ParseIP(h.Address)
-		switch {
-		case h.Address == "":
-			ps.add(f+".address", "is required: the IP address the member advertises to its peers and clients")
-		case ip == nil:
-			ps.add(f+".address", "%q is not an IP address; use an IPv4 or IPv6 address (put DNS names in serverCertSANs)", h.Address)
-		case ip.IsUnspecified() || ip.IsMulticast():
-			ps.add(f+".address", "%s cannot be advertised to peers; use the host's own address", h.Address)
-		default:
-			key := ip.String()
-			if j, dup := addrs[key]; dup {
-				ps.add(f+".address", "%s is already the address of spec.hosts[%d]; addresses must be unique", h.Address, j)
-			} else {
-				addrs[key] = i
-			}
-		}
+		validateHost(f, h.Name, h.Address, h.SSH, seen, hostRoles{
+			name:    "the node name, used as certificate CN and etcd --name",
+			address: "the IP address the member advertises to its peers and clients",
+			dnsHint: "put DNS names in serverCertSANs",
+			notOwn:  "cannot be advertised to peers",
+		}, ps)
 		validateSANs(f+".serverCertSANs", h.ServerCertSANs, ps)
 		validateSANs(f+".peerCertSANs", h.PeerCertSANs, ps)
-		if h.SSH.Port < 0 || h.SSH.Port > 65535 {
-			ps.add(f+".ssh.port", "%d is not a TCP port (1-65535, or 0 for spec.ssh.port)", h.SSH.Port)
-		}
-		if h.SSH.Host != "" && net.ParseIP(h.SSH.Host) == nil && len(validation.IsDNS1123Subdomain(strings.ToLower(h.SSH.Host))) > 0 {
-			ps.add(f+".ssh.host", "%q is neither an IP address nor a host name", h.SSH.Host)
-		}
-		if h.SSH.ProxyJump != "" {
-			validateProxyJump(f+".ssh.proxyJump", h.SSH.ProxyJump, ps)
-		}
 	}
+	validateControlPlane(s, seen, ps)
 	if n := len(s.Hosts); n%2 == 0 {
 		warnings = append(warnings, Warning{Field: "spec.hosts", Message: fmt.Sprintf(
 			"%d members tolerate no more failures than %d: quorum is %d of %d, so the cluster survives %d lost member(s); use an odd number",
 			n, n-1, n/2+1, n, (n-1)/2)})
 	}
 	return warnings
+}
+
+// validateControlPlane checks spec.controlPlane.hosts: only the external
+// topology has control-plane hosts apart from its etcd hosts.
+func validateControlPlane(s *Spec, seen hostKeys, ps *problems) {
+	if len(s.ControlPlane.Hosts) == 0 {
+		return
+	}
+	if s.Topology == TopologyStacked {
+		ps.add("spec.controlPlane.hosts", "the stacked topology runs etcd on the control-plane hosts, which are spec.hosts; remove spec.controlPlane, or use topology external for control-plane hosts apart from etcd")
+		return
+	}
+	for i, h := range s.ControlPlane.Hosts {
+		validateHost(fmt.Sprintf("spec.controlPlane.hosts[%d]", i), h.Name, h.Address, h.SSH, seen, hostRoles{
+			name:    "the node name of the control-plane host",
+			address: "the host's IP address",
+			notOwn:  "is not a host's address",
+		}, ps)
+	}
+}
+
+// hostKeys are the names and addresses of the hosts checked so far, with
+// the field that holds each.
+type hostKeys struct{ names, addrs map[string]string }
+
+// hostRoles say what a host's name and address are for, in messages.
+type hostRoles struct{ name, address, dnsHint, notOwn string }
+
+// validateHost checks a host's name, address and ssh settings, at field f.
+func validateHost(f, name, address string, ssh HostSSH, seen hostKeys, roles hostRoles, ps *problems) {
+	switch {
+	case name == "":
+		ps.add(f+".name", "is required: %s", roles.name)
+	case len(validation.IsDNS1123Subdomain(name)) > 0:
+		ps.add(f+".name", "%q is not a valid node name: use lower-case letters, digits, '-' and '.', starting and ending with a letter or digit", name)
+	default:
+		if other, dup := seen.names[name]; dup {
+			ps.add(f+".name", "%q is already the name of %s; names must be unique", name, other)
+		} else {
+			seen.names[name] = f
+		}
+	}
+	ip := net.ParseIP(address)
+	switch {
+	case address == "":
+		ps.add(f+".address", "is required: %s", roles.address)
+	case ip == nil && roles.dnsHint != "":
+		ps.add(f+".address", "%q is not an IP address; use an IPv4 or IPv6 address (%s)", address, roles.dnsHint)
+	case ip == nil:
+		ps.add(f+".address", "%q is not an IP address; use an IPv4 or IPv6 address (a DNS name to reach it by goes in ssh.host)", address)
+	case ip.IsUnspecified() || ip.IsMulticast():
+		ps.add(f+".address", "%s %s; use the host's own address", address, roles.notOwn)
+	default:
+		key := ip.String()
+		if other, dup := seen.addrs[key]; dup {
+			ps.add(f+".address", "%s is already the address of %s; addresses must be unique", address, other)
+		} else {
+			seen.addrs[key] = f
+		}
+	}
+	if ssh.Port < 0 || ssh.Port > 65535 {
+		ps.add(f+".ssh.port", "%d is not a TCP port (1-65535, or 0 for spec.ssh.port)", ssh.Port)
+	}
+	if ssh.Host != "" && net.ParseIP(ssh.Host) == nil && len(validation.IsDNS1123Subdomain(strings.ToLower(ssh.Host))) > 0 {
+		ps.add(f+".ssh.host", "%q is neither an IP address nor a host name", ssh.Host)
+	}
+	if ssh.ProxyJump != "" {
+		validateProxyJump(f+".ssh.proxyJump", ssh.ProxyJump, ps)
+	}
 }
 
 func sortedKeys[V any](m map[string]V) []string {
