@@ -39,6 +39,11 @@ func Kinds() []Spec {
 	return append([]Spec{{Name: EtcdCA, BaseName: CABaseName}}, LeafSpecs()...)
 }
 
+// KindsFor lists the etcd CA and the leaves the named host gets.
+func KindsFor(c *config.Cluster, host string) []Spec {
+	return append([]Spec{{Name: EtcdCA, BaseName: CABaseName}}, SpecsFor(c, host)...)
+}
+
 // LocalPath is where the local PKI keeps a certificate of host h ("" for the CA).
 func LocalPath(pkiDir, host string, spec Spec) string {
 	if spec.Name == EtcdCA {
@@ -52,8 +57,8 @@ func LocalPath(pkiDir, host string, spec Spec) string {
 func CheckExpiration(c *config.Cluster, now time.Time) []Expiration {
 	dir := c.PKIDir()
 	out := []Expiration{expirationOf(EtcdCA, LocalPath(dir, "", Spec{Name: EtcdCA}), now)}
-	for _, h := range c.Spec.Hosts {
-		for _, spec := range LeafSpecs() {
+	for _, h := range c.AllHosts() {
+		for _, spec := range SpecsFor(c, h.Name) {
 			out = append(out, expirationOf(spec.Name, LocalPath(dir, h.Name, spec), now))
 		}
 	}

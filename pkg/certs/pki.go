@@ -90,7 +90,7 @@ type KeyPair struct {
 type PKI struct {
 	Dir   string
 	CA    KeyPair
-	Hosts map[string][]KeyPair // by host name, in LeafSpecs order
+	Hosts map[string][]KeyPair // by host name, in SpecsFor order
 	// CACreated is set when spec.pki.dir holds no CA and Compute made one.
 	CACreated bool
 	// Trust is what the hosts' ca.crt holds, and HostCAKey the ca.key of
@@ -194,10 +194,11 @@ func Compute(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 		write int
 	}
 	var jobs []job
-	for _, h := range c.Spec.Hosts {
+	for _, h := range c.AllHosts() {
 		hostDir := HostDir(dir, h.Name)
-		leaves := make([]KeyPair, len(LeafSpecs()))
-		for i, spec := range LeafSpecs() {
+		specs := SpecsFor(c, h.Name)
+		leaves := make([]KeyPair, len(specs))
+		for i, spec := range specs {
 			base := filepath.Join(hostDir, spec.BaseName)
 			ev := Event{Host: h.Name, Name: spec.Name, Path: base + ".crt"}
 			kp, reason, err := loadLeaf(base, spec, c, h, ca.Cert, t, opts)

@@ -70,6 +70,23 @@ func LeafSpecs() []Spec {
 	}
 }
 
+// ControlPlaneSpecs lists the certificates a control-plane host of an
+// external cluster gets: its kube-apiserver's client certificate, the one
+// every member gets too.
+func ControlPlaneSpecs() []Spec {
+	spec, _ := SpecByName(APIServerEtcdClient)
+	return []Spec{spec}
+}
+
+// SpecsFor lists the leaves the named host gets: a control-plane host's,
+// or every member's.
+func SpecsFor(c *config.Cluster, host string) []Spec {
+	if c.IsControlPlaneHost(host) {
+		return ControlPlaneSpecs()
+	}
+	return LeafSpecs()
+}
+
 // SpecByName returns the leaf spec with kubeadm's name.
 func SpecByName(name string) (Spec, bool) {
 	for _, s := range LeafSpecs() {
