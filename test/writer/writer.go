@@ -47,9 +47,10 @@ type Options struct {
 	// TLS is nil for plain http endpoints.
 	TLS *tls.Config
 	// Reload, when set, is called after a write failed with a TLS or x509
-	// error (certificate expired, unknown authority, bad certificate...); the
-	// writer then builds a new client with the returned config. At most once
-	// per second.
+	// error (certificate expired, unknown authority, bad certificate...), or
+	// after two writes in a row failed (etcd's client often reports a failing
+	// handshake only as a deadline); the writer then builds a new client with
+	// the returned config. At most once per second.
 	Reload func() (*tls.Config, error)
 	// Rate is writes per second, default 100.
 	Rate int
@@ -77,6 +78,8 @@ type Writer struct {
 	tls        *tls.Config
 	clientAt   time.Time
 	lastReload time.Time
+	// failStreak counts the writes that failed since the last ack.
+	failStreak int
 	acked      []ack
 	attempted  int
 	failed     int
@@ -219,11 +222,13 @@ func (w *Writer) write(ctx context.Context, seq int) {
 	}
 	w.attempted++
 	if err == nil {
+		w.failStreak = 0
 		w.acked = append(w.acked, ack{key: key, value: value, at: now})
 		w.noteGap(now)
 		return
 	}
 	w.failed++
+	w.failStreak++
 	msg := err.Error()
 	since := w.lastAck
 	if w.clientAt.After(since) {
@@ -235,7 +240,7 @@ func (w *Writer) write(ctx context.Context, seq int) {
 		msg += " (last TLS failure: " + cause.Error() + ")"
 	}
 	w.countError(msg)
-	if w.o.Reload == nil || (cause == nil && !isTLSFailure(err.Error())) || now.Sub(w.lastReload) < reloadEvery {
+	if w.o.Reload == nil || (cause == nil && !isTLSFailure(err.Error()) && w.failStreak < 2) || now.Sub(w.lastReload) < reloadEvery {
 		return
 	}
 	w.lastReload = now
