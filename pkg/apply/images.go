@@ -73,6 +73,7 @@ func (x *Executor) importImage(ctx context.Context, t remote.Transport, name str
 // importScript receives size bytes on stdin into a private file of dir,
 // imports it with ctr (through gzip -d for a gzip'd archive), removes it
 // however the script ends, and lists containerd's images after a marker.
+// Files a cut run left in dir go first: the run holds the host's lock.
 // ctr imports for the host's own platform: a multi-platform archive need
 // not hold the others' blobs.
 func importScript(dir, base string, size int64, gz bool, ctr, snapshotter string) string {
@@ -88,8 +89,10 @@ func importScript(dir, base string, size int64, gz bool, ctr, snapshotter string
 	}
 	return fmt.Sprintf(`set -e; umask 077; d=%[1]s
 mkdir -p "$d"; chmod 0700 "$d"
+find "$d" -mindepth 1 -maxdepth 1 -type f -delete
 f="$d/%[2]s.$$"
 trap 'rm -f "$f"' EXIT
+trap 'exit 1' HUP INT TERM
 cat > "$f"
 n=$(wc -c < "$f")
 [ "$n" -eq %[3]d ] || { echo "received $n of %[3]d bytes" >&2; exit 1; }

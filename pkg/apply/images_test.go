@@ -83,6 +83,14 @@ func TestImportImage(t *testing.T) {
 			if err := os.WriteFile(src, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
+			// A file a cut run left behind goes.
+			stale := filepath.Join(root, "state", "import", "etcd.tar.1234")
+			if err := os.MkdirAll(filepath.Dir(stale), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(stale, []byte("partial"), 0o600); err != nil {
+				t.Fatal(err)
+			}
 			x := importExecutor(root)
 			res, err := x.Run(context.Background(), importPlan(src, &images.Archive{Path: src, Size: int64(len(data)), Gzip: gz}))
 			if err != nil {
