@@ -91,11 +91,8 @@ type host struct {
 
 func (h *host) runs() bool { return h.facts.RunsEtcd() }
 
-// Build makes the plan that brings the hosts to the inventory, from the
-// inventory, the operator's PKI and the facts, with no side effect. Every
-// guard is checked first; a refused plan comes with a *RefusedError listing
-// every reason, and holds the hosts' files and changes but no stage.
-func Build(in Input) (*Plan, error) {
+// buildMembers is Build for the etcd hosts.
+func buildMembers(in Input) (*Plan, error) {
 	c := in.Cluster
 	if in.Etcd == nil {
 		in.Etcd = &facts.Cluster{}

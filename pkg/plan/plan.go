@@ -152,6 +152,11 @@ func Files(c *config.Cluster, p *certs.PKI, opts Options) (*Plan, error) {
 		}
 		out.Hosts = append(out.Hosts, hp)
 	}
+	cp, err := controlPlaneFiles(c, p, opts, parts)
+	if err != nil {
+		return nil, err
+	}
+	out.Hosts = append(out.Hosts, cp...)
 	return out, nil
 }
 

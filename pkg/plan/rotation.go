@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
+	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
 )
@@ -56,14 +57,16 @@ func (m CAMove) Describe(s RotationStage) string {
 func Rotation(in Input, m CAMove) (RotationStage, string) {
 	target, other := m.Target, m.Other
 	var notA, notB, notC []string
-	for _, h := range in.Cluster.Spec.Hosts {
+	// Control-plane hosts go through the same stages: their ca.crt and
+	// apiserver-etcd-client are what their kube-apiservers reach etcd with.
+	for _, h := range in.Cluster.AllHosts() {
 		hf := in.Hosts[h.Name]
 		if hf == nil {
 			notA = append(notA, h.Name)
 			continue
 		}
 		trustsTarget := trusts(hf, target)
-		leaves := leavesIssuedBy(hf, target)
+		leaves := leavesIssuedBy(hf, target, certs.SpecsFor(in.Cluster, h.Name))
 		pending := hf.HasPending(facts.PendingEtcdRestart)
 		onlyTarget := len(hf.TrustedCAs) == 1 && trustsTarget
 		if !(trustsTarget && (trusts(hf, other) || leaves) && !pending) {
@@ -87,12 +90,14 @@ func Rotation(in Input, m CAMove) (RotationStage, string) {
 	return RotationDone, fmt.Sprintf("every host trusts %s only and holds certificates it issued", m.TargetName)
 }
 
-// LeavesIssuedBy reports whether every leaf certificate on the host was
-// issued by ca.
-func LeavesIssuedBy(hf *facts.Host, ca *x509.Certificate) bool { return leavesIssuedBy(hf, ca) }
+// LeavesIssuedBy reports whether every leaf certificate the named host
+// gets was issued by ca on the host.
+func LeavesIssuedBy(c *config.Cluster, host string, hf *facts.Host, ca *x509.Certificate) bool {
+	return leavesIssuedBy(hf, ca, certs.SpecsFor(c, host))
+}
 
-func leavesIssuedBy(hf *facts.Host, ca *x509.Certificate) bool {
-	for _, spec := range certs.LeafSpecs() {
+func leavesIssuedBy(hf *facts.Host, ca *x509.Certificate, specs []certs.Spec) bool {
+	for _, spec := range specs {
 		c, err := certs.ParseCert(hf.Files[path.Join(manifests.CertificatesDir, spec.BaseName+".crt")].Data)
 		if err != nil || !certs.IssuedBy(c, ca) {
 			return false

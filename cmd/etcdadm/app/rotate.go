@@ -9,6 +9,7 @@ import (
 
 	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
+	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 )
@@ -118,7 +119,7 @@ func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 			return finishRotation(s, r, abort, why, sum)
 		}
 		issuer := target
-		if stage == plan.TrustBoth && !allLeavesBy(facts, target) {
+		if stage == plan.TrustBoth && !allLeavesBy(s.cluster, facts, target) {
 			issuer = other
 		}
 		pki, events, err := certs.Compute(s.cluster, certs.Options{Issuer: &issuer})
@@ -188,9 +189,9 @@ func nothingPlanned(streams Streams, s *session, pf *planFlags, dryRun bool) err
 	return nil
 }
 
-func allLeavesBy(f *apply.Facts, ca certs.CA) bool {
-	for _, hf := range f.Hosts {
-		if !plan.LeavesIssuedBy(hf, ca.Cert) {
+func allLeavesBy(c *config.Cluster, f *apply.Facts, ca certs.CA) bool {
+	for name, hf := range f.Hosts {
+		if !plan.LeavesIssuedBy(c, name, hf, ca.Cert) {
 			return false
 		}
 	}
