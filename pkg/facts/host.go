@@ -61,6 +61,10 @@ type Request struct {
 	// ContainerdAddress is the socket of the containerd whose images are
 	// read; DefaultContainerdAddress when empty.
 	ContainerdAddress string
+	// NoMember reads nothing of a member (kubelet, etcd's ports and
+	// process, data directory, manifest, images): for a control-plane host
+	// of an external cluster. DataDir and ManifestPath are not used.
+	NoMember bool
 }
 
 func (r Request) stateDir() string {
@@ -158,7 +162,11 @@ func (h *Host) RunsEtcd() bool { return len(h.Etcd) > 0 }
 func Script(req Request) (string, error) {
 	var b strings.Builder
 	q := remote.ShellQuote
-	for _, p := range append(append([]string{req.DataDir, req.ManifestPath, req.CAPath}, req.Files...), req.Dirs...) {
+	paths := append(append([]string{req.CAPath}, req.Files...), req.Dirs...)
+	if !req.NoMember {
+		paths = append(paths, req.DataDir, req.ManifestPath)
+	}
+	for _, p := range paths {
 		if !path.IsAbs(p) || strings.ContainsAny(p, "\n") {
 			return "", fmt.Errorf("path %q is not absolute", p)
 		}
@@ -172,22 +180,14 @@ func Script(req Request) (string, error) {
 	b.WriteString("export LC_ALL=C\n")
 	b.WriteString("echo \"clock $(date +%s.%N)\"\n")
 	b.WriteString("echo \"uid $(id -u)\"\n")
-	b.WriteString("echo \"kubelet $(command -v kubelet 2>/dev/null)\"\n")
-	b.WriteString("[ -x /usr/bin/kubelet ] && echo kubelet-usr-bin\n")
-	b.WriteString("echo \"kubelet-active $(systemctl is-active kubelet 2>/dev/null)\"\n")
-	b.WriteString("if command -v ss >/dev/null 2>&1; then\n")
-	filter := "2379 or sport = :2380 or sport = :2381"
-	if port < 2379 || port > 2381 {
-		filter += " or sport = :" + strconv.Itoa(port)
+	if !req.NoMember {
+		memberScript(&b, req, port)
 	}
-	b.WriteString(processes(filter, port, true))
-	b.WriteString("else echo no-ss; fi\n")
-	fmt.Fprintf(&b, "d=%s\n", q(req.DataDir))
-	b.WriteString(`if [ -d "$d" ]; then n=0; for e in "$d"/* "$d"/.[!.]* "$d"/..?*; do if [ -e "$e" ] || [ -L "$e" ]; then n=$((n+1)); fi; done; echo "datadir $n"; fi` + "\n")
-	b.WriteString(`for w in "$d"/member/wal/*.wal; do [ -f "$w" ] && echo "wal $(head -c 4096 "$w" | base64 -w 0)"; break; done` + "\n")
 	// "|" lines hold a file line by line; "|-" a last line without its newline.
 	b.WriteString(`show() { [ -f "$2" ] || return 0; printf '%s\n' "$1"; while IFS= read -r l; do printf '| %s\n' "$l"; done < "$2"; [ -z "$l" ] || printf '|- %s\n' "$l"; }` + "\n")
-	fmt.Fprintf(&b, "show manifest %s\n", q(req.ManifestPath))
+	if !req.NoMember {
+		fmt.Fprintf(&b, "show manifest %s\n", q(req.ManifestPath))
+	}
 	fmt.Fprintf(&b, "show ca %s\n", q(req.CAPath))
 	if len(req.Files) > 0 {
 		b.WriteString("set --\nfor f in")
@@ -209,10 +209,30 @@ func Script(req Request) (string, error) {
 	if addr == "" {
 		addr = DefaultContainerdAddress
 	}
-	b.WriteString(containerdScript(addr))
+	if !req.NoMember {
+		b.WriteString(containerdScript(addr))
+	}
 	fmt.Fprintf(&b, "for m in %s/*; do [ -f \"$m\" ] && printf 'pending %%s\\n' \"${m##*/}\"; done\n", q(path.Join(req.stateDir(), pendingName)))
 	b.WriteString("echo end\n")
 	return b.String(), nil
+}
+
+// memberScript reads what only a member's host has: the kubelet, who holds
+// etcd's ports and runs its process, and the data directory.
+func memberScript(b *strings.Builder, req Request, port int) {
+	b.WriteString("echo \"kubelet $(command -v kubelet 2>/dev/null)\"\n")
+	b.WriteString("[ -x /usr/bin/kubelet ] && echo kubelet-usr-bin\n")
+	b.WriteString("echo \"kubelet-active $(systemctl is-active kubelet 2>/dev/null)\"\n")
+	b.WriteString("if command -v ss >/dev/null 2>&1; then\n")
+	filter := "2379 or sport = :2380 or sport = :2381"
+	if port < 2379 || port > 2381 {
+		filter += " or sport = :" + strconv.Itoa(port)
+	}
+	b.WriteString(processes(filter, port, true))
+	b.WriteString("else echo no-ss; fi\n")
+	fmt.Fprintf(b, "d=%s\n", remote.ShellQuote(req.DataDir))
+	b.WriteString(`if [ -d "$d" ]; then n=0; for e in "$d"/* "$d"/.[!.]* "$d"/..?*; do if [ -e "$e" ] || [ -L "$e" ]; then n=$((n+1)); fi; done; echo "datadir $n"; fi` + "\n")
+	b.WriteString(`for w in "$d"/member/wal/*.wal; do [ -f "$w" ] && echo "wal $(head -c 4096 "$w" | base64 -w 0)"; break; done` + "\n")
 }
 
 // lockedScript holds the host's lock (the file "lock" in the state
