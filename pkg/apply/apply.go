@@ -116,7 +116,7 @@ func (x *Executor) Run(ctx context.Context, p *plan.Plan) (*Result, error) {
 
 func (x *Executor) result() *Result {
 	r := &Result{Snapshots: x.snapshots}
-	for _, h := range x.Cluster.Spec.Hosts {
+	for _, h := range x.Cluster.AllHosts() {
 		if hr, ok := x.res[h.Name]; ok {
 			r.Hosts = append(r.Hosts, *hr)
 		}
@@ -222,8 +222,9 @@ func (x *Executor) checkQuorum(ctx context.Context, ho plan.HostOps, quorum int)
 // hostOps runs one host's operations in order.
 func (x *Executor) hostOps(ctx context.Context, host string, ops []plan.Op) error {
 	t := x.Hosts.T[host]
-	h, _ := x.Cluster.Host(host)
-	if host == plan.LocalHost {
+	h, ok := x.Cluster.Host(host)
+	if !ok {
+		// This machine, or a control-plane host: no member there.
 		h.Name = host
 	}
 	var before []facts.Process

@@ -49,6 +49,9 @@ type GatherOptions struct {
 
 // Request is what to read on host h: every path the plan could write there.
 func Request(c *config.Cluster, pki *certs.PKI, h config.Host) (facts.Request, error) {
+	if cp, ok := c.ControlPlaneHost(h.Name); ok {
+		return controlPlaneRequest(c, pki, cp)
+	}
 	hp, err := plan.HostFiles(c, pki, h, plan.Bootstrap(c), plan.AllParts)
 	if err != nil {
 		return facts.Request{}, err

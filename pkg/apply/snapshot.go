@@ -125,7 +125,7 @@ func (x *Executor) pruneBackups(ctx context.Context) {
 	q := remote.ShellQuote
 	script := fmt.Sprintf(`d=%s; [ -d "$d" ] || exit 0
 ls -1 "$d" | grep -E '^[0-9]{8}T[0-9]{6}Z$' | sort -r | awk -v n=%d 'NR>n' | while read -r x; do rm -rf -- "$d/$x" && echo "$x"; done`, q(x.BackupDir), x.KeepBackups)
-	for _, h := range x.Cluster.Spec.Hosts {
+	for _, h := range x.Cluster.AllHosts() {
 		if _, ok := x.res[h.Name]; !ok {
 			continue
 		}

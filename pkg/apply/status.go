@@ -49,6 +49,8 @@ type Report struct {
 	ListFrom     string `json:"listFrom,omitempty"`
 	Serializable bool   `json:"serializable,omitempty"`
 	ListError    string `json:"listError,omitempty"`
+	// ControlPlane are the control-plane hosts of an external cluster.
+	ControlPlane []ControlPlaneReport `json:"controlPlane,omitempty"`
 }
 
 // Status builds the report from the facts: every member of the member list,
@@ -120,6 +122,7 @@ func Status(c *config.Cluster, f *Facts, unreachable map[string]error, now time.
 		return len(c.Spec.Hosts)
 	}
 	slices.SortStableFunc(r.Members, func(a, b MemberReport) int { return rank(a.Name) - rank(b.Name) })
+	r.ControlPlane = controlPlaneStatus(c, f, unreachable, now)
 	return r
 }
 
@@ -159,7 +162,7 @@ func hostFacts(c *config.Cluster, mr *MemberReport, f *Facts, unreachable map[st
 // compared with the local PKI's copy.
 func HostCertificates(c *config.Cluster, host string, hf *facts.Host, now time.Time) []certs.Expiration {
 	var out []certs.Expiration
-	for _, spec := range certs.Kinds() {
+	for _, spec := range certs.KindsFor(c, host) {
 		p := path.Join(manifests.CertificatesDir, spec.BaseName+".crt")
 		data := hf.Files[p].Data
 		cert, err := certs.ParseCert(data)
@@ -226,7 +229,7 @@ func WriteStatusTable(w io.Writer, r *Report) error {
 	case r.Serializable:
 		fmt.Fprintf(w, "no quorum: the member list is %s's own view\n", r.ListFrom)
 	}
-	return nil
+	return writeControlPlaneTable(w, r.ControlPlane)
 }
 
 // WriteStatusJSON prints the report as JSON.

@@ -90,6 +90,9 @@ type openOptions struct {
 	// spec.images.dir before any host is reached, refusing a bad one.
 	withImages bool
 	images     string
+	// controlPlane connects to the control-plane hosts too: for the
+	// commands that plan, renew or read their files.
+	controlPlane bool
 }
 
 // open loads the inventory, works out the PKI in memory (nothing is saved),
@@ -134,9 +137,13 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log, o 
 		s.close()
 		return nil, err
 	}
+	hosts := c.Spec.Hosts
+	if o.controlPlane {
+		hosts = c.AllHosts()
+	}
 	if o.anyHost {
-		s.hosts, s.unreachable = apply.ConnectAny(ctx, c.Spec.Hosts, connect, f.concurrency, log)
-	} else if s.hosts, err = apply.Connect(ctx, c.Spec.Hosts, connect, f.concurrency, log); err != nil {
+		s.hosts, s.unreachable = apply.ConnectAny(ctx, hosts, connect, f.concurrency, log)
+	} else if s.hosts, err = apply.Connect(ctx, hosts, connect, f.concurrency, log); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -238,7 +245,10 @@ changing anything, what is unsafe: another CA on the hosts, a change that would 
 quorum, data of a member the cluster does not know. A new cluster is brought up on all
 hosts at once; a running one is changed one member at a time, each waited for (its new
 process, healthy, caught up) before the next, the leader last. A host added to the
-inventory joins as a learner and is promoted once caught up. Only the files whose
+inventory joins as a learner and is promoted once caught up. The control-plane hosts
+of spec.controlPlane.hosts (external topology) get the etcd CA, their own
+apiserver-etcd-client and /etc/kubernetes/etcd-external.yaml, in a stage of their own
+after the members', restarting nothing. Only the files whose
 sha256 or mode differ are written, atomically, with a backup. An image a host lacks
 (etcd's, the Pod sandbox's) is imported from the archives of --images DIR (or
 spec.images.dir) before anything starts there. Re-running with nothing changed writes
@@ -273,7 +283,7 @@ func converge(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 	if err := pf.check(); err != nil {
 		return err
 	}
-	s, err := f.open(ctx, streams, apply.NewLog(streams.progress()), openOptions{lockPKI: !o.dryRun, certs: o.certs, withImages: true, images: o.images})
+	s, err := f.open(ctx, streams, apply.NewLog(streams.progress()), openOptions{lockPKI: !o.dryRun, certs: o.certs, withImages: true, images: o.images, controlPlane: true})
 	if err != nil {
 		return err
 	}
@@ -365,7 +375,7 @@ func newDiffCommand(streams Streams) *cobra.Command {
 			if err := pf.check(); err != nil {
 				return err
 			}
-			s, err := f.open(cmd.Context(), streams, apply.NewLog(streams.progress()), openOptions{withImages: true, images: imagesDir})
+			s, err := f.open(cmd.Context(), streams, apply.NewLog(streams.progress()), openOptions{withImages: true, images: imagesDir, controlPlane: true})
 			if err != nil {
 				return err
 			}
@@ -402,7 +412,7 @@ func newStatusCommand(streams Streams) *cobra.Command {
 				return &usageError{fmt.Errorf("invalid value %q for --output: use table or json", output)}
 			}
 			// The table is the output: progress only with --verbose.
-			s, err := f.open(cmd.Context(), streams, apply.NewLog(progress.Quiet(streams.progress())), openOptions{anyHost: true})
+			s, err := f.open(cmd.Context(), streams, apply.NewLog(progress.Quiet(streams.progress())), openOptions{anyHost: true, controlPlane: true})
 			if err != nil {
 				return err
 			}

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,7 +30,8 @@ func newCertsGenerateCommand(streams Streams) *cobra.Command {
 		Short: "Create the etcd CA and every member's certificates in spec.pki.dir",
 		Long: `generate creates the etcd CA (or uses the one in spec.pki.dir) and, for every host,
 the etcd server, peer and healthcheck-client certificates and the apiserver-etcd-client
-certificate, exactly as kubeadm makes them. Existing certificates are kept while they
+certificate, and for every control-plane host (spec.controlPlane.hosts) its own
+apiserver-etcd-client certificate, exactly as kubeadm makes them. Existing certificates are kept while they
 are signed by the CA, cover the wanted SANs and are not near expiry.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -102,7 +104,7 @@ and monitoring).`,
 			var unreachable []string
 			if remote {
 				// The table is the output: progress only with --verbose.
-				s, err := f.open(cmd.Context(), streams, apply.NewLog(progress.Quiet(streams.progress())), openOptions{anyHost: true})
+				s, err := f.open(cmd.Context(), streams, apply.NewLog(progress.Quiet(streams.progress())), openOptions{anyHost: true, controlPlane: true})
 				if err != nil {
 					return err
 				}
@@ -111,7 +113,7 @@ and monitoring).`,
 				if err != nil {
 					return err
 				}
-				for _, h := range c.Spec.Hosts {
+				for _, h := range c.AllHosts() {
 					if err := s.unreachable[h.Name]; err != nil {
 						unreachable = append(unreachable, fmt.Sprintf("%s: %v", h.Name, err))
 						continue
@@ -175,7 +177,8 @@ refused. When the members' certificates have expired and they cannot reach each 
 there is no quorum to protect: every member gets its new certificates and restarts at
 once.
 
-A kube-apiserver reads its client certificate (apiserver-etcd-client) on every new
+The control-plane hosts of spec.controlPlane.hosts get their apiserver-etcd-client
+renewed too, with no restart: a kube-apiserver reads its client certificate on every new
 connection, but --etcd-cafile only when it starts.`,
 		RunE: func(cmd *cobra.Command, names []string) error {
 			for _, n := range names {
@@ -191,8 +194,8 @@ connection, but --etcd-cafile only when it starts.`,
 				return err
 			}
 			for _, h := range hosts {
-				if _, ok := c.Host(h); !ok {
-					return &usageError{fmt.Errorf("invalid value %q for --hosts: not a host of the inventory (%s)", h, strings.Join(c.HostNames(), ", "))}
+				if !slices.Contains(c.AllHostNames(), h) {
+					return &usageError{fmt.Errorf("invalid value %q for --hosts: not a host of the inventory (%s)", h, strings.Join(c.AllHostNames(), ", "))}
 				}
 			}
 			return converge(cmd.Context(), streams, f, pf, convergeOptions{
@@ -205,7 +208,7 @@ connection, but --etcd-cafile only when it starts.`,
 	f.bind(cmd)
 	f.bindKeepBackups(cmd)
 	pf.bind(cmd)
-	cmd.Flags().StringSliceVar(&hosts, "hosts", nil, "renew only these hosts' certificates (default every host)")
+	cmd.Flags().StringSliceVar(&hosts, "hosts", nil, "renew only these hosts' certificates, etcd or control-plane hosts (default every host)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the stages, changing nothing anywhere")
 	cmd.Flags().DurationVar(&healthTimeout, "health-timeout", 5*time.Minute, "how long to wait for a member or the cluster to be healthy")
 	return cmd

@@ -38,8 +38,10 @@ cut short goes on when run again. --abort moves the cluster back to the old CA f
 stage, the same way. When the rotation is done, the new CA becomes etcd/ca in
 spec.pki.dir and the old one is kept under backup/ there.
 
-Every kube-apiserver reads --etcd-cafile only when it starts: give it the bundle of
-stage (a) and restart it before stage (c).`,
+The control-plane hosts of spec.controlPlane.hosts go through the same stages: their
+ca.crt is the bundle in (a) and the new CA alone in (c), and their apiserver-etcd-client
+is reissued in (b). Every kube-apiserver reads --etcd-cafile only when it starts:
+restart it after stage (a) (--until a) and again after stage (c).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := pf.check(); err != nil {
@@ -63,7 +65,7 @@ stage (a) and restart it before stage (c).`,
 }
 
 func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, abort, dryRun bool, until plan.RotationStage, healthTimeout time.Duration) (err error) {
-	s, err := f.open(ctx, streams, apply.NewLog(streams.progress()), openOptions{lockPKI: !dryRun, rotation: true})
+	s, err := f.open(ctx, streams, apply.NewLog(streams.progress()), openOptions{lockPKI: !dryRun, rotation: true, controlPlane: true})
 	if err != nil {
 		return err
 	}
