@@ -37,6 +37,9 @@ func SetDefaults(c *Cluster) {
 	setString(&s.KubeadmAPIVersion, DefaultKubeadmAPIVersion)
 	setString(&s.Etcd.ImageRepository, DefaultImageRepository)
 	setString(&s.Etcd.DataDir, DefaultDataDir)
+	if s.Etcd.Runtime == "" {
+		s.Etcd.Runtime = RuntimeKubelet
+	}
 	setString(&s.PKI.Dir, DefaultPKIDir)
 	if s.PKI.KeyAlgorithm == "" {
 		s.PKI.KeyAlgorithm = RSA2048

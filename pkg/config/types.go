@@ -107,6 +107,12 @@ type Etcd struct {
 	ServerCertSANs  []string          `json:"serverCertSANs,omitempty"`
 	PeerCertSANs    []string          `json:"peerCertSANs,omitempty"`
 	ExtraArgs       map[string]string `json:"extraArgs,omitempty"`
+	// Runtime runs each member: a static Pod of the host's kubelet
+	// (kubelet, the default) or a systemd service (systemd).
+	Runtime Runtime `json:"runtime,omitempty"`
+	// Release is the etcd release tarball the systemd runtime installs
+	// etcd and etcdctl from.
+	Release Release `json:"release,omitempty"`
 }
 
 // PKI says where the operator's copy of the PKI lives and how certificates are made.

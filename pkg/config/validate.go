@@ -72,6 +72,7 @@ func validate(c *Cluster, ps *problems) []Warning {
 	}
 	validateVersions(s, ps)
 	validateEtcd(s, ps)
+	validateRuntime(c, ps)
 	warnings = append(warnings, validatePKI(s, ps)...)
 	validateKubelet(s, ps)
 	validateSSH(c, ps)
