@@ -65,6 +65,10 @@ type Request struct {
 	// process, data directory, manifest, images): for a control-plane host
 	// of an external cluster. DataDir and ManifestPath are not used.
 	NoMember bool
+	// EtcdUnit, when etcd runs as a systemd service, is the unit's name:
+	// its state is read, ManifestPath is its environment file, and
+	// containerd is not read.
+	EtcdUnit string
 }
 
 func (r Request) stateDir() string {
@@ -143,6 +147,9 @@ type Host struct {
 	LockHolder string `json:"-"`
 	// Containerd is what containerd has; nil when it was not read.
 	Containerd *Containerd `json:"containerd,omitempty"`
+	// EtcdActive is what `systemctl is-active` says of etcd's unit, when
+	// etcd runs as a systemd service (Request.EtcdUnit).
+	EtcdActive string `json:"etcdActive,omitempty"`
 }
 
 // HasPending reports whether a marker records the work.
@@ -185,7 +192,11 @@ func Script(req Request) (string, error) {
 	}
 	// "|" lines hold a file line by line; "|-" a last line without its newline.
 	b.WriteString(`show() { [ -f "$2" ] || return 0; printf '%s\n' "$1"; while IFS= read -r l; do printf '| %s\n' "$l"; done < "$2"; [ -z "$l" ] || printf '|- %s\n' "$l"; }` + "\n")
-	if !req.NoMember {
+	switch {
+	case req.NoMember:
+	case req.EtcdUnit != "":
+		fmt.Fprintf(&b, "show envfile %s\n", q(req.ManifestPath))
+	default:
 		fmt.Fprintf(&b, "show manifest %s\n", q(req.ManifestPath))
 	}
 	fmt.Fprintf(&b, "show ca %s\n", q(req.CAPath))
@@ -209,7 +220,7 @@ func Script(req Request) (string, error) {
 	if addr == "" {
 		addr = DefaultContainerdAddress
 	}
-	if !req.NoMember {
+	if !req.NoMember && req.EtcdUnit == "" {
 		b.WriteString(containerdScript(addr))
 	}
 	fmt.Fprintf(&b, "for m in %s/*; do [ -f \"$m\" ] && printf 'pending %%s\\n' \"${m##*/}\"; done\n", q(path.Join(req.stateDir(), pendingName)))
@@ -223,6 +234,9 @@ func memberScript(b *strings.Builder, req Request, port int) {
 	b.WriteString("echo \"kubelet $(command -v kubelet 2>/dev/null)\"\n")
 	b.WriteString("[ -x /usr/bin/kubelet ] && echo kubelet-usr-bin\n")
 	b.WriteString("echo \"kubelet-active $(systemctl is-active kubelet 2>/dev/null)\"\n")
+	if req.EtcdUnit != "" {
+		fmt.Fprintf(b, "echo \"etcd-active $(systemctl is-active %s 2>/dev/null)\"\n", remote.ShellQuote(req.EtcdUnit))
+	}
 	b.WriteString("if command -v ss >/dev/null 2>&1; then\n")
 	filter := "2379 or sport = :2380 or sport = :2381"
 	if port < 2379 || port > 2381 {
@@ -388,6 +402,8 @@ func Parse(out []byte, before, after time.Time) (*Host, error) {
 			h.KubeletBin = true
 		case "kubelet-active":
 			h.KubeletActive = strings.TrimSpace(rest)
+		case "etcd-active":
+			h.EtcdActive = strings.TrimSpace(rest)
 		case "no-ss":
 			h.NoSS = true
 		case "listen":
@@ -408,7 +424,7 @@ func Parse(out []byte, before, after time.Time) (*Host, error) {
 				// An unreadable WAL still holds a member; its ID stays unknown.
 				h.DataDir.MemberID, h.DataDir.ClusterID, _ = WALMetadata(b)
 			}
-		case "manifest", "ca", "data":
+		case "manifest", "envfile", "ca", "data":
 			p.start(tag, rest)
 		case "regular":
 			p.regular = append(p.regular, rest)
@@ -481,6 +497,8 @@ func (p *parser) endBlock(h *Host) error {
 	switch p.tag {
 	case "manifest":
 		h.Manifest = ParseManifest(b)
+	case "envfile":
+		h.Manifest = ParseEnvFile(b)
 	case "ca":
 		h.CAData = b
 		h.TrustedCAs = ParseCerts(b)

@@ -3,6 +3,8 @@ package facts
 import (
 	"strings"
 
+	"github.com/etcdadm-io/etcdadm/pkg/etcdservice"
+
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -37,17 +39,7 @@ func ParseManifest(data []byte) *Manifest {
 			continue
 		}
 		m.Image = c.Image
-		for _, arg := range append(append([]string(nil), c.Command...), c.Args...) {
-			name, value, ok := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
-			if !ok || !strings.HasPrefix(arg, "--") {
-				continue
-			}
-			m.Flags[name] = value
-		}
-		m.Name = m.Flags["name"]
-		m.InitialCluster = m.Flags["initial-cluster"]
-		m.InitialClusterState = m.Flags["initial-cluster-state"]
-		m.DataDir = m.Flags["data-dir"]
+		m.setFlags(append(append([]string(nil), c.Command...), c.Args...))
 		return m
 	}
 	m.Err = "no container named etcd"
@@ -71,4 +63,33 @@ func ParseInitialCluster(s string) map[string][]string {
 		out[name] = append(out[name], u)
 	}
 	return out
+}
+
+// ParseEnvFile reads the environment file of an etcd systemd service as
+// the Manifest it stands for: the member's flags. It has no image and no
+// restart annotation.
+func ParseEnvFile(data []byte) *Manifest {
+	m := &Manifest{Data: data, Flags: map[string]string{}}
+	args, err := etcdservice.ParseEnvFile(data)
+	if err != nil {
+		m.Err = "not etcd's environment file: " + err.Error()
+		return m
+	}
+	m.setFlags(args)
+	return m
+}
+
+// setFlags reads --name=value arguments into the manifest's flags.
+func (m *Manifest) setFlags(args []string) {
+	for _, arg := range args {
+		name, value, ok := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
+		if !ok || !strings.HasPrefix(arg, "--") {
+			continue
+		}
+		m.Flags[name] = value
+	}
+	m.Name = m.Flags["name"]
+	m.InitialCluster = m.Flags["initial-cluster"]
+	m.InitialClusterState = m.Flags["initial-cluster-state"]
+	m.DataDir = m.Flags["data-dir"]
 }

@@ -154,6 +154,13 @@ func Command(defaults, extra []Arg) []string {
 	return cmd
 }
 
+// Flags are the flags of member h's etcd, without the command: what its
+// static Pod's container runs etcd with, and what the systemd runtime's
+// environment file passes to etcd.
+func Flags(c *config.Cluster, h config.Host, initialCluster, state string) []string {
+	return Command(defaultArgs(c, h), ExtraArgs(c, initialCluster, state))
+}
+
 // EtcdPod is the static Pod of member h; initialCluster is the
 // --initial-cluster it starts with (see InitialCluster) and state is
 // StateNew or StateExisting.
@@ -173,7 +180,7 @@ func EtcdPod(c *config.Cluster, h config.Host, initialCluster, state string) *co
 		Spec: corev1.PodSpec{
 			Containers: []corev1.Container{{
 				Name:            "etcd",
-				Command:         append([]string{"etcd"}, Command(defaultArgs(c, h), extra)...),
+				Command:         append([]string{"etcd"}, Flags(c, h, initialCluster, state)...),
 				Image:           c.EtcdImage(),
 				ImagePullPolicy: corev1.PullIfNotPresent,
 				VolumeMounts: []corev1.VolumeMount{
