@@ -376,7 +376,7 @@ func (x *Executor) restartEtcd(ctx context.Context, t remote.Transport, name str
 	if _, err := t.Run(ctx, fmt.Sprintf("if [ -f %[1]s ]; then mv -f %[1]s %[2]s; fi", q(m), q(hold)), nil); err != nil {
 		return fmt.Errorf("take the etcd manifest away: %w", err)
 	}
-	if err := x.waitGone(ctx, t, before); err != nil {
+	if err := x.waitGone(ctx, t, before, true); err != nil {
 		return err
 	}
 	if _, err := t.WriteFile(ctx, remote.File{Path: f.Path, Mode: f.Mode, Data: f.Data}, ""); err != nil {
@@ -425,14 +425,16 @@ func (x *Executor) stopEtcd(ctx context.Context, t remote.Transport, name string
 		return err
 	}
 	x.Log.Host(name, "waiting for etcd to stop")
-	return x.waitGone(ctx, t, before)
+	// The member stays stopped: the kubelet may finish its Pod at leisure;
+	// a manifest written later is a new Pod, which starts at once.
+	return x.waitGone(ctx, t, before, false)
 }
 
-// waitGone waits until none of the processes runs any more, then until the
-// kubelet is done with their Pod (its cgroup is gone): a static Pod that
-// comes back before that starts only after the kubelet's retry delay (10s),
-// or behind its restart back-off.
-func (x *Executor) waitGone(ctx context.Context, t remote.Transport, before []facts.Process) error {
+// waitGone waits until none of the processes runs any more, then, with
+// pod, until the kubelet is done with their Pod (its cgroup is gone): a
+// static Pod that comes back before that starts only after the kubelet's
+// retry delay (10s), or behind its restart back-off.
+func (x *Executor) waitGone(ctx context.Context, t remote.Transport, before []facts.Process, pod bool) error {
 	deadline := time.Now().Add(x.HealthTimeout)
 	for {
 		now, err := facts.Processes(ctx, t, manifests.ClientPort)
@@ -455,7 +457,7 @@ func (x *Executor) waitGone(ctx context.Context, t remote.Transport, before []fa
 			fmt.Fprintf(&test, "[ -d %s ] && echo left; ", remote.ShellQuote(p.Cgroup))
 		}
 	}
-	if test.Len() == 0 {
+	if test.Len() == 0 || !pod {
 		return nil
 	}
 	test.WriteString("true")
