@@ -62,6 +62,10 @@ func initDoc(h config.ControlPlaneHost) []byte {
 		"\nlocalAPIEndpoint:\n  advertiseAddress: \"" + h.Address + "\"\n---\n")
 }
 
+// operatorFields are ClusterConfiguration fields an operator appends to
+// etcd-external.yaml, the last document of the file.
+var operatorFields = []byte("controlPlaneEndpoint: lb.example.com:6443\nnetworking:\n  podSubnet: 10.244.0.0/16\n")
+
 func TestControlPlaneEtcdExternalWithKubeadm(t *testing.T) {
 	for _, tc := range controlPlaneCases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,9 +85,13 @@ func TestControlPlaneEtcdExternalWithKubeadm(t *testing.T) {
 					}
 					ext := fileOf(t, *h, kubeadmconfig.ExternalPath)
 
-					// kubeadm config validate, alone and behind the
-					// operator's InitConfiguration.
-					for name, data := range map[string][]byte{"etcd-external.yaml": ext, "init.yaml": append(initDoc(cp), ext...)} {
+					// kubeadm config validate: the file alone, behind the
+					// operator's InitConfiguration, and with the operator's
+					// own ClusterConfiguration fields appended, as the README
+					// shows.
+					withInit := append(initDoc(cp), ext...)
+					extended := append(slices.Clone(withInit), operatorFields...)
+					for name, data := range map[string][]byte{"etcd-external.yaml": ext, "init.yaml": withInit, "extended.yaml": extended} {
 						out, err := runKubeadm(t, "config", "validate", "--config", writeTemp(t, name, data))
 						if err != nil || !strings.Contains(out, "ok") {
 							t.Fatalf("kubeadm config validate refuses %s: %v\n%s\n%s", name, err, out, data)
@@ -91,13 +99,16 @@ func TestControlPlaneEtcdExternalWithKubeadm(t *testing.T) {
 					}
 
 					// kubeadm init phase control-plane apiserver.
-					initFile := append(initDoc(cp), ext...)
+					initFile := extended
 					cfg, err := configutil.BytesToInitConfiguration(initFile, true)
 					if err != nil {
 						t.Fatalf("kubeadm cannot load the init configuration: %v\n%s", err, initFile)
 					}
 					if cfg.Etcd.External == nil || cfg.Etcd.Local != nil {
 						t.Fatalf("kubeadm reads etcd as %+v, want external only", cfg.Etcd)
+					}
+					if cfg.ControlPlaneEndpoint != "lb.example.com:6443" || cfg.Networking.PodSubnet != "10.244.0.0/16" {
+						t.Errorf("the appended fields were not read: %q, %q", cfg.ControlPlaneEndpoint, cfg.Networking.PodSubnet)
 					}
 					checkAPIServerFlags(t, "init", c, apiServerPod(t, cfg))
 
