@@ -201,7 +201,7 @@ func classify(in Input, hosts []*host, refused *refusals) bool {
 	c, e := in.Cluster, in.Etcd
 	dataDir := c.Spec.Etcd.DataDir
 	for _, h := range hosts {
-		preflight(c, h, refused)
+		preflight(in, h, refused)
 	}
 	formed := e.Known()
 	for _, h := range hosts {
@@ -262,18 +262,13 @@ func classify(in Input, hosts []*host, refused *refusals) bool {
 }
 
 // preflight refuses a host etcdadm cannot work on.
-func preflight(c *config.Cluster, h *host, refused *refusals) {
+func preflight(in Input, h *host, refused *refusals) {
+	c := in.Cluster
 	name, hf := h.cfg.Name, h.facts
 	if hf.UID != 0 {
 		refused.add(name, "commands run as uid %d, not root: log in as root or as a user with passwordless sudo", hf.UID)
 	}
-	if c.Spec.Topology == config.TopologyExternal && !hf.KubeletBin {
-		where := "not installed"
-		if hf.Kubelet != "" {
-			where = "at " + hf.Kubelet + ", not at /usr/bin/kubelet, where the drop-in runs it"
-		}
-		refused.add(name, "kubelet is %s: install the kubelet package of Kubernetes %s", where, c.Spec.KubernetesVersion)
-	}
+	RuntimeOf(c).preflight(in, h, refused)
 	if hf.NoSS {
 		refused.add(name, "ss (iproute2) is missing: etcdadm needs it to see who holds etcd's ports; install iproute2")
 	}

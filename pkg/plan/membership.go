@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
@@ -167,7 +166,7 @@ func remainingVoters(in Input, id uint64) []string {
 func cleanOps(c *config.Cluster, hf *facts.Host, all bool) []Op {
 	var ops []Op
 	if hf.Manifest != nil || hf.RunsEtcd() {
-		ops = append(ops, Op{Kind: OpStopEtcd})
+		ops = append(ops, StopOp(c))
 	}
 	if !hf.DataDir.Empty() {
 		ops = append(ops, Op{Kind: OpBackup, Path: c.Spec.Etcd.DataDir, Why: "etcd's data"})
@@ -175,17 +174,14 @@ func cleanOps(c *config.Cluster, hf *facts.Host, all bool) []Op {
 	if !all {
 		return ops
 	}
-	manifest := manifests.ManifestPath(c)
+	rt := RuntimeOf(c)
+	manifest := rt.StartPath(c)
 	var paths []string
-	kubelet := false
 	for p, st := range hf.Files {
 		if st.Dir || p == manifest {
 			continue
 		}
 		paths = append(paths, p)
-		if strings.HasPrefix(p, "/etc/systemd/") {
-			kubelet = true
-		}
 	}
 	slices.Sort(paths)
 	for _, p := range paths {
@@ -194,10 +190,7 @@ func cleanOps(c *config.Cluster, hf *facts.Host, all bool) []Op {
 	for _, m := range hf.Pending {
 		ops = append(ops, Op{Kind: OpUnmark, Marker: m})
 	}
-	if kubelet && c.Spec.Topology == config.TopologyExternal {
-		ops = append(ops, Op{Kind: OpRun, Command: CmdDaemonReload}, Op{Kind: OpRun, Command: CmdStopKube, Why: "it ran only etcd"})
-	}
-	return ops
+	return append(ops, rt.cleanOps(c, paths)...)
 }
 
 // Reset plans `etcdadm reset NAME`: clean a host that is not a member.
@@ -280,7 +273,7 @@ func Replace(in Input, name string, force bool) (*Plan, error) {
 	hf := *t.facts
 	hf.Manifest, hf.Etcd, hf.DataDir = nil, nil, facts.DataDir{Exists: true}
 	hf.Files = maps.Clone(t.facts.Files)
-	delete(hf.Files, manifests.ManifestPath(in.Cluster))
+	delete(hf.Files, RuntimeOf(in.Cluster).StartPath(in.Cluster))
 	peer := manifests.PeerURL(*t.host)
 	m := Member{InitialCluster: etcdclient.InitialCluster(members, name, peer), State: manifests.StateExisting, Why: "joins the running cluster as a learner, replacing the failed member"}
 	hp, err := HostFiles(in.Cluster, in.PKI, *t.host, m, AllParts)

@@ -14,7 +14,6 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/kubeadmconfig"
-	"github.com/etcdadm-io/etcdadm/pkg/kubelet"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
 )
 
@@ -40,10 +39,16 @@ type File struct {
 	// Secret files (private keys) are never printed.
 	Secret bool   `json:"secret,omitempty"`
 	Data   []byte `json:"-"`
+	// Source, for a large file (a release's binary), is where its content
+	// is streamed from when it is pushed; Data is then empty.
+	Source *Source `json:"source,omitempty"`
 }
 
 // SHA256 is the hex digest of the file's content.
 func (f File) SHA256() string {
+	if f.Source != nil {
+		return f.Source.SHA256
+	}
 	sum := sha256.Sum256(f.Data)
 	return hex.EncodeToString(sum[:])
 }
@@ -195,28 +200,13 @@ func buildHost(c *config.Cluster, p *certs.PKI, h config.Host, m Member, parts [
 				}
 				hp.Files = append(hp.Files, File{Path: f.Path, Mode: f.Mode, Part: part, Data: f.Data})
 			}
-		case PartKubelet:
-			if !external {
-				// A stacked member's kubelet belongs to kubeadm.
-				continue
-			}
-			conf, err := kubelet.ConfigFile(c)
+		case PartKubelet, PartManifests:
+			// What runs the member: its runtime's files.
+			files, err := RuntimeOf(c).Files(c, h, m, part)
 			if err != nil {
 				return Host{}, err
 			}
-			dropIn, err := kubelet.DropIn()
-			if err != nil {
-				return Host{}, err
-			}
-			hp.Files = append(hp.Files,
-				File{Path: kubelet.ConfigPath, Mode: 0o644, Part: part, Data: conf},
-				File{Path: kubelet.DropInPath, Mode: 0o644, Part: part, Data: dropIn})
-		case PartManifests:
-			f, err := ManifestFile(c, h, m)
-			if err != nil {
-				return Host{}, err
-			}
-			hp.Files = append(hp.Files, f)
+			hp.Files = append(hp.Files, files...)
 		default:
 			return Host{}, fmt.Errorf("unknown part %q", part)
 		}

@@ -25,6 +25,7 @@ func RestoreStaging(dataDir string) string {
 // its plan but the manifest.
 func Restore(in Input, staged map[string]string) (*Plan, error) {
 	c := in.Cluster
+	rt := RuntimeOf(c)
 	var refused refusals
 	p := newPlan(in)
 	member := Bootstrap(c)
@@ -36,8 +37,8 @@ func Restore(in Input, staged map[string]string) (*Plan, error) {
 			refused.add(ch.Name, "cannot be reached: a restore replaces every member's data at once, so every host must be reachable")
 			continue
 		}
-		preflight(c, &host{cfg: ch, facts: hf}, &refused)
-		if c.Spec.Topology == config.TopologyExternal && hf.KubeletActive != "active" {
+		preflight(in, &host{cfg: ch, facts: hf}, &refused)
+		if c.Spec.Topology == config.TopologyExternal && rt.Name() == config.RuntimeKubelet && hf.KubeletActive != "active" {
 			refused.add(ch.Name, "its kubelet is %s, so it would not start the restored member: start it (or run `etcdadm apply`) first", orUnknown(hf.KubeletActive))
 		}
 		if staged[ch.Name] == "" {
@@ -50,9 +51,10 @@ func Restore(in Input, staged map[string]string) (*Plan, error) {
 		Compare(&hp, hf)
 		var drift []string
 		for _, chg := range hp.Changed() {
-			// The manifest and kubeadmcfg.yaml say how the member starts:
-			// the restore writes both.
-			if chg.File.Part != PartManifests && chg.File.Part != PartKubeadmConfig {
+			// The manifest (or the service's environment file) and
+			// kubeadmcfg.yaml say how the member starts: the restore
+			// writes both.
+			if chg.Path != rt.StartPath(c) && chg.File.Part != PartKubeadmConfig {
 				drift = append(drift, chg.Path)
 			}
 		}
@@ -75,13 +77,15 @@ func Restore(in Input, staged map[string]string) (*Plan, error) {
 		Why: "the old data is kept under the backup directory, never deleted"}
 	start := Stage{Name: "start the restored members", Rollout: AllAtOnce,
 		Why: "they form the new cluster together: new member IDs, the snapshot's keys, the revision bumped"}
+	stopEtcd := StopOp(c)
+	stopEtcd.Disruptive = true
 	for i, ch := range c.Spec.Hosts {
 		push.Hosts = append(push.Hosts, HostOps{Host: ch.Name, Ops: []Op{{Kind: OpPushData, Path: staging, Source: staged[ch.Name]}}})
-		stop.Hosts = append(stop.Hosts, HostOps{Host: ch.Name, Ops: []Op{{Kind: OpStopEtcd, Disruptive: true}}})
+		stop.Hosts = append(stop.Hosts, HostOps{Host: ch.Name, Ops: []Op{stopEtcd}})
 		swap.Hosts = append(swap.Hosts, HostOps{Host: ch.Name, Ops: []Op{{Kind: OpSwapData, Path: dataDir, Source: staging}}})
 		var mf *Change
 		for j, chg := range p.Hosts[i].Changes {
-			if chg.File.Part == PartManifests {
+			if chg.Path == rt.StartPath(c) {
 				mf = &p.Hosts[i].Changes[j]
 			}
 		}
@@ -105,7 +109,11 @@ func Restore(in Input, staged map[string]string) (*Plan, error) {
 				ops = append(ops, Op{Kind: OpWrite, Path: chg.Path, Change: &p.Hosts[i].Changes[j]})
 			}
 		}
-		ops = append(ops, Op{Kind: OpRestartEtcd, Path: w.Path, Change: &w, Retry: &retry})
+		restart := Op{Kind: OpRestartEtcd, Path: w.Path, Change: &w, Retry: &retry}
+		if rt.Name() == config.RuntimeSystemd {
+			restart.Retry, restart.Command = nil, CmdRestartEtcd
+		}
+		ops = append(ops, restart)
 		start.Hosts = append(start.Hosts, HostOps{Host: ch.Name, Ops: ops})
 		start.Wait = append(start.Wait, ch.Name)
 	}

@@ -50,11 +50,11 @@ func etcdFiles() []string {
 	return out
 }
 
-// hostWork lists the operations that bring a host to its plan: directories,
+// work lists the operations that bring a host to its plan: directories,
 // certificates, kubeadm configuration and kubelet files (the kubelet
 // restarted behind a marker), then the manifest, or a restart when only
 // what etcd reads at start changed, or when a previous run recorded one.
-func hostWork(in Input, h *host) work {
+func (kubeletRuntime) work(in Input, h *host) work {
 	c := in.Cluster
 	var w work
 	hp, hf := h.plan, h.facts
@@ -302,7 +302,8 @@ func rolling(in Input, members []*host, up *upgrade, refused *refusals, blind bo
 		if up != nil && up.changesVersion(name) && up.to != nil {
 			for i := range ops {
 				if ops[i].Kind == OpRestartEtcd {
-					ops[i].Rollback, ops[i].RollbackRetry = rollbackFile(in, it.h, false), rollbackFile(in, it.h, true)
+					rt := RuntimeOf(in.Cluster)
+					ops[i].Rollback, ops[i].RollbackRetry = rt.rollback(in, it.h, false), rt.rollback(in, it.h, true)
 				}
 			}
 			wait.Version = up.to.String()

@@ -107,7 +107,8 @@ type Op struct {
 	// Retry is the manifest a restart writes instead when the kubelet holds
 	// the first one back: another restart annotation, so another Pod.
 	Retry *File `json:"-"`
-	// Command runs on the host (run).
+	// Command runs on the host (run); for restart-etcd and stop-etcd of a
+	// member run by systemd, it is the systemctl command that does it.
 	Command string `json:"command,omitempty"`
 	// Marker names the pending work (mark, unmark).
 	Marker string `json:"marker,omitempty"`
@@ -121,7 +122,8 @@ type Op struct {
 	// Members are the members OpWaitCluster waits for.
 	Members []string `json:"members,omitempty"`
 	// Rollback is the manifest a restart puts back when the member does not
-	// come up healthy on the new one (an upgrade).
+	// come up healthy on the new one (an upgrade); for a member run by
+	// systemd, the environment file, with the binaries the run replaced.
 	Rollback *File `json:"-"`
 	// RollbackRetry is Rollback under another restart annotation, written
 	// should the kubelet hold the first back.
@@ -155,11 +157,20 @@ func (o Op) String() string {
 	case OpRun:
 		return "$ " + o.Command
 	case OpRestartEtcd:
+		if o.Command != "" && o.Rollback != nil {
+			return "restart etcd: $ " + o.Command + " (the binaries it replaced are put back if the member does not come up)"
+		}
+		if o.Command != "" {
+			return "restart etcd: $ " + o.Command
+		}
 		if o.Rollback != nil {
 			return "restart etcd on the new manifest (static Pod out and back; the old one is put back if the member does not come up)"
 		}
 		return "restart etcd (static Pod out and back)"
 	case OpStopEtcd:
+		if o.Command != "" {
+			return "stop etcd: $ " + o.Command + " (environment file moved under the backup directory)"
+		}
 		return "stop etcd (manifest moved under the backup directory)"
 	case OpBackup:
 		return fmt.Sprintf("move %s under the backup directory", o.Path)

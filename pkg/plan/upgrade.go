@@ -28,7 +28,9 @@ var minimumForMinor = map[string]string{
 
 // upgrade is a change of the members' etcd version.
 type upgrade struct {
-	image string
+	// image is the etcd the inventory asks for: an image, or a release
+	// (what names it).
+	image, what string
 	// to is the version the image tag names; nil when it names none.
 	to *version.Version
 	// from are the versions the members run, by host.
@@ -60,14 +62,21 @@ func minor(v *version.Version) string { return fmt.Sprintf("%d.%d", v.Major(), v
 // flags the target no longer starts with, or an unhealthy cluster.
 func planUpgrade(in Input, hosts []*host, refused *refusals) *upgrade {
 	c := in.Cluster
-	target := c.EtcdImage()
-	u := &upgrade{image: target, to: etcdVersion(target), from: map[string]*version.Version{}}
+	rt := RuntimeOf(c)
+	target, to := rt.target(c)
+	u := &upgrade{image: target, what: "image", to: to, from: map[string]*version.Version{}}
+	if rt.Name() == config.RuntimeSystemd {
+		u.what = "release"
+	}
 	// Only running members upgrade: a member that does not run is being
 	// repaired, whatever image its broken manifest names.
 	var changing []*host
 	for _, h := range hosts {
 		m := h.facts.Manifest
-		if h.role != roleMember || !h.runs() || m == nil || m.Err != "" || m.Image == "" || m.Image == target {
+		if h.role != roleMember || !h.runs() || m == nil || m.Err != "" {
+			continue
+		}
+		if now := rt.running(in, h); now == "" || now == target {
 			continue
 		}
 		changing = append(changing, h)
@@ -91,7 +100,7 @@ func planUpgrade(in Input, hosts []*host, refused *refusals) *upgrade {
 		}
 	}
 	if u.to == nil {
-		refused.add("", "the etcd image %s names no version, so the upgrade from %s cannot be checked against etcd's upgrade rules: use a version tag (spec.etcd.imageTag: 3.x.y-0)", target, changing[0].facts.Manifest.Image)
+		refused.add("", "the etcd image %s names no version, so the upgrade from %s cannot be checked against etcd's upgrade rules: use a version tag (spec.etcd.imageTag: 3.x.y-0)", target, rt.running(in, changing[0]))
 		return u
 	}
 	if len(u.from) == 0 {
@@ -117,16 +126,16 @@ func planUpgrade(in Input, hosts []*host, refused *refusals) *upgrade {
 	case lo.Major() != to.Major() || hi.Major() != to.Major():
 		refused.add("", "the members run etcd %s, the inventory asks for %s: etcdadm does not change etcd's major version", lo, to)
 	case step(hi) < 0:
-		refused.add(highest, "runs etcd %s and the inventory asks for %s: etcdadm does not downgrade etcd across minor versions (its data would first need etcd's own downgrade, `etcdctl downgrade validate|enable %s`); keep %s in spec.etcd.imageTag, or restore the snapshot taken before the upgrade with `etcdadm snapshot restore`",
-			hi, to, minor(to), minor(hi))
+		refused.add(highest, "runs etcd %s and the inventory asks for %s: etcdadm does not downgrade etcd across minor versions (its data would first need etcd's own downgrade, `etcdctl downgrade validate|enable %s`); %s, or restore the snapshot taken before the upgrade with `etcdadm snapshot restore`",
+			hi, to, minor(to), u.keep(minor(hi)))
 	case step(lo) > 1:
 		next := fmt.Sprintf("%d.%d", lo.Major(), lo.Minor()+1)
-		refused.add(lowest, "runs etcd %s and the inventory asks for %s: etcd upgrades one minor version at a time; set spec.etcd.imageTag to the newest %s patch (at least %s), apply, then go on to %s",
-			lo, to, next, orAny(minimumForMinor[minor(to)], next), minor(to))
+		refused.add(lowest, "runs etcd %s and the inventory asks for %s: etcd upgrades one minor version at a time; %s the newest %s patch (at least %s), apply, then go on to %s",
+			lo, to, u.set(), next, orAny(minimumForMinor[minor(to)], next), minor(to))
 	case step(lo) == 1:
 		if min, ok := minimumForMinor[minor(to)]; ok && lo.LessThan(version.MustParseGeneric(min)) {
-			refused.add(lowest, "runs etcd %s: etcd upgrades to %s only from %s or later; set spec.etcd.imageTag to %s-0 or a later %s patch, apply, then go on to %s",
-				lo, minor(to), min, min, minor(lo), minor(to))
+			refused.add(lowest, "runs etcd %s: etcd upgrades to %s only from %s or later; %s %s or a later %s patch, apply, then go on to %s",
+				lo, minor(to), min, u.set(), u.named(min), minor(lo), minor(to))
 		}
 	}
 	if !to.LessThan(version.MustParseGeneric("3.7.0")) {
@@ -148,6 +157,30 @@ func planUpgrade(in Input, hosts []*host, refused *refusals) *upgrade {
 		refused.add("", "upgrading etcd needs a healthy cluster%s; bring every member back first", bad)
 	}
 	return u
+}
+
+// set says where the inventory names the etcd to run.
+func (u *upgrade) set() string {
+	if u.what == "release" {
+		return "set spec.etcd.release to the release of"
+	}
+	return "set spec.etcd.imageTag to"
+}
+
+// named is the etcd of version v as the inventory names it.
+func (u *upgrade) named(v string) string {
+	if u.what == "release" {
+		return "etcd v" + v
+	}
+	return v + "-0"
+}
+
+// keep says how to stay on minor m.
+func (u *upgrade) keep(m string) string {
+	if u.what == "release" {
+		return "keep a " + m + " release in spec.etcd.release"
+	}
+	return "keep " + m + " in spec.etcd.imageTag"
 }
 
 func orAny(s, minorVersion string) string {
@@ -180,7 +213,7 @@ func (u *upgrade) describe() string {
 		to = u.to.String()
 	}
 	if len(from) == 0 {
-		return "etcd image " + u.image
+		return "etcd " + u.what + " " + u.image
 	}
 	return fmt.Sprintf("etcd %s -> %s", strings.Join(from, ", "), to)
 }
