@@ -45,6 +45,9 @@ type Executor struct {
 	snapshots []string
 	mu        sync.Mutex
 	res       map[string]*HostResult
+	// replaced are, by host, the binaries this run replaced and where it
+	// kept the previous ones: what a failed upgrade goes back to.
+	replaced map[string][]replacedFile
 }
 
 // HostResult says what a run did on one host.
@@ -244,7 +247,7 @@ func (x *Executor) hostOps(ctx context.Context, host string, ops []plan.Op) erro
 		}
 		if err := x.op(ctx, t, h, op, before); err != nil {
 			if rollback != nil && op.Kind != plan.OpWaitCluster {
-				return x.rollBack(ctx, t, h, *rollback, rollbackRetry, err)
+				return x.runtime().rollBack(ctx, t, h, *rollback, rollbackRetry, err)
 			}
 			return err
 		}
@@ -290,6 +293,9 @@ func (x *Executor) op(ctx context.Context, t remote.Transport, h config.Host, op
 		}
 	case plan.OpWrite:
 		f := op.Change.File
+		if f.Source != nil {
+			return x.pushFile(ctx, t, name, op.Change)
+		}
 		if _, err := t.WriteFile(ctx, remote.File{Path: f.Path, Mode: f.Mode, Data: f.Data}, x.BackupDir); err != nil {
 			return fmt.Errorf("write %s: %w", f.Path, err)
 		}
@@ -316,15 +322,17 @@ func (x *Executor) op(ctx context.Context, t remote.Transport, h config.Host, op
 			}
 		})
 	case plan.OpRestartEtcd:
-		if err := x.restartEtcd(ctx, t, name, op.Change.File, op.Retry, before); err != nil {
+		if err := x.runtime().restart(ctx, t, name, op, before); err != nil {
 			return err
 		}
 		x.record(name, func(r *HostResult) {
 			r.RestartedEtcd = true
-			r.Written = append(r.Written, op.Change.File.Path)
+			if op.Change != nil {
+				r.Written = append(r.Written, op.Change.File.Path)
+			}
 		})
 	case plan.OpStopEtcd:
-		return x.stopEtcd(ctx, t, name)
+		return x.runtime().stop(ctx, t, name)
 	case plan.OpBackup:
 		return x.backup(ctx, t, name, op.Path)
 	case plan.OpAddLearner:

@@ -56,9 +56,11 @@ func Request(c *config.Cluster, pki *certs.PKI, h config.Host) (facts.Request, e
 	if err != nil {
 		return facts.Request{}, err
 	}
+	rt := plan.RuntimeOf(c)
 	req := facts.Request{
 		DataDir:      c.Spec.Etcd.DataDir,
-		ManifestPath: manifests.ManifestPath(c),
+		ManifestPath: rt.StartPath(c),
+		EtcdUnit:     rt.Unit(),
 		CAPath:       path.Join(manifests.CertificatesDir, certs.CABaseName+".crt"),
 		ClientPort:   manifests.ClientPort,
 		// The images that matter are those of the kubelet's runtime.
