@@ -43,10 +43,10 @@ func WriteArchive(w io.Writer, h plan.Host, mtime time.Time) error {
 		}
 	}
 	for _, f := range h.Files {
-		if err := tw.WriteHeader(header(f.Path, tar.TypeReg, f.Mode, len(f.Data), mtime)); err != nil {
+		if err := tw.WriteHeader(header(f.Path, tar.TypeReg, f.Mode, int(fileSize(f)), mtime)); err != nil {
 			return fmt.Errorf("archive %s: %w", f.Path, err)
 		}
-		if _, err := tw.Write(f.Data); err != nil {
+		if err := writeContent(tw, f); err != nil {
 			return fmt.Errorf("archive %s: %w", f.Path, err)
 		}
 	}

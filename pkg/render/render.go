@@ -5,10 +5,10 @@
 package render
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -64,12 +64,8 @@ func Write(p *plan.Plan, dir string) error {
 		if err := writeHost(h, filepath.Join(dir, h.Name)); err != nil {
 			return fmt.Errorf("render %s: %w", h.Name, err)
 		}
-		var b bytes.Buffer
-		if err := WriteArchive(&b, h, now); err != nil {
-			return fmt.Errorf("render %s: %w", h.Name, err)
-		}
 		// It holds keys.
-		if err := atomicfile.Write(filepath.Join(dir, ArchiveName(h.Name)), b.Bytes(), 0o600, bundleMode); err != nil {
+		if err := writeStreamed(filepath.Join(dir, ArchiveName(h.Name)), 0o600, func(w io.Writer) error { return WriteArchive(w, h, now) }); err != nil {
 			return fmt.Errorf("render %s: %w", h.Name, err)
 		}
 	}
@@ -115,9 +111,17 @@ func writeHost(h plan.Host, hostDir string) error {
 	var sums strings.Builder
 	var files []atomicfile.File
 	for _, f := range h.Files {
-		files = append(files, atomicfile.File{Path: filepath.Join(hostDir, filepath.FromSlash(f.Path)), Data: f.Data, Mode: f.Mode})
+		p := filepath.Join(hostDir, filepath.FromSlash(f.Path))
+		if f.Source != nil {
+			// A release's binary: streamed, never held in memory.
+			if err := writeStreamed(p, f.Mode, func(w io.Writer) error { return writeContent(w, f) }); err != nil {
+				return err
+			}
+		} else {
+			files = append(files, atomicfile.File{Path: p, Data: f.Data, Mode: f.Mode})
+		}
 		sum := f.SHA256()
-		idx.Files = append(idx.Files, IndexEntry{Path: f.Path, Mode: fmt.Sprintf("%04o", f.Mode.Perm()), Size: len(f.Data), SHA256: sum})
+		idx.Files = append(idx.Files, IndexEntry{Path: f.Path, Mode: fmt.Sprintf("%04o", f.Mode.Perm()), Size: int(fileSize(f)), SHA256: sum})
 		fmt.Fprintf(&sums, "%s  %s\n", sum, strings.TrimPrefix(f.Path, "/"))
 	}
 	b, err := json.MarshalIndent(idx, "", "  ")
