@@ -1,8 +1,10 @@
 // Command systemctl stands in for systemd's systemctl on lab hosts, which
-// have no systemd. It runs kubelet the way systemd would: from the effective
-// ExecStart of kubelet.service and its drop-ins as loaded at the last
-// daemon-reload, detached, and restarted according to Restart=. Other units
-// the lab runs itself (containerd, ssh) can be queried but not controlled.
+// have no systemd. It runs services (kubelet, etcd) the way systemd would:
+// from the effective ExecStart of the unit and its drop-ins as loaded at the
+// last daemon-reload, with its EnvironmentFile= read at every start,
+// detached, restarted according to Restart=, and for Type=notify active only
+// once the service sent READY=1 to $NOTIFY_SOCKET. The units the lab runs
+// itself (containerd, ssh) can be queried but not controlled.
 package main
 
 import (
@@ -10,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -23,8 +26,7 @@ import (
 )
 
 const (
-	stateDir   = unit.StateDir
-	kubeletLog = "/var/log/kubelet.log"
+	stateDir = unit.StateDir
 	// stopTimeout bounds how long stop waits for a SIGTERM to work, like
 	// TimeoutStopSec (shorter than systemd's 90 s: lab tests wait on it).
 	stopTimeout = 30 * time.Second
@@ -41,16 +43,20 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	var words []string
-	now := false
+	now, noBlock := false, false
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
 		case a == "--now":
 			now = true
+		case a == "--no-block":
+			// Return once the job is queued: no wait for a notify
+			// service's READY=1.
+			noBlock = true
 		case withValue(a):
 			i++ // the option's value, read again by show
 		case strings.HasPrefix(a, "-"):
-			// --quiet, --no-pager, --no-block, -l, --system: no effect here.
+			// --quiet, --no-pager, -l, --system: no effect here.
 		default:
 			words = append(words, a)
 		}
@@ -81,7 +87,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		name := unitName(u)
 		switch verb {
 		case "start":
-			c = start(name, stderr)
+			c = startVerb(name, "start", !noBlock, stderr)
 		case "stop":
 			c = stop(name, stderr)
 		case "restart", "try-restart", "reload-or-restart":
@@ -89,7 +95,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				continue
 			}
 			if c = stop(name, stderr); c == 0 {
-				c = startVerb(name, "restart", stderr)
+				c = startVerb(name, "restart", !noBlock, stderr)
 			}
 		case "status":
 			c = status(name, stdout)
@@ -106,9 +112,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 				c = 1
 			}
 		case "enable", "disable", "reset-failed":
-			// Enablement is about boot, which lab hosts never do.
-			if verb == "enable" && now {
-				c = start(name, stderr)
+			// Enablement is about boot, which lab hosts never do; --now
+			// starts or stops the unit as well.
+			switch {
+			case verb == "enable" && now:
+				c = startVerb(name, "start", !noBlock, stderr)
+			case verb == "disable" && now:
+				c = stop(name, stderr)
 			}
 		case "is-enabled":
 			fmt.Fprintln(stdout, "enabled")
@@ -250,9 +260,12 @@ func daemonReload(stderr io.Writer) int {
 	return 0
 }
 
-func start(name string, stderr io.Writer) int { return startVerb(name, "start", stderr) }
+// logPath is where a service's output goes on the host.
+func logPath(name string) string { return "/var/log/" + short(name) + ".log" }
 
-func startVerb(name, verb string, stderr io.Writer) int {
+// startVerb starts the unit; with block, as systemctl without --no-block,
+// it returns once a Type=notify service is ready (or failed).
+func startVerb(name, verb string, block bool, stderr io.Writer) int {
 	st := currentState(name)
 	if st.External {
 		fmt.Fprintf(stderr, "Failed to %s %s: the lab runs this daemon itself; use the lab's helpers.\n", verb, name)
@@ -274,20 +287,16 @@ func startVerb(name, verb string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "Failed to %s %s: Unit %s has a bad unit file setting.\nSee system logs and 'systemctl status %s' for details.\n", verb, name, name, name)
 		return 1
 	}
-	if name != "kubelet.service" {
-		fmt.Fprintf(stderr, "Failed to %s %s: the lab stand-in runs only kubelet.service.\n", verb, name)
-		return 1
-	}
 	self, err := os.Executable()
 	if err != nil {
 		fmt.Fprintf(stderr, "Failed to %s %s: %v\n", verb, name, err)
 		return 1
 	}
-	if err := os.MkdirAll(filepath.Dir(kubeletLog), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(logPath(name)), 0o755); err != nil {
 		fmt.Fprintf(stderr, "Failed to %s %s: %v\n", verb, name, err)
 		return 1
 	}
-	logf, err := os.OpenFile(kubeletLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(logPath(name), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		fmt.Fprintf(stderr, "Failed to %s %s: %v\n", verb, name, err)
 		return 1
@@ -306,16 +315,35 @@ func startVerb(name, verb string, stderr io.Writer) int {
 		return 1
 	}
 	// Like Type=simple: done once the main process is forked.
+	pid := cmd.Process.Pid
+	cmd.Process.Release()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		var st state
-		if readJSON(statePath(name), &st) && st.SupervisorPID == cmd.Process.Pid && st.ActiveState != "" {
+		var rec state
+		if readJSON(statePath(name), &rec) && rec.SupervisorPID == pid && rec.ActiveState != "" {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cmd.Process.Release()
-	return 0
+	if s.Type != "notify" || !block {
+		return 0
+	}
+	// A notify service's start job ends when it is ready, or has failed;
+	// its own TimeoutStartSec= bounds that.
+	for {
+		st := currentState(name)
+		switch {
+		case st.SupervisorPID != pid && st.ActiveState != "activating":
+			fmt.Fprintf(stderr, "Job for %s canceled.\n", name)
+			return 1
+		case st.ActiveState == "active":
+			return 0
+		case st.ActiveState == "failed" || st.ActiveState == "inactive" || st.SubState == "auto-restart":
+			fmt.Fprintf(stderr, "Job for %s failed because the control process exited with error code.\nSee \"systemctl status %s\" for details.\n", name, name)
+			return 1
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func stop(name string, stderr io.Writer) int {
@@ -429,7 +457,7 @@ func show(name string, args []string, stdout io.Writer) int {
 		"Restart":       s.Restart,
 		"UnitFileState": map[bool]string{true: "enabled", false: ""}[loadState == "loaded"],
 	}
-	if !st.External && st.ActiveState != "active" {
+	if !st.External && st.ActiveState != "active" && st.ActiveState != "activating" {
 		props["MainPID"] = "0"
 	}
 	var want []string
@@ -468,6 +496,10 @@ func show(name string, args []string, stdout io.Writer) int {
 
 // supervise is the service's supervisor process: it runs the main process,
 // restarts it as Restart= asks, and records state for systemctl queries.
+// Like systemd, it reads the EnvironmentFile= and resolves ExecStart= anew
+// at every start. A Type=notify service is activating until it sends
+// READY=1 to $NOTIFY_SOCKET, and is stopped as failed when it does not
+// within TimeoutStartSec=.
 func supervise(name string, stderr io.Writer) int {
 	self := os.Getpid()
 	record := func(st state) {
@@ -485,15 +517,6 @@ func supervise(name string, stderr io.Writer) int {
 	if !readJSON(loadedPath(name), &s) {
 		return fail("unit is not loaded")
 	}
-	env, err := s.Env("/")
-	if err != nil {
-		return fail("%v", err)
-	}
-	c, err := s.Command(env)
-	if err != nil {
-		return fail("%v", err)
-	}
-	argv := append(c.Argv, labArgs(name)...)
 	if name == "kubelet.service" {
 		if err := ensureCgroupRoot(); err != nil {
 			return fail("%v", err)
@@ -503,44 +526,85 @@ func supervise(name string, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	var starts []time.Time
+	var argv []string
 	for {
 		now := time.Now()
 		starts = append(starts, now)
 		if len(starts) > startLimitBurst && now.Sub(starts[len(starts)-startLimitBurst-1]) < startLimitInterval {
 			return fail("start request repeated too quickly")
 		}
+		env, err := s.Env("/")
+		if err != nil {
+			return fail("%v", err)
+		}
+		c, err := s.Command(env)
+		if err != nil {
+			return fail("%v", err)
+		}
+		argv = append(c.Argv, labArgs(name)...)
 		fmt.Fprintf(stderr, "lab-systemctl: %s: starting %s\n", name, strings.Join(argv, " "))
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 		cmd.Env = append(os.Environ(), env...)
 		cmd.Dir = "/"
+		var ready <-chan struct{}
+		var notify io.Closer
+		if s.Type == "notify" {
+			sock, ch, err := listenNotify(name)
+			if err != nil {
+				return fail("%v", err)
+			}
+			notify, ready = sock, ch
+			cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+notifyPath(name))
+		}
 		if err := cmd.Start(); err != nil {
+			closeNotify(notify)
 			record(state{ActiveState: "failed", SubState: "failed", Since: now, ExecMainCode: 203, Argv: argv})
 			fmt.Fprintf(stderr, "lab-systemctl: %s: failed to execute %s: %v\n", name, argv[0], err)
 			if s.Restart != "always" && s.Restart != "on-failure" {
 				return 1
 			}
 		} else {
-			record(state{ActiveState: "active", SubState: "running", MainPID: cmd.Process.Pid, Since: now, Argv: argv})
+			var timeout <-chan time.Time
+			if ready != nil {
+				record(state{ActiveState: "activating", SubState: "start", MainPID: cmd.Process.Pid, Since: now, Argv: argv})
+				if s.StartTimeout > 0 {
+					timeout = time.After(s.StartTimeout)
+				}
+			} else {
+				record(state{ActiveState: "active", SubState: "running", MainPID: cmd.Process.Pid, Since: now, Argv: argv})
+			}
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
 			var werr error
-			select {
-			case werr = <-done:
-			case <-sigs:
-				_ = cmd.Process.Signal(syscall.SIGTERM)
+			timedOut := false
+		wait:
+			for {
 				select {
-				case <-done:
-				case <-time.After(stopTimeout):
-					_ = cmd.Process.Kill()
-					<-done
+				case werr = <-done:
+					break wait
+				case <-ready:
+					ready, timeout = nil, nil
+					fmt.Fprintf(stderr, "lab-systemctl: %s: ready (READY=1)\n", name)
+					record(state{ActiveState: "active", SubState: "running", MainPID: cmd.Process.Pid, Since: time.Now(), Argv: argv})
+				case <-timeout:
+					fmt.Fprintf(stderr, "lab-systemctl: %s: start operation timed out (TimeoutStartSec=%s); terminating\n", name, s.StartTimeout)
+					timedOut, timeout = true, nil
+					record(state{ActiveState: "deactivating", SubState: "stop-sigterm", MainPID: cmd.Process.Pid, Since: time.Now(), Argv: argv})
+					terminate(cmd.Process, done)
+					werr = <-done
+					break wait
+				case <-sigs:
+					terminate(cmd.Process, done)
+					closeNotify(notify)
+					record(state{ActiveState: "inactive", SubState: "dead", Since: time.Now(), Argv: argv})
+					return 0
 				}
-				record(state{ActiveState: "inactive", SubState: "dead", Since: time.Now(), Argv: argv})
-				return 0
 			}
+			closeNotify(notify)
 			code := exitCode(werr)
 			fmt.Fprintf(stderr, "lab-systemctl: %s: main process exited, status=%d\n", name, code)
-			failed := code != 0 && !c.IgnoreFailure
+			failed := timedOut || (code != 0 && !c.IgnoreFailure)
 			if !(s.Restart == "always" || (s.Restart == "on-failure" && failed)) {
 				if failed {
 					record(state{ActiveState: "failed", SubState: "failed", Since: time.Now(), ExecMainCode: code, Argv: argv})
@@ -557,6 +621,60 @@ func supervise(name string, stderr io.Writer) int {
 			return 0
 		case <-time.After(s.RestartDelay):
 		}
+	}
+}
+
+// terminate sends the main process SIGTERM and, after stopTimeout, SIGKILL,
+// and waits for it to end; what done delivered is put back for the caller.
+func terminate(p *os.Process, done chan error) {
+	_ = p.Signal(syscall.SIGTERM)
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(stopTimeout):
+		_ = p.Kill()
+		err = <-done
+	}
+	done <- err
+}
+
+// notifyPath is the service's $NOTIFY_SOCKET, on the host's own /run.
+func notifyPath(name string) string { return filepath.Join(stateDir, name+".notify") }
+
+// listenNotify opens the service's notify socket; the channel is closed
+// when a datagram says READY=1.
+func listenNotify(name string) (*net.UnixConn, <-chan struct{}, error) {
+	p := notifyPath(name)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return nil, nil, err
+	}
+	_ = os.Remove(p)
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: p, Net: "unixgram"})
+	if err != nil {
+		return nil, nil, fmt.Errorf("notify socket %s: %w", p, err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, _, err := conn.ReadFromUnix(buf)
+			if err != nil {
+				return
+			}
+			for _, line := range strings.Split(string(buf[:n]), "\n") {
+				if line == "READY=1" {
+					close(ready)
+					return
+				}
+			}
+		}
+	}()
+	return conn, ready, nil
+}
+
+func closeNotify(c io.Closer) {
+	if c != nil {
+		_ = c.Close()
 	}
 }
 

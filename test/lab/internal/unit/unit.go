@@ -40,6 +40,9 @@ type Service struct {
 	Restart          string   `json:",omitempty"`
 	// RestartDelay is RestartSec=.
 	RestartDelay time.Duration
+	// StartTimeout is TimeoutStartSec= (systemd's default 90s); zero
+	// means none, as TimeoutStartSec=0 or infinity say.
+	StartTimeout time.Duration
 	// Digest identifies the files the unit was loaded from, so a caller can
 	// tell that they changed on disk since.
 	Digest string
@@ -48,7 +51,7 @@ type Service struct {
 // Load reads unit name (e.g. "kubelet.service") below root ("" or "/" for the
 // running system) from the directories in dirs, highest priority first.
 func Load(root string, dirs []string, name string) (*Service, error) {
-	s := &Service{Name: name, Restart: "no", RestartDelay: 100 * time.Millisecond}
+	s := &Service{Name: name, Restart: "no", RestartDelay: 100 * time.Millisecond, StartTimeout: 90 * time.Second}
 	h := sha256.New()
 	var files []string
 	for _, d := range dirs {
@@ -146,6 +149,16 @@ func (s *Service) apply(b []byte) error {
 				return fmt.Errorf("parse RestartSec=%s: %w", value, err)
 			}
 			s.RestartDelay = d
+		case "TimeoutStartSec":
+			if value == "infinity" {
+				s.StartTimeout = 0
+				continue
+			}
+			d, err := parseTimespan(value)
+			if err != nil {
+				return fmt.Errorf("parse TimeoutStartSec=%s: %w", value, err)
+			}
+			s.StartTimeout = d
 		}
 	}
 	return nil
@@ -187,6 +200,8 @@ type Command struct {
 // Validate reports what systemd would refuse when starting the service.
 func (s *Service) Validate() error {
 	switch {
+	case s.Type != "" && s.Type != "simple" && s.Type != "exec" && s.Type != "notify" && s.Type != "oneshot":
+		return fmt.Errorf("Type=%s is not supported by the lab's stand-in (simple, exec, notify, oneshot)", s.Type)
 	case len(s.ExecStart) == 0:
 		return errors.New("service has no ExecStart= setting")
 	case len(s.ExecStart) > 1 && s.Type != "oneshot":
