@@ -6,6 +6,7 @@ import (
 	"net"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -450,7 +451,15 @@ func (x *Executor) waitGone(ctx context.Context, t remote.Transport, before []fa
 			return err
 		}
 		if !slices.ContainsFunc(now, func(p facts.Process) bool { return running(before, p) }) {
-			break
+			// etcd closes its listeners first, then syncs its log and
+			// database: gone is the process, not its port.
+			alive, err := x.alive(ctx, t, before)
+			if err != nil {
+				return err
+			}
+			if len(alive) == 0 {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("etcd (pid %v) still runs %s after its manifest was taken away", before, x.HealthTimeout)
@@ -483,6 +492,30 @@ func (x *Executor) waitGone(ctx context.Context, t remote.Transport, before []fa
 		}
 	}
 	return nil
+}
+
+// alive lists the processes that still run: the same PID with the same
+// start time.
+func (x *Executor) alive(ctx context.Context, t remote.Transport, ps []facts.Process) ([]int, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	var b strings.Builder
+	for _, p := range ps {
+		fmt.Fprintf(&b, "if [ -r /proc/%[1]d/stat ]; then read -r st < /proc/%[1]d/stat; st=${st##*) }; set -- $st; [ \"${20}\" = %[2]d ] && echo %[1]d; fi; ", p.PID, p.Start)
+	}
+	b.WriteString("true")
+	out, err := t.Run(ctx, b.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("look for etcd's process: %w", err)
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }
 
 // podCleanupWait bounds the wait for the kubelet to let go of a stopped Pod;
