@@ -147,14 +147,14 @@ func argv0(pid int) string {
 
 // boot makes the host's namespaces and mounts and starts its sshd.
 func (h *Host) boot(ctx context.Context) error {
-	for _, d := range []string{"etc.upper", "etc.work", "varlib.upper", "varlib.work", "containerd", "kubelet", "etcd", "log", "run", "tmp", "root"} {
+	for _, d := range []string{"etc.upper", "etc.work", "varlib.upper", "varlib.work", "usrlocal.upper", "usrlocal.work", "containerd", "kubelet", "etcd", "log", "run", "tmp", "root"} {
 		if err := os.MkdirAll(filepath.Join(h.Dir, d), 0o755); err != nil {
 			return fmt.Errorf("create host dir: %w", err)
 		}
 	}
 	// Directories that become /etc, /var/lib/etcd and /tmp keep the
 	// modes those have on a real host (sshd's StrictModes checks /etc).
-	for d, m := range map[string]os.FileMode{"": 0o755, "etc.upper": 0o755, "varlib.upper": 0o755, "etcd": 0o700, "root": 0o700, "tmp": 0o777 | os.ModeSticky} {
+	for d, m := range map[string]os.FileMode{"": 0o755, "etc.upper": 0o755, "varlib.upper": 0o755, "usrlocal.upper": 0o755, "etcd": 0o700, "root": 0o700, "tmp": 0o777 | os.ModeSticky} {
 		if err := os.Chmod(filepath.Join(h.Dir, d), m); err != nil {
 			return fmt.Errorf("set mode of host dir: %w", err)
 		}
@@ -262,7 +262,8 @@ func (h *Host) startAnchor(ctx context.Context) error {
 	}
 }
 
-// mount gives the host its own view: /etc and /var/lib are overlays whose
+// mount gives the host its own view: /etc, /var/lib and /usr/local (where
+// etcdadm's systemd runtime installs etcd) are overlays whose
 // upper layers are the host's (so nothing on the machine is touched and no
 // mount point has to be created there), the data directories are plain
 // bind mounts (containerd's overlayfs snapshotter cannot sit on overlayfs),
@@ -277,6 +278,7 @@ fi
 hostname "$name"
 mount -t overlay lab-etc -o "lowerdir=/etc,upperdir=$H/etc.upper,workdir=$H/etc.work" /etc
 mount -t overlay lab-varlib -o "lowerdir=/var/lib,upperdir=$H/varlib.upper,workdir=$H/varlib.work" /var/lib
+mount -t overlay lab-usrlocal -o "lowerdir=/usr/local,upperdir=$H/usrlocal.upper,workdir=$H/usrlocal.work" /usr/local
 for d in containerd kubelet etcd; do
 	mkdir -p "/var/lib/$d"
 	mount --bind "$H/$d" "/var/lib/$d"
