@@ -252,6 +252,9 @@ func rolling(in Input, members []*host, up *upgrade, refused *refusals, blind bo
 	if up != nil {
 		st.Name = "upgrade " + up.describe()
 		st.Why = "one member at a time, the leader last: each must come back reporting the new version, healthy and caught up, before the next; a member that does not is put back on its old manifest and the upgrade stops"
+		if in.Cluster.Systemd() {
+			st.Why = strings.Replace(st.Why, "its old manifest", "its old binaries", 1)
+		}
 	}
 	var warnings []string
 	type item struct {

@@ -423,7 +423,7 @@ func TestSystemdUpgrade(t *testing.T) {
 		t.Fatalf("want a snapshot, then the upgrade:\n%s", planText(p))
 	}
 	up := p.Stages[1]
-	if !strings.Contains(up.Name, "3.7.0 -> 3.7.3") || stageHosts(up)[2] != "n1" {
+	if !strings.Contains(up.Name, "3.7.0 -> 3.7.3") || stageHosts(up)[2] != "n1" || !strings.Contains(up.Why, "put back on its old binaries") {
 		t.Errorf("upgrade stage %q, order %v", up.Name, stageHosts(up))
 	}
 	rel := w2.c.Spec.Etcd.Release.Info
