@@ -201,7 +201,7 @@ type Command struct {
 func (s *Service) Validate() error {
 	switch {
 	case s.Type != "" && s.Type != "simple" && s.Type != "exec" && s.Type != "notify" && s.Type != "oneshot":
-		return fmt.Errorf("Type=%s is not supported by the lab's stand-in (simple, exec, notify, oneshot)", s.Type)
+		return fmt.Errorf("the lab's stand-in does not support Type=%s (only simple, exec, notify, oneshot)", s.Type)
 	case len(s.ExecStart) == 0:
 		return errors.New("service has no ExecStart= setting")
 	case len(s.ExecStart) > 1 && s.Type != "oneshot":
