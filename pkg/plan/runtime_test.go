@@ -535,6 +535,72 @@ func TestSystemdRestore(t *testing.T) {
 	}
 }
 
+// A host added to the inventory gets its binaries, unit and certificates
+// before it is added as a learner, then starts through its unit as a
+// member of the running cluster and is promoted; the others are untouched.
+func TestSystemdAddMember(t *testing.T) {
+	w := newSystemdWorld(t, 3)
+	hosts := w.allSystemd(t)
+	w4 := w.systemdChanged(t, 4, "3.7.0", "")
+	hosts["n3"] = emptySystemdHost("n3")
+	p := mustBuild(t, Input{Cluster: w4.c, PKI: w4.pki, Hosts: hosts, Etcd: viewVersion(etcdView(t, "n1", names3...), "3.7.0"), Now: fixedNow, Platform: testPlatform})
+	if len(p.Stages) != 1 || p.Stages[0].Name != "add member n3" {
+		t.Fatalf("want one stage adding n3:\n%s", planText(p))
+	}
+	ops := stageOps(p.Stages[0], "n3")
+	_, i := findOp(ops, isKind(OpAddLearner))
+	if i < 0 {
+		t.Fatalf("no add-learner: %v", kinds(ops))
+	}
+	written := writtenPaths(ops[:i])
+	for _, want := range []string{"/usr/local/bin/etcd", "/usr/local/bin/etcdctl", etcdservice.UnitPath, "/etc/kubernetes/pki/etcd/server.crt"} {
+		if !slices.Contains(written, want) {
+			t.Errorf("%s is not written before the learner is added: %v", want, kinds(ops[:i]))
+		}
+	}
+	if diff := cmp.Diff([]OpKind{OpAddLearner, OpRestartEtcd, OpWaitMember, OpPromote, OpWaitCluster}, kindsOnly(ops[i:])); diff != "" {
+		t.Fatalf("from add-learner on (-want +got):\n%s", diff)
+	}
+	r := ops[i+1]
+	m := facts.ParseEnvFile(r.Change.File.Data)
+	want := "n0=https://192.0.2.10:2380,n1=https://192.0.2.11:2380,n2=https://192.0.2.12:2380,n3=https://192.0.2.13:2380"
+	if r.Command != CmdRestartEtcd || r.Disruptive || m.InitialClusterState != manifests.StateExisting || m.InitialCluster != want {
+		t.Errorf("start %+v: %s %s", r, m.InitialClusterState, m.InitialCluster)
+	}
+	if !ops[i+2].NewProcess {
+		t.Errorf("wait %+v", ops[i+2])
+	}
+	for _, n := range names3 {
+		if got := opsOf(p, n); len(got) > 0 {
+			t.Errorf("%s: %v", n, kinds(got))
+		}
+	}
+}
+
+// member replace stops the failed member's service, moves its data
+// aside, and starts the new member through the unit as a learner.
+func TestSystemdReplace(t *testing.T) {
+	w := newSystemdWorld(t, 3)
+	hosts := w.allSystemd(t)
+	stop(hosts["n2"])
+	hosts["n2"].EtcdActive = "failed"
+	dropData(hosts["n2"])
+	e := viewVersion(etcdView(t, "n1", names3...), "3.7.0")
+	down(t, e, "n2")
+	p, err := Replace(Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow, Platform: testPlatform}, "n2", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := kinds(opsOf(p, "n2"))
+	want := []string{string(OpRemoveMember), string(OpStopEtcd), "write " + kubeadmPath, string(OpAddLearner), string(OpRestartEtcd), string(OpWaitMember), string(OpPromote), string(OpWaitCluster)}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("operations (-want +got):\n%s", diff)
+	}
+	if r, _ := findOp(opsOf(p, "n2"), isKind(OpRestartEtcd)); r.Change == nil || r.Change.Kind != Create || r.Command != CmdRestartEtcd {
+		t.Errorf("start %+v", r)
+	}
+}
+
 func etcdclientStatusUnhealthy(st etcdclient.MemberStatus) etcdclient.MemberStatus {
 	st.Healthy, st.Leader, st.Error = false, false, "no leader"
 	return st
