@@ -4,46 +4,16 @@ import (
 	"context"
 	"errors"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/etcdadm-io/etcdadm/internal/ptytest"
 )
 
-// openPTY returns both ends of a new pseudo-terminal.
-func openPTY(t *testing.T) (control, tty *os.File) {
-	t.Helper()
-	control, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { control.Close() })
-	fd := int(control.Fd())
-	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
-		t.Fatal(err)
-	}
-	n, err := unix.IoctlGetUint32(fd, unix.TIOCGPTN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tty, err = os.OpenFile("/dev/pts/"+strconv.Itoa(int(n)), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tty.Close() })
-	return control, tty
-}
+func openPTY(t *testing.T) (control, tty *os.File) { return ptytest.Open(t) }
 
-func echoOn(t *testing.T, tty *os.File) bool {
-	t.Helper()
-	tio, err := unix.IoctlGetTermios(int(tty.Fd()), unix.TCGETS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tio.Lflag&unix.ECHO != 0
-}
+func echoOn(t *testing.T, tty *os.File) bool { return ptytest.EchoOn(t, tty) }
 
 // waitEchoOff waits until a question has turned echo off.
 func waitEchoOff(t *testing.T, tty *os.File) {
