@@ -100,8 +100,8 @@ func (c *Client) Connect(urls ...string) (*clientv3.Client, error) {
 			grpc.WithContextDialer(c.dial),
 			// Snapshots stream the whole database: windows of 4 MiB keep
 			// a link busy where gRPC's 64 KiB start would wait for acks.
-			grpc.WithInitialWindowSize(4<<20),
-			grpc.WithInitialConnWindowSize(4<<20),
+			grpc.WithInitialWindowSize(4 << 20),
+			grpc.WithInitialConnWindowSize(4 << 20),
 			// A member that is starting is tried again within a second, not
 			// after gRPC's back-off of up to two minutes.
 			grpc.WithConnectParams(grpc.ConnectParams{
