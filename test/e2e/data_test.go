@@ -287,23 +287,7 @@ func stepUpgrade(t *testing.T, s *story) {
 	if i, j := strings.Index(r.stderr, "snapshot saved"), strings.Index(r.stderr, "restarting etcd"); i < 0 || j < i {
 		t.Errorf("the snapshot must come before the first restart")
 	}
-	var order []string
-	for _, line := range strings.Split(r.stderr, "\n") {
-		if strings.HasSuffix(line, "restarting etcd") {
-			order = append(order, strings.Trim(strings.Fields(line)[0], "[]"))
-		}
-	}
-	if len(order) != 3 || order[2] != leader {
-		t.Errorf("upgrade order %v, want the leader %s last", order, leader)
-	}
-	if n := strings.Count(r.stderr, "reports version "+lab.EtcdNextVersion); n != 3 {
-		t.Errorf("%d members were seen reporting %s, want 3", n, lab.EtcdNextVersion)
-	}
-	for _, st := range client.Status(ctx, apply.Endpoints(c), 3*time.Second) {
-		if st.Version != lab.EtcdNextVersion || !st.Healthy {
-			t.Errorf("%s: version %s, healthy %v", st.Name, st.Version, st.Healthy)
-		}
-	}
+	checkUpgraded(t, r.stderr, leader, lab.EtcdNextVersion, client, c)
 	if r := s.etcdadm(t, "apply", "-f", s.file); r.err != nil || !strings.Contains(r.stdout, "nothing to do") {
 		t.Errorf("apply after the upgrade: %v\n%s", r.err, r.stdout)
 	}

@@ -3,13 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -307,12 +304,7 @@ func stepRollingSAN(t *testing.T, s *story) {
 		t.Fatal(r.err)
 	}
 	t.Logf("rolling restart of 3 members took %s; longest write gap %s", took.Round(time.Millisecond), rep.LongestGap.Round(time.Millisecond))
-	var order []string
-	for _, line := range strings.Split(r.stderr, "\n") {
-		if strings.HasSuffix(line, "restarting etcd") {
-			order = append(order, strings.Trim(strings.Fields(line)[0], "[]"))
-		}
-	}
+	order := restartOrder(r.stderr)
 	if len(order) != 3 || order[2] != leader {
 		t.Errorf("restart order %v, want the leader %s last", order, leader)
 	}
@@ -321,14 +313,8 @@ func stepRollingSAN(t *testing.T, s *story) {
 		if fmt.Sprint(after[h.Name]) == fmt.Sprint(etcdPIDs[h.Name]) {
 			t.Errorf("etcd on %s was not restarted", h.Name)
 		}
-		crt, err := h.ReadFile(ctx, "/etc/kubernetes/pki/etcd/server.crt")
-		if err != nil {
-			t.Fatal(err)
-		}
-		block, _ := pem.Decode(crt)
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil || !slices.Contains(cert.DNSNames, "etcd.e2e.example") {
-			t.Errorf("%s's server certificate lacks the new SAN: %v %v", h.Name, cert.DNSNames, err)
+		if !serverCertHasSAN(t, h, "etcd.e2e.example") {
+			t.Errorf("%s's server certificate lacks the new SAN", h.Name)
 		}
 	}
 	if r := s.etcdadm(t, "apply", "-f", s.file); r.err != nil || !strings.Contains(r.stdout, "nothing to do") {

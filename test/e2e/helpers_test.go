@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io/fs"
 	"os"
@@ -17,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
@@ -271,4 +274,50 @@ func startEtcdadm(t *testing.T, bin string, args ...string) (*exec.Cmd, *bytes.B
 		t.Fatal(err)
 	}
 	return cmd, &out
+}
+
+// restartOrder names the hosts whose etcd a run restarted, in order, from
+// its progress on standard error.
+func restartOrder(stderr string) []string {
+	var order []string
+	for _, line := range strings.Split(stderr, "\n") {
+		if strings.HasSuffix(line, "restarting etcd") {
+			order = append(order, strings.Trim(strings.Fields(line)[0], "[]"))
+		}
+	}
+	return order
+}
+
+// checkUpgraded checks a rolling upgrade of 3 members: each restarted once,
+// the leader last, each seen reporting version, and every member on it and
+// healthy now.
+func checkUpgraded(t *testing.T, stderr, leader, version string, client *etcdclient.Client, c *config.Cluster) {
+	t.Helper()
+	if order := restartOrder(stderr); len(order) != 3 || order[2] != leader {
+		t.Errorf("upgrade order %v, want the leader %s last", order, leader)
+	}
+	if n := strings.Count(stderr, "reports version "+version); n != 3 {
+		t.Errorf("%d members were seen reporting %s, want 3", n, version)
+	}
+	for _, st := range client.Status(context.Background(), apply.Endpoints(c), 3*time.Second) {
+		if st.Version != version || !st.Healthy {
+			t.Errorf("%s: version %s, healthy %v", st.Name, st.Version, st.Healthy)
+		}
+	}
+}
+
+// serverCertHasSAN reports whether the host's etcd server certificate
+// names san.
+func serverCertHasSAN(t *testing.T, h *lab.Host, san string) bool {
+	t.Helper()
+	crt, err := h.ReadFile(context.Background(), "/etc/kubernetes/pki/etcd/server.crt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(crt)
+	if block == nil {
+		return false
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	return err == nil && slices.Contains(cert.DNSNames, san)
 }

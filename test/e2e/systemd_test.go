@@ -5,9 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"os"
@@ -256,12 +254,7 @@ func stepSystemdRollingSAN(t *testing.T, s *systemdStory) {
 		t.Fatal(r.err)
 	}
 	t.Logf("rolling restart of 3 members through their units took %s; longest write gap %s", took.Round(time.Millisecond), rep.LongestGap.Round(time.Millisecond))
-	var order []string
-	for _, line := range strings.Split(r.stderr, "\n") {
-		if strings.HasSuffix(line, "restarting etcd") {
-			order = append(order, strings.Trim(strings.Fields(line)[0], "[]"))
-		}
-	}
+	order := restartOrder(r.stderr)
 	if len(order) != 3 || order[2] != leader || len(slices.Compact(slices.Sorted(slices.Values(order)))) != 3 {
 		t.Errorf("restart order %v, want each member once with the leader %s last", order, leader)
 	}
@@ -277,14 +270,8 @@ func stepSystemdRollingSAN(t *testing.T, s *systemdStory) {
 		if got := unitPID(t, h); got != after[h.Name][0] {
 			t.Errorf("%s: etcd.service's MainPID is %d, etcd's PID %v", h.Name, got, after[h.Name])
 		}
-		crt, err := h.ReadFile(ctx, "/etc/kubernetes/pki/etcd/server.crt")
-		if err != nil {
-			t.Fatal(err)
-		}
-		block, _ := pem.Decode(crt)
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil || !slices.Contains(cert.DNSNames, "etcd.e2e.example") {
-			t.Errorf("%s's server certificate lacks the new SAN: %v %v", h.Name, cert.DNSNames, err)
+		if !serverCertHasSAN(t, h, "etcd.e2e.example") {
+			t.Errorf("%s's server certificate lacks the new SAN", h.Name)
 		}
 	}
 	if r := s.etcdadm(t, "apply", "-f", s.file); r.err != nil || !strings.Contains(r.stdout, "nothing to do") {
@@ -320,23 +307,7 @@ func stepSystemdUpgrade(t *testing.T, s *systemdStory) {
 	if !strings.Contains(r.stderr, "upgrade etcd 3.7.0 -> "+lab.EtcdNextVersion) {
 		t.Errorf("no upgrade stage:\n%s", r.stderr)
 	}
-	var order []string
-	for _, line := range strings.Split(r.stderr, "\n") {
-		if strings.HasSuffix(line, "restarting etcd") {
-			order = append(order, strings.Trim(strings.Fields(line)[0], "[]"))
-		}
-	}
-	if len(order) != 3 || order[2] != leader {
-		t.Errorf("upgrade order %v, want the leader %s last", order, leader)
-	}
-	if n := strings.Count(r.stderr, "reports version "+lab.EtcdNextVersion); n != 3 {
-		t.Errorf("%d members were seen reporting %s, want 3", n, lab.EtcdNextVersion)
-	}
-	for _, st := range client.Status(ctx, apply.Endpoints(c), 3*time.Second) {
-		if st.Version != lab.EtcdNextVersion || !st.Healthy {
-			t.Errorf("%s: version %s, healthy %v", st.Name, st.Version, st.Healthy)
-		}
-	}
+	checkUpgraded(t, r.stderr, leader, lab.EtcdNextVersion, client, c)
 	for _, h := range hosts {
 		out, err := h.Exec(ctx, "sh", "-c", "sha256sum /usr/local/bin/etcd /var/lib/etcdadm/backup/*/usr/local/bin/etcd | cut -d' ' -f1")
 		if lines := strings.Fields(string(out)); err != nil || len(lines) != 2 || lines[0] != s.etcdSum || lines[1] != oldSum {
