@@ -3,8 +3,10 @@
 package atomicfile
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -66,17 +68,29 @@ func WriteAll(files []File, dirMode fs.FileMode) error {
 }
 
 func writeTemp(f File, dirMode fs.FileMode) (string, error) {
-	dir := filepath.Dir(f.Path)
+	return writeTempFrom(f.Path, f.Mode, dirMode, func(w io.Writer) error {
+		_, err := w.Write(f.Data)
+		return err
+	})
+}
+
+// writeTempFrom writes what write produces to a temporary file next to
+// path, with mode, synced; it returns the file's name, or removes it.
+func writeTempFrom(path string, mode, dirMode fs.FileMode, write func(io.Writer) error) (string, error) {
+	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return "", fmt.Errorf("create directory %s: %w", dir, err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.Path)+".*.tmp")
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
-		return "", fmt.Errorf("create temporary file for %s: %w", f.Path, err)
+		return "", fmt.Errorf("create temporary file for %s: %w", path, err)
 	}
-	err = tmp.Chmod(f.Mode)
+	err = tmp.Chmod(mode)
 	if err == nil {
-		_, err = tmp.Write(f.Data)
+		bw := bufio.NewWriterSize(tmp, 1<<20)
+		if err = write(bw); err == nil {
+			err = bw.Flush()
+		}
 	}
 	if err == nil {
 		err = tmp.Sync()
@@ -86,9 +100,32 @@ func writeTemp(f File, dirMode fs.FileMode) (string, error) {
 	}
 	if err != nil {
 		_ = os.Remove(tmp.Name())
-		return "", fmt.Errorf("write %s: %w", tmp.Name(), err)
+		return "", fmt.Errorf("write %s: %w", path, err)
 	}
 	return tmp.Name(), nil
+}
+
+// WriteFrom replaces path, as Write does, with what write produces, never
+// held whole in memory. check, when set, is given the synced temporary
+// file before the rename; an error from write or check leaves path as it
+// was and no temporary file behind.
+func WriteFrom(path string, mode, dirMode fs.FileMode, write func(io.Writer) error, check func(tmp string) error) error {
+	tmp, err := writeTempFrom(path, mode, dirMode, write)
+	if err != nil {
+		return err
+	}
+	if check != nil {
+		if err := check(tmp); err != nil {
+			_ = os.Remove(tmp)
+			return err
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
+	}
+	syncDir(filepath.Dir(path))
+	return nil
 }
 
 func syncDir(dir string) {

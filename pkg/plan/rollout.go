@@ -50,6 +50,23 @@ func etcdFiles() []string {
 	return out
 }
 
+// prepareDirs is what every runtime's work starts with: the images the
+// host lacks, the directories it lacks, and the modes and owners of those
+// it has set right.
+func prepareDirs(h *host) []Op {
+	hp, hf := h.plan, h.facts
+	ops := slices.Clone(h.imports)
+	for _, d := range hp.Dirs {
+		if st, ok := hf.Files[d.Path]; !ok || !st.Dir {
+			ops = append(ops, Op{Kind: OpMkdir, Path: d.Path, Mode: d.Mode})
+		}
+	}
+	for _, dc := range hp.DirChanges {
+		ops = append(ops, Op{Kind: OpRun, Path: dc.Path, Command: dc.Command(), Why: dc.what()})
+	}
+	return ops
+}
+
 // work lists the operations that bring a host to its plan: directories,
 // certificates, kubeadm configuration and kubelet files (the kubelet
 // restarted behind a marker), then the manifest, or a restart when only
@@ -59,15 +76,7 @@ func (kubeletRuntime) work(in Input, h *host) work {
 	var w work
 	hp, hf := h.plan, h.facts
 	running := h.runs()
-	w.prepare = append(w.prepare, h.imports...)
-	for _, d := range hp.Dirs {
-		if st, ok := hf.Files[d.Path]; !ok || !st.Dir {
-			w.prepare = append(w.prepare, Op{Kind: OpMkdir, Path: d.Path, Mode: d.Mode})
-		}
-	}
-	for _, dc := range hp.DirChanges {
-		w.prepare = append(w.prepare, Op{Kind: OpRun, Path: dc.Path, Command: dc.Command(), Why: dc.what()})
-	}
+	w.prepare = prepareDirs(h)
 	var manifest *Change
 	certRestart := false
 	for i, ch := range hp.Changes {

@@ -240,15 +240,7 @@ func (systemdRuntime) work(in Input, h *host) work {
 	var w work
 	hp, hf := h.plan, h.facts
 	running := h.runs()
-	w.prepare = append(w.prepare, h.imports...)
-	for _, d := range hp.Dirs {
-		if st, ok := hf.Files[d.Path]; !ok || !st.Dir {
-			w.prepare = append(w.prepare, Op{Kind: OpMkdir, Path: d.Path, Mode: d.Mode})
-		}
-	}
-	for _, dc := range hp.DirChanges {
-		w.prepare = append(w.prepare, Op{Kind: OpRun, Path: dc.Path, Command: dc.Command(), Why: dc.what()})
-	}
+	w.prepare = prepareDirs(h)
 	var env *Change
 	var why []string
 	certRestart, unitChanged, binaries := false, false, false

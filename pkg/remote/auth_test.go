@@ -72,6 +72,12 @@ func serveAgent(t *testing.T, keys ...*testKey) string {
 			t.Fatal(err)
 		}
 	}
+	return serveAgentOn(t, kr)
+}
+
+// serveAgentOn serves ag on a new unix socket, until the test ends.
+func serveAgentOn(t *testing.T, ag agent.Agent) string {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "agent")
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +94,7 @@ func serveAgent(t *testing.T, keys ...*testKey) string {
 			if err != nil {
 				return
 			}
-			go func() { defer c.Close(); _ = agent.ServeAgent(kr, c) }()
+			go func() { defer c.Close(); _ = agent.ServeAgent(ag, c) }()
 		}
 	}()
 	return sock
@@ -600,25 +606,7 @@ func TestAgentThatDoesNotAnswer(t *testing.T) {
 	}
 	stuck := stuckSigner{kr.(agent.ExtendedAgent), make(chan struct{})}
 	t.Cleanup(func() { close(stuck.release) })
-	dir, err := os.MkdirTemp("", "agent")
-	if err != nil {
-		t.Fatal(err)
-	}
-	signSock := filepath.Join(dir, "s")
-	ln, err := net.Listen("unix", signSock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close(); os.RemoveAll(dir) })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _ = agent.ServeAgent(stuck, c) }()
-		}
-	}()
+	signSock := serveAgentOn(t, stuck)
 
 	for name, sock := range map[string]string{"list": silentAgent(t), "sign": signSock} {
 		t.Run(name, func(t *testing.T) {

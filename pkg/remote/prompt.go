@@ -59,10 +59,17 @@ func (t *Terminal) ReadSecret(ctx context.Context, question string) ([]byte, err
 // readLine waits for a line from the terminal, or for ctx. The read itself
 // cannot be interrupted: a cancelled one is left to the next question.
 func (t *Terminal) readLine(ctx context.Context) ([]byte, error) {
+	return t.await(ctx, func() ([]byte, error) { return scanLine(t.in) })
+}
+
+// await runs read in the background, unless the read of a cancelled
+// question is still waiting, and waits for its line or for ctx to end; a
+// read that ctx ended is left pending for the next question.
+func (t *Terminal) await(ctx context.Context, read func() ([]byte, error)) ([]byte, error) {
 	if t.pending == nil {
 		ch := make(chan lineRead, 1)
 		go func() {
-			line, err := scanLine(t.in)
+			line, err := read()
 			ch <- lineRead{line, err}
 		}()
 		t.pending = ch

@@ -65,7 +65,7 @@ func Write(p *plan.Plan, dir string) error {
 			return fmt.Errorf("render %s: %w", h.Name, err)
 		}
 		// It holds keys.
-		if err := writeStreamed(filepath.Join(dir, ArchiveName(h.Name)), 0o600, func(w io.Writer) error { return WriteArchive(w, h, now) }); err != nil {
+		if err := atomicfile.WriteFrom(filepath.Join(dir, ArchiveName(h.Name)), 0o600, 0o755, func(w io.Writer) error { return WriteArchive(w, h, now) }, nil); err != nil {
 			return fmt.Errorf("render %s: %w", h.Name, err)
 		}
 	}
@@ -114,7 +114,7 @@ func writeHost(h plan.Host, hostDir string) error {
 		p := filepath.Join(hostDir, filepath.FromSlash(f.Path))
 		if f.Source != nil {
 			// A release's binary: streamed, never held in memory.
-			if err := writeStreamed(p, f.Mode, func(w io.Writer) error { return writeContent(w, f) }); err != nil {
+			if err := atomicfile.WriteFrom(p, f.Mode, 0o755, func(w io.Writer) error { return writeContent(w, f) }, nil); err != nil {
 				return err
 			}
 		} else {

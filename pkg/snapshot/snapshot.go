@@ -20,6 +20,8 @@ import (
 
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
+
+	"github.com/etcdadm-io/etcdadm/internal/atomicfile"
 )
 
 // trailerSize is the sha256 etcd appends to the database it streams.
@@ -157,100 +159,49 @@ type Stream struct {
 // error no file is left behind.
 func Save(ctx context.Context, s Stream, dst string, meta Meta) (*Info, error) {
 	defer s.Close()
-	dir := filepath.Dir(dst)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create %s: %w", dir, err)
-	}
 	if _, err := os.Lstat(dst); err == nil {
 		return nil, fmt.Errorf("%s exists: choose another name with -o", dst)
-	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(dst)+".part-*")
-	if err != nil {
-		return nil, fmt.Errorf("create a temporary file in %s: %w", dir, err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return nil, err
 	}
 	th := newTrailerHash()
 	stop := context.AfterFunc(ctx, func() { s.Close() })
 	defer stop()
-	if _, err := io.Copy(io.MultiWriter(tmp, th), s); err != nil {
-		if ctx.Err() != nil {
-			err = ctx.Err()
+	var info *Info
+	receive := func(w io.Writer) error {
+		if _, err := io.Copy(io.MultiWriter(w, th), s); err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			return fmt.Errorf("receive the snapshot after %d bytes: %w", th.n, err)
 		}
-		return nil, fmt.Errorf("receive the snapshot after %d bytes: %w", th.n, err)
+		return nil
 	}
-	sum, err := th.check()
-	if err != nil {
-		return nil, fmt.Errorf("the snapshot received: %w", err)
+	check := func(tmp string) error {
+		sum, err := th.check()
+		if err != nil {
+			return fmt.Errorf("the snapshot received: %w", err)
+		}
+		if info, err = status(tmp); err != nil {
+			return err
+		}
+		info.Path, info.Size, info.SHA256 = dst, th.n, sum
+		return nil
 	}
-	if err := tmp.Sync(); err != nil {
-		return nil, fmt.Errorf("sync %s: %w", tmp.Name(), err)
-	}
-	if err := tmp.Close(); err != nil {
+	if err := atomicfile.WriteFrom(dst, 0o600, 0o700, receive, check); err != nil {
 		return nil, err
 	}
-	info, err := status(tmp.Name())
-	if err != nil {
-		return nil, err
-	}
-	info.Path, info.Size, info.SHA256 = dst, th.n, sum
 	meta.Info = *info
 	if meta.ServerVersion == "" {
 		meta.ServerVersion = s.ServerVersion
 	}
 	mb, err := json.MarshalIndent(meta, "", "  ")
+	if err == nil {
+		err = atomicfile.Write(MetaPath(dst), append(mb, '\n'), 0o600, 0o700)
+	}
 	if err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return nil, fmt.Errorf("rename to %s: %w", dst, err)
-	}
-	done = true
-	if err := writeAtomic(MetaPath(dst), append(mb, '\n')); err != nil {
 		os.Remove(dst)
 		return nil, err
 	}
-	if err := syncDir(dir); err != nil {
-		return nil, err
-	}
 	return info, nil
-}
-
-func writeAtomic(p string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".part-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", p, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), p)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // RestoreMember is one member of the restored cluster.
