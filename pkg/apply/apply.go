@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/etcdadm-io/etcdadm/internal/shell"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
@@ -308,7 +309,7 @@ func (x *Executor) op(ctx context.Context, t remote.Transport, h config.Host, op
 			return fmt.Errorf("record pending %s: %w", op.Marker, err)
 		}
 	case plan.OpUnmark:
-		if _, err := t.Run(ctx, "rm -f "+remote.ShellQuote(path.Join(x.StateDir, "pending", op.Marker)), nil); err != nil {
+		if _, err := t.Run(ctx, "rm -f "+shell.Quote(path.Join(x.StateDir, "pending", op.Marker)), nil); err != nil {
 			return fmt.Errorf("clear pending %s: %w", op.Marker, err)
 		}
 	case plan.OpRun:
@@ -381,7 +382,7 @@ func (x *Executor) restartEtcd(ctx context.Context, t remote.Transport, name str
 	m, hold := manifests.ManifestPath(x.Cluster), holdPath(x.Cluster)
 	x.Log.Host(name, "restarting etcd")
 	start := time.Now()
-	q := remote.ShellQuote
+	q := shell.Quote
 	if _, err := t.Run(ctx, fmt.Sprintf("if [ -f %[1]s ]; then mv -f %[1]s %[2]s; fi", q(m), q(hold)), nil); err != nil {
 		return fmt.Errorf("take the etcd manifest away: %w", err)
 	}
@@ -471,7 +472,7 @@ func (x *Executor) waitGone(ctx context.Context, t remote.Transport, before []fa
 	var test strings.Builder
 	for _, p := range before {
 		if p.Cgroup != "" {
-			fmt.Fprintf(&test, "[ -d %s ] && echo left; ", remote.ShellQuote(p.Cgroup))
+			fmt.Fprintf(&test, "[ -d %s ] && echo left; ", shell.Quote(p.Cgroup))
 		}
 	}
 	if test.Len() == 0 || !pod {
@@ -531,7 +532,7 @@ func running(before []facts.Process, p facts.Process) bool {
 // mount point).
 func (x *Executor) backup(ctx context.Context, t remote.Transport, name, p string) error {
 	dst := path.Join(x.BackupDir, x.stamp, p)
-	q := remote.ShellQuote
+	q := shell.Quote
 	script := fmt.Sprintf(`umask 077; src=%s; dst=%s
 if [ -d "$src" ] && [ ! -L "$src" ]; then
   mkdir -p "$dst" && find "$src" -mindepth 1 -maxdepth 1 -exec mv -t "$dst" {} +

@@ -43,8 +43,6 @@ type GatherOptions struct {
 	Lock bool
 	// EtcdTimeout bounds every call to etcd.
 	EtcdTimeout time.Duration
-	// Log reports each host's facts as they arrive; nil for none.
-	Log *Log
 }
 
 // Request is what to read on host h: every path the plan could write there.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcdadm-io/etcdadm/internal/shell"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
@@ -77,7 +78,7 @@ func (x *Executor) importImage(ctx context.Context, t remote.Transport, name str
 // ctr imports for the host's own platform: a multi-platform archive need
 // not hold the others' blobs.
 func importScript(dir, base string, size int64, gz bool, ctr, snapshotter string) string {
-	q := remote.ShellQuote
+	q := shell.Quote
 	imp := ctr + " images import"
 	if snapshotter != "" {
 		imp += " --snapshotter " + q(snapshotter)

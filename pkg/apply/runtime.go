@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcdadm-io/etcdadm/internal/shell"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdservice"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
@@ -105,7 +106,7 @@ func (r serviceRuntime) stop(ctx context.Context, t remote.Transport, name strin
 	if err != nil {
 		return err
 	}
-	q := remote.ShellQuote
+	q := shell.Quote
 	script := fmt.Sprintf("if [ -e %s ]; then %s; else systemctl stop %s 2>/dev/null || true; fi", q(etcdservice.UnitPath), plan.CmdStopEtcd, q(etcdservice.Unit))
 	x.Log.Host(name, "stopping etcd")
 	if _, err := t.Run(ctx, script, nil); err != nil {
@@ -160,7 +161,7 @@ func (r serviceRuntime) rollBack(ctx context.Context, t remote.Transport, h conf
 // restoreBinaries copies each kept binary back over the new one,
 // atomically (a copy next to it, renamed).
 func (serviceRuntime) restoreBinaries(ctx context.Context, t remote.Transport, replaced []replacedFile) error {
-	q := remote.ShellQuote
+	q := shell.Quote
 	var b strings.Builder
 	b.WriteString("set -e\n")
 	for _, f := range replaced {
@@ -216,7 +217,7 @@ func (x *Executor) pushFile(ctx context.Context, t remote.Transport, name string
 // dst and installs it when its sha256 is sum. Temporary files a cut run
 // left there go first: the run holds the host's lock.
 func pushScript(dst, backup string, size int64, sum string, mode fs.FileMode) string {
-	q := remote.ShellQuote
+	q := shell.Quote
 	dir, base := path.Split(dst)
 	return fmt.Sprintf(`set -e; umask 077; dst=%[1]s; dir=%[2]s; bk=%[3]s
 (umask 022; mkdir -p "$dir")

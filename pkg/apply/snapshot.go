@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcdadm-io/etcdadm/internal/shell"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
@@ -74,7 +75,7 @@ func (x *Executor) snapshot(ctx context.Context, op plan.Op) error {
 // whatever was there is removed first, the files land 0600 in 0700
 // directories.
 func (x *Executor) pushData(ctx context.Context, t remote.Transport, name string, op plan.Op) error {
-	q := remote.ShellQuote
+	q := shell.Quote
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(snapshot.Archive(pw, op.Source)) }()
 	script := fmt.Sprintf(`set -e; umask 077; dst=%s
@@ -98,7 +99,7 @@ echo pushed`, q(op.Path))
 // directory and the pushed data in their place; the data directory itself
 // stays (it may be a mount point).
 func (x *Executor) swapData(ctx context.Context, t remote.Transport, name string, op plan.Op) error {
-	q := remote.ShellQuote
+	q := shell.Quote
 	bk := path.Join(x.BackupDir, x.stamp, op.Path)
 	script := fmt.Sprintf(`set -e; umask 077; dd=%s; src=%s; bk=%s
 [ -d "$src/member" ] || { echo "no pushed data in $src" >&2; exit 1; }
@@ -122,7 +123,7 @@ func (x *Executor) pruneBackups(ctx context.Context) {
 	if x.KeepBackups <= 0 {
 		return
 	}
-	q := remote.ShellQuote
+	q := shell.Quote
 	script := fmt.Sprintf(`d=%s; [ -d "$d" ] || exit 0
 ls -1 "$d" | grep -E '^[0-9]{8}T[0-9]{6}Z$' | sort -r | awk -v n=%d 'NR>n' | while read -r x; do rm -rf -- "$d/$x" && echo "$x"; done`, q(x.BackupDir), x.KeepBackups)
 	for _, h := range x.Cluster.AllHosts() {

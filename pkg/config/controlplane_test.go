@@ -19,9 +19,6 @@ func TestControlPlaneHosts(t *testing.T) {
 	if diff := cmp.Diff([]string{"infra0", "infra1", "infra2", "cp0", "cp1"}, c.AllHostNames()); diff != "" {
 		t.Errorf("AllHostNames (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"infra0", "infra1", "infra2"}, c.HostNames()); diff != "" {
-		t.Errorf("HostNames (-want +got):\n%s", diff)
-	}
 	all := c.AllHosts()
 	want := Host{Name: "cp1", Address: "fd00::21", SSH: HostSSH{Host: "cp1.mgmt.example.com", Port: 2222, User: "ops", ProxyJump: "bastion"}}
 	if diff := cmp.Diff(want, all[4]); diff != "" {

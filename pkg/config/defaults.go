@@ -110,15 +110,6 @@ func (c *Cluster) Host(name string) (Host, bool) {
 	return Host{}, false
 }
 
-// HostNames lists the hosts' names in inventory order.
-func (c *Cluster) HostNames() []string {
-	names := make([]string, len(c.Spec.Hosts))
-	for i, h := range c.Spec.Hosts {
-		names[i] = h.Name
-	}
-	return names
-}
-
 // ControlPlaneHost returns the control-plane host with the given name.
 func (c *Cluster) ControlPlaneHost(name string) (ControlPlaneHost, bool) {
 	for _, h := range c.Spec.ControlPlane.Hosts {

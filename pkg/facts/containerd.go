@@ -5,7 +5,7 @@ import (
 	"path"
 	"strings"
 
-	"github.com/etcdadm-io/etcdadm/pkg/remote"
+	"github.com/etcdadm-io/etcdadm/internal/shell"
 )
 
 // DefaultContainerdAddress is containerd's socket unless told otherwise.
@@ -64,7 +64,7 @@ func ContainerdAddress(endpoint string) string {
 
 // CtrCommand is ctr talking to the containerd at address, in the kubelet's
 // namespace, giving up on a containerd that does not answer.
-func CtrCommand(address string) string { return ctrWith(remote.ShellQuote(address)) }
+func CtrCommand(address string) string { return ctrWith(shell.Quote(address)) }
 
 // ctrWith is CtrCommand with the address as a shell word.
 func ctrWith(address string) string {
@@ -92,7 +92,7 @@ while read -r l; do case $l in \[*) sec=$l;; sandbox_image\ =*|sandbox\ =*|snaps
 $conf
 EOF
 fi
-`, remote.ShellQuote(address), ctrWith(`"$a"`))
+`, shell.Quote(address), ctrWith(`"$a"`))
 }
 
 // parseContainerd reads one line of containerdScript's output.

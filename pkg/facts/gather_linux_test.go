@@ -227,8 +227,8 @@ func TestGatherLocal(t *testing.T) {
 	if !bytes.Equal(m.Data, podYAML) {
 		t.Errorf("Manifest.Data differs from the file")
 	}
-	if names := m.InitialClusterNames(); len(names) != 3 || names["infra2"][0] != "https://10.0.0.8:2380" {
-		t.Errorf("InitialClusterNames() = %v", names)
+	if names := facts.ParseInitialCluster(m.InitialCluster); len(names) != 3 || names["infra2"][0] != "https://10.0.0.8:2380" {
+		t.Errorf("ParseInitialCluster(--initial-cluster) = %v", names)
 	}
 
 	// The CA.

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/etcdadm-io/etcdadm/internal/shell"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
 )
 
@@ -168,7 +169,7 @@ func (h *Host) RunsEtcd() bool { return len(h.Etcd) > 0 }
 // Script is the command that reads req on a host. It changes nothing.
 func Script(req Request) (string, error) {
 	var b strings.Builder
-	q := remote.ShellQuote
+	q := shell.Quote
 	paths := append(append([]string{req.CAPath}, req.Files...), req.Dirs...)
 	if !req.NoMember {
 		paths = append(paths, req.DataDir, req.ManifestPath)
@@ -235,7 +236,7 @@ func memberScript(b *strings.Builder, req Request, port int) {
 	b.WriteString("[ -x /usr/bin/kubelet ] && echo kubelet-usr-bin\n")
 	b.WriteString("echo \"kubelet-active $(systemctl is-active kubelet 2>/dev/null)\"\n")
 	if req.EtcdUnit != "" {
-		fmt.Fprintf(b, "echo \"etcd-active $(systemctl is-active %s 2>/dev/null)\"\n", remote.ShellQuote(req.EtcdUnit))
+		fmt.Fprintf(b, "echo \"etcd-active $(systemctl is-active %s 2>/dev/null)\"\n", shell.Quote(req.EtcdUnit))
 	}
 	b.WriteString("if command -v ss >/dev/null 2>&1; then\n")
 	filter := "2379 or sport = :2380 or sport = :2381"
@@ -244,7 +245,7 @@ func memberScript(b *strings.Builder, req Request, port int) {
 	}
 	b.WriteString(processes(filter, port, true))
 	b.WriteString("else echo no-ss; fi\n")
-	fmt.Fprintf(b, "d=%s\n", remote.ShellQuote(req.DataDir))
+	fmt.Fprintf(b, "d=%s\n", shell.Quote(req.DataDir))
 	b.WriteString(`if [ -d "$d" ]; then n=0; for e in "$d"/* "$d"/.[!.]* "$d"/..?*; do if [ -e "$e" ] || [ -L "$e" ]; then n=$((n+1)); fi; done; echo "datadir $n"; fi` + "\n")
 	b.WriteString(`for w in "$d"/member/wal/*.wal; do [ -f "$w" ] && echo "wal $(head -c 4096 "$w" | base64 -w 0)"; break; done` + "\n")
 }
@@ -254,7 +255,7 @@ func memberScript(b *strings.Builder, req Request, port int) {
 // exits 75, when another run does; otherwise it records holder, runs script,
 // and keeps the lock until its input ends.
 func lockedScript(script, holder, stateDir string) string {
-	q := remote.ShellQuote
+	q := shell.Quote
 	return fmt.Sprintf(`command -v flock >/dev/null 2>&1 || { echo noflock; exit 69; }
 mkdir -p %[1]s && chmod 0700 %[1]s || exit 1
 exec 9>>%[2]s || exit 1

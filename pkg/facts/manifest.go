@@ -46,12 +46,6 @@ func ParseManifest(data []byte) *Manifest {
 	return m
 }
 
-// InitialClusterNames returns the member names --initial-cluster lists, with
-// their peer URLs.
-func (m *Manifest) InitialClusterNames() map[string][]string {
-	return ParseInitialCluster(m.InitialCluster)
-}
-
 // ParseInitialCluster splits name=url,name=url into names and their URLs.
 func ParseInitialCluster(s string) map[string][]string {
 	out := map[string][]string{}

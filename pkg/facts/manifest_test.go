@@ -99,8 +99,8 @@ spec:
 	if diff := cmp.Diff(wantFlags, m.Flags); diff != "" {
 		t.Errorf("Flags (-want +got):\n%s", diff)
 	}
-	if names := m.InitialClusterNames(); len(names) != 2 || names["infra1"][0] != "https://10.0.0.7:2380" {
-		t.Errorf("InitialClusterNames() = %v", names)
+	if names := facts.ParseInitialCluster(m.InitialCluster); len(names) != 2 || names["infra1"][0] != "https://10.0.0.7:2380" {
+		t.Errorf("ParseInitialCluster(--initial-cluster) = %v", names)
 	}
 }
 

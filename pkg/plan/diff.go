@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/etcdadm-io/etcdadm/internal/shell"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
-	"github.com/etcdadm-io/etcdadm/pkg/remote"
 )
 
 // rootOwner is the owner of every file and owned directory the plan makes.
@@ -75,7 +75,7 @@ type DirChange struct {
 
 // Command sets the directory's owner, then its mode, as root on the host.
 func (c DirChange) Command() string {
-	p := remote.ShellQuote(c.Path)
+	p := shell.Quote(c.Path)
 	var cmds []string
 	if c.Owner != c.OldOwner {
 		cmds = append(cmds, "chown "+c.Owner+" "+p)

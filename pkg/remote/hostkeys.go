@@ -13,6 +13,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/etcdadm-io/etcdadm/internal/shell"
 )
 
 // AcceptNewHostKeysFlag is the command-line flag that error messages tell the
@@ -95,7 +97,7 @@ func (e *HostKeyError) Error() string {
 		"someone may be intercepting the connection, or the host was reinstalled. If you are sure it was, "+
 		"delete line %d of %s (ssh-keygen -R %s -f %s) and connect again; %s never replaces a changed key",
 		e.Server, e.Address, offered, known,
-		first.Line, first.File, shellQuote(e.Address), shellQuote(first.File), AcceptNewHostKeysFlag)
+		first.Line, first.File, shell.Quote(e.Address), shell.Quote(first.File), AcceptNewHostKeysFlag)
 }
 
 // hostOf drops the port from a known_hosts name.

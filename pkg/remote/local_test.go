@@ -5,8 +5,6 @@ package remote
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"io"
 	"io/fs"
@@ -95,57 +93,6 @@ func TestLocalFiles(t *testing.T) {
 	}
 	if err := tr.MkdirAll(ctx, "relative", 0o700); err == nil {
 		t.Error("relative MkdirAll accepted")
-	}
-}
-
-func TestSha256Local(t *testing.T) {
-	tr := NewLocal("node-1", false)
-	ctx := context.Background()
-	root := t.TempDir()
-	odd := filepath.Join(root, "it's a file")
-	plain := filepath.Join(root, "plain")
-	for p, content := range map[string]string{odd: "one", plain: ""} {
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	missing := filepath.Join(root, "missing")
-	sums, err := Sha256(ctx, tr, []string{odd, plain, missing})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := func(s string) string { h := sha256.Sum256([]byte(s)); return hex.EncodeToString(h[:]) }
-	if len(sums) != 2 || sums[odd] != want("one") || sums[plain] != want("") {
-		t.Errorf("sums = %v", sums)
-	}
-	if _, ok := sums[missing]; ok {
-		t.Error("missing file has a sum")
-	}
-	if _, err := Sha256(ctx, tr, []string{root}); err == nil || !strings.Contains(err.Error(), "node-1") {
-		t.Errorf("directory: err = %v, want an error naming the host", err)
-	}
-	if _, err := Sha256(ctx, tr, []string{"rel/path"}); err == nil {
-		t.Error("relative path accepted")
-	}
-	if _, err := Sha256(ctx, tr, []string{"/a\nb"}); err == nil {
-		t.Error("newline in path accepted")
-	}
-	if sums, err := Sha256(ctx, tr, nil); err != nil || len(sums) != 0 {
-		t.Errorf("no paths: %v, %v", sums, err)
-	}
-}
-
-func TestParseSha256Output(t *testing.T) {
-	sum := strings.Repeat("a", 64)
-	got := map[string]string{}
-	if err := parseSha256Output([]byte(sum+"  /etc/x y\n"+sum+" */bin\n\n"), got); err != nil {
-		t.Fatal(err)
-	}
-	if got["/etc/x y"] != sum || got["/bin"] != sum {
-		t.Errorf("parsed %v", got)
-	}
-	if err := parseSha256Output([]byte("garbage\n"), got); err == nil {
-		t.Error("garbage parsed")
 	}
 }
 

@@ -3,27 +3,18 @@ package remote
 import (
 	"fmt"
 	"strings"
+
+	"github.com/etcdadm-io/etcdadm/internal/shell"
 )
-
-// shellQuote returns s as one single-quoted word for a POSIX shell.
-// ShellQuote quotes s as one word for sh.
-func ShellQuote(s string) string { return shellQuote(s) }
-
-func shellQuote(s string) string {
-	if s == "" {
-		return "''"
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
 
 // wrapCommand turns cmd into what is sent to the host: always through sh -c,
 // so the login shell (bash, zsh, fish…) does not change its meaning, and
 // through non-interactive sudo when the login user is not root.
 func wrapCommand(cmd string, sudo bool) string {
 	if sudo {
-		return "sudo -n -- sh -c " + shellQuote(cmd)
+		return "sudo -n -- sh -c " + shell.Quote(cmd)
 	}
-	return "sh -c " + shellQuote(cmd)
+	return "sh -c " + shell.Quote(cmd)
 }
 
 // sudoCheckCommand fails when sudo would ask for a password.

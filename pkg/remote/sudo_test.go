@@ -4,29 +4,14 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
-)
 
-func TestShellQuoteRoundTrip(t *testing.T) {
-	words := []string{
-		"", "plain", "two words", "it's", `"double"`, `back\slash`, "$HOME `id` $(id)",
-		"semi;colon && rm -rf /", "new\nline", "'", "''", "*?[]", "tab\there", "ünïcode",
-	}
-	for _, w := range words {
-		// printf %s prints its argument exactly as the shell parsed it.
-		out, err := exec.Command("sh", "-c", "printf %s "+shellQuote(w)).Output()
-		if err != nil {
-			t.Fatalf("sh -c with %q: %v", w, err)
-		}
-		if string(out) != w {
-			t.Errorf("shellQuote(%q) parsed back as %q", w, out)
-		}
-	}
-}
+	"github.com/etcdadm-io/etcdadm/internal/shell"
+)
 
 func TestWrapCommandRunsTheSameScript(t *testing.T) {
 	script := `printf '%s|' "a b" 'c'"d"; echo "$0" >/dev/null`
 	got := wrapCommand(script, false)
-	if want := "sh -c " + shellQuote(script); got != want {
+	if want := "sh -c " + shell.Quote(script); got != want {
 		t.Errorf("wrapCommand(root) = %q, want %q", got, want)
 	}
 	// What the login shell receives must run the script unchanged.

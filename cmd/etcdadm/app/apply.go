@@ -160,7 +160,7 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log, o 
 // locked for this run until the session closes.
 func (s *session) gather(ctx context.Context, f *sshFlags, lock bool) (*apply.Facts, error) {
 	facts, err := apply.Gather(ctx, s.cluster, s.pki, s.hosts, s.etcd, apply.GatherOptions{
-		Concurrency: f.concurrency, Lock: lock, EtcdTimeout: f.etcdTimeout, Log: s.log,
+		Concurrency: f.concurrency, Lock: lock, EtcdTimeout: f.etcdTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -350,17 +350,6 @@ func runApply(ctx context.Context, streams Streams, s *session, p *plan.Plan, fa
 	sum.members(sts)
 	sum.printf("cluster: %d/%d members healthy", healthy, total)
 	return sum.done(err)
-}
-
-func joinComma(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += ", "
-		}
-		out += x
-	}
-	return out
 }
 
 func newDiffCommand(streams Streams) *cobra.Command {

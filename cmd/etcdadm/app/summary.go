@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
@@ -66,7 +67,7 @@ func (s *summary) add(res *apply.Result) {
 			what = append(what, fmt.Sprintf("%d command(s) run", len(h.Ran)))
 		}
 		if len(what) > 0 {
-			s.printf("%s: %s", h.Host, joinComma(what))
+			s.printf("%s: %s", h.Host, strings.Join(what, ", "))
 		}
 	}
 }
