@@ -328,6 +328,9 @@ func TestRenewalIncludesControlPlaneHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	p = mustBuild(t, Input{Cluster: w.c, PKI: renewed, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
+	if diff := cmp.Diff([]string{cpCertPath, cpKeyPath}, writtenPaths(opsOf(p, "cp0"))); len(p.Stages) == 0 || diff != "" {
+		t.Errorf("--hosts cp0: cp0's writes (-want +got):\n%s\n%s", diff, planText(p))
+	}
 	for _, st := range p.Stages {
 		if got := stageHosts(st); !slices.Equal(got, []string{"cp0"}) {
 			t.Errorf("stage %q on %v, want cp0 alone", st.Name, got)

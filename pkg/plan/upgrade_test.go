@@ -3,6 +3,7 @@ package plan
 import (
 	"bytes"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -146,6 +147,9 @@ func TestNoUpgradeNoSnapshot(t *testing.T) {
 	// Certificates to renew do not take a snapshot either.
 	_, in = upgradeWorld(t, "3.7.0-0", "3.7.0", "serverCertSANs: [etcd.example.com]")
 	p = mustBuild(t, in)
+	if len(p.Stages) == 0 || !slices.Contains(writtenPaths(opsOf(p, "n0")), "/etc/kubernetes/pki/etcd/server.crt") {
+		t.Fatalf("want the new server certificates rolled out:\n%s", planText(p))
+	}
 	for _, st := range p.Stages {
 		if strings.Contains(st.Name, "snapshot") || strings.Contains(st.Name, "upgrade") {
 			t.Fatalf("a certificate change is no upgrade:\n%s", planText(p))
