@@ -159,6 +159,12 @@ type Process struct {
 	err    error
 }
 
+// NewProcess is for other Transport implementations: wait blocks until the
+// command ends and returns its error, kill ends it at once.
+func NewProcess(stdin io.WriteCloser, stdout io.Reader, wait func() error, kill func()) *Process {
+	return newProcess(stdin, stdout, wait, kill)
+}
+
 func newProcess(stdin io.WriteCloser, stdout io.Reader, wait func() error, kill func()) *Process {
 	p := &Process{Stdin: stdin, Stdout: stdout, wait: wait, kill: kill, done: make(chan struct{})}
 	go func() {
