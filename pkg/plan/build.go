@@ -14,6 +14,8 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/images"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
+	"github.com/etcdadm-io/etcdadm/pkg/runtime"
 )
 
 // Input is everything a plan is made from, and nothing else.
@@ -25,7 +27,9 @@ type Input struct {
 	Hosts map[string]*facts.Host
 	// Etcd is what etcd says; nil when it was not asked.
 	Etcd *facts.Cluster
-	// Now stamps the restarts the plan makes; the zero time means time.Now.
+	// Runtime runs the members: the inventory's, chosen by the caller.
+	Runtime runtime.Runtime
+	// Now stamps the restarts the plan makes.
 	Now time.Time
 	// Images are the image archives a host's missing images are imported
 	// from; nil when none were given.
@@ -35,31 +39,27 @@ type Input struct {
 	Platform string
 }
 
-func (in Input) now() time.Time {
-	if in.Now.IsZero() {
-		return time.Now()
+// check refuses an Input the plan cannot be made from.
+func (in Input) check() error {
+	switch {
+	case in.Cluster == nil:
+		return fmt.Errorf("plan: no inventory")
+	case in.Runtime == nil:
+		return fmt.Errorf("plan: no runtime for the members")
+	case in.Now.IsZero():
+		return fmt.Errorf("plan: no time to stamp restarts with")
 	}
-	return in.Now
+	return nil
 }
 
-func (in Input) restartStamp(retry bool) string {
-	now := in.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
-	stamp := now.UTC().Format(time.RFC3339)
-	if retry {
-		stamp += " (again)"
-	}
-	return stamp
-}
+func (in Input) restartStamp(retry bool) string { return runtime.RestartStamp(in.Now, retry) }
 
 // Commands run on hosts.
 const (
-	CmdDaemonReload = "systemctl daemon-reload"
-	CmdRestartKube  = "systemctl restart kubelet"
-	CmdStartKube    = "systemctl start kubelet"
-	CmdStopKube     = "systemctl stop kubelet"
+	CmdDaemonReload = ops.CmdDaemonReload
+	CmdRestartKube  = ops.CmdRestartKube
+	CmdStartKube    = ops.CmdStartKube
+	CmdStopKube     = ops.CmdStopKube
 )
 
 // role is what a host is to its cluster.
@@ -82,14 +82,25 @@ type host struct {
 	member etcdclient.Member
 	listed bool
 	plan   *Host
-	// restart is the manifest with a new restart annotation, for a restart;
-	// retry the same with another, should the kubelet hold the first back.
-	restart, retry File
 	// imports bring the images the host lacks, before anything starts.
 	imports []Op
+	// work is what its runtime does to bring it to its plan.
+	work runtime.Work
 }
 
 func (h *host) runs() bool { return h.facts.RunsEtcd() }
+
+// runtimeHost is what the runtime plans host h from.
+func runtimeHost(in Input, h *host) *runtime.Host {
+	rh := &runtime.Host{Cluster: in.Cluster, Config: h.cfg, Facts: h.facts, Now: in.Now, Platform: in.platform()}
+	if h.plan != nil {
+		rh.Member, rh.Changes, rh.Prepare = h.plan.Member, h.plan.Changes, prepareDirs(h)
+	}
+	if st, ok := in.Etcd.Status[h.member.ID]; ok && h.listed && in.Etcd != nil {
+		rh.Status = &st
+	}
+	return rh
+}
 
 // buildMembers is Build for the etcd hosts.
 func buildMembers(in Input) (*Plan, error) {
@@ -118,25 +129,22 @@ func buildMembers(in Input) (*Plan, error) {
 		if !early {
 			m = memberFor(in, hosts, h, formed, &joined)
 		}
-		hp, err := HostFiles(c, in.PKI, h.cfg, m, AllParts)
+		hp, err := HostFiles(c, in.Runtime, in.PKI, h.cfg, m, AllParts)
 		if err != nil {
 			return nil, err
 		}
 		Compare(&hp, h.facts)
 		p.Hosts = append(p.Hosts, hp)
-		restarted := hp.Member
-		restarted.Restart = in.restartStamp(false)
-		if h.restart, err = ManifestFile(c, h.cfg, restarted); err != nil {
-			return nil, err
-		}
-		restarted.Restart = in.restartStamp(true)
-		if h.retry, err = ManifestFile(c, h.cfg, restarted); err != nil {
-			return nil, err
-		}
 	}
 	// The plan's hosts are copies; keep h.plan pointing at them.
 	for i, h := range hosts {
 		h.plan = &p.Hosts[i]
+		if !early {
+			var err error
+			if h.work, err = in.Runtime.Work(runtimeHost(in, h)); err != nil {
+				return nil, fmt.Errorf("plan for %s: %w", h.cfg.Name, err)
+			}
+		}
 	}
 	if early {
 		// The hosts' files are there to be shown; there are no stages.
@@ -263,12 +271,13 @@ func classify(in Input, hosts []*host, refused *refusals) bool {
 
 // preflight refuses a host etcdadm cannot work on.
 func preflight(in Input, h *host, refused *refusals) {
-	c := in.Cluster
 	name, hf := h.cfg.Name, h.facts
 	if hf.UID != 0 {
 		refused.add(name, "commands run as uid %d, not root: log in as root or as a user with passwordless sudo", hf.UID)
 	}
-	RuntimeOf(c).preflight(in, h, refused)
+	for _, why := range in.Runtime.Preflight(runtimeHost(in, h)) {
+		refused.add(name, "%s", why)
+	}
 	if hf.NoSS {
 		refused.add(name, "ss (iproute2) is missing: etcdadm needs it to see who holds etcd's ports; install iproute2")
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 )
 
 var names3 = []string{"n0", "n1", "n2"}
@@ -41,7 +42,7 @@ func TestBuildFreshCluster(t *testing.T) {
 			for _, n := range names3 {
 				hosts[n] = emptyHost(n)
 			}
-			p := mustBuild(t, Input{Cluster: c, PKI: pki, Hosts: hosts, Etcd: tc.etcd, Now: fixedNow})
+			p := mustBuild(t, Input{Cluster: c, Runtime: rtOf(c), PKI: pki, Hosts: hosts, Etcd: tc.etcd, Now: fixedNow})
 			if len(p.Stages) != 2 {
 				t.Fatalf("%d stages, want 2:\n%s", len(p.Stages), planText(p))
 			}
@@ -70,10 +71,10 @@ func TestBuildFreshCluster(t *testing.T) {
 				if hp.Member.InitialCluster != boot || hp.Member.State != manifests.StateNew {
 					t.Errorf("%s starts as %+v, want %s, new", n, hp.Member, boot)
 				}
-				ops := stageOps(prep, n)
+				steps := stageOps(prep, n)
 				var mkdirs []string
-				for _, op := range ops {
-					if op.Kind == OpMkdir {
+				for _, op := range steps {
+					if op, ok := op.(ops.Mkdir); ok {
 						mkdirs = append(mkdirs, op.Path)
 						if i := slices.IndexFunc(hp.Dirs, func(d Dir) bool { return d.Path == op.Path }); i < 0 || hp.Dirs[i].Mode != op.Mode {
 							t.Errorf("%s: mkdir %s with mode %04o, not as planned", n, op.Path, op.Mode)
@@ -83,26 +84,26 @@ func TestBuildFreshCluster(t *testing.T) {
 				if diff := cmp.Diff(sorted(dirPaths(*hp)), sorted(mkdirs)); diff != "" {
 					t.Errorf("%s: directories made (-planned +made):\n%s", n, diff)
 				}
-				if diff := cmp.Diff(sorted(nonManifestFiles(*hp)), sorted(writtenPaths(ops))); diff != "" {
+				if diff := cmp.Diff(sorted(nonManifestFiles(*hp)), sorted(writtenPaths(steps))); diff != "" {
 					t.Errorf("%s: files written while preparing (-planned +written):\n%s", n, diff)
 				}
-				_, mark := findOp(ops, isMark(OpMark, facts.PendingKubeletRestart))
-				_, reload := findOp(ops, isRun(CmdDaemonReload))
-				_, restart := findOp(ops, isRun(CmdRestartKube))
-				_, unmark := findOp(ops, isMark(OpUnmark, facts.PendingKubeletRestart))
+				_, mark := findOp(steps, isMark(ops.KindMark, facts.PendingKubeletRestart))
+				_, reload := findOp(steps, isRun(CmdDaemonReload))
+				_, restart := findOp(steps, isRun(CmdRestartKube))
+				_, unmark := findOp(steps, isMark(ops.KindUnmark, facts.PendingKubeletRestart))
 				if mark < 0 || !(mark < reload && reload < restart && restart < unmark) {
-					t.Errorf("%s: want mark kubelet-restart, daemon-reload, restart kubelet, unmark in order; got %v", n, kinds(ops))
+					t.Errorf("%s: want mark kubelet-restart, daemon-reload, restart kubelet, unmark in order; got %v", n, kinds(steps))
 				}
-				for i, op := range ops {
-					if op.Kind == OpWrite && strings.HasPrefix(op.Path, "/etc/systemd/") && !(mark < i && i < reload) {
+				for i, op := range steps {
+					if op, ok := op.(ops.Write); ok && strings.HasPrefix(op.Path, "/etc/systemd/") && !(mark < i && i < reload) {
 						t.Errorf("%s: kubelet file %s written outside the marker", n, op.Path)
 					}
 				}
 				sops := stageOps(start, n)
-				if len(sops) != 1 || sops[0].Kind != OpWrite || sops[0].Path != manifest {
-					t.Fatalf("%s: start stage ops %v, want only the manifest's write", n, kinds(sops))
+				if len(sops) != 1 || sops[0].Kind() != ops.KindWrite || as[ops.Write](t, sops[0]).Path != manifest {
+					t.Fatalf("%s: start stage steps %v, want only the manifest's write", n, kinds(sops))
 				}
-				m := facts.ParseManifest(sops[0].Change.File.Data)
+				m := facts.ParseManifest(as[ops.Write](t, sops[0]).Change.File.Data)
 				if m.Err != "" || m.InitialClusterState != manifests.StateNew || m.InitialCluster != boot || m.Name != n {
 					t.Errorf("%s: manifest says name %q, state %q, initial cluster %q (%s); want %s, new, %s", n, m.Name, m.InitialClusterState, m.InitialCluster, m.Err, n, boot)
 				}
@@ -121,7 +122,7 @@ func TestBuildFreshCluster(t *testing.T) {
 // 2. Every host as planned, every member a healthy voter: nothing to do.
 func TestBuildSteadyState(t *testing.T) {
 	w := newWorld(t, 3)
-	p := mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: w.allBootstrapped(t), Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: w.allBootstrapped(t), Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
 	if !p.Empty() {
 		t.Errorf("plan is not empty:\n%s", planText(p))
 	}
@@ -162,7 +163,7 @@ func sanChange(t *testing.T) (*world, map[string]*facts.Host, *facts.Cluster) {
 // behind a marker, the leader last.
 func TestBuildServerSANChange(t *testing.T) {
 	w, hosts, e := sanChange(t)
-	p := mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow})
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow})
 	if len(p.Stages) != 1 {
 		t.Fatalf("%d stages, want 1:\n%s", len(p.Stages), planText(p))
 	}
@@ -176,22 +177,22 @@ func TestBuildServerSANChange(t *testing.T) {
 	}
 	manifest := w.manifestPath()
 	for _, n := range names3 {
-		ops := stageOps(st, n)
+		steps := stageOps(st, n)
 		want := []string{
 			"mark " + facts.PendingEtcdRestart,
 			"write /etc/kubernetes/pki/etcd/server.crt",
 			"write /etc/kubernetes/pki/etcd/server.key",
 			"write " + kubeadmPath,
-			string(OpRestartEtcd),
+			string(ops.KindRestartEtcd),
 			"unmark " + facts.PendingEtcdRestart,
-			string(OpWaitMember),
-			string(OpWaitCluster),
+			string(ops.KindWaitMember),
+			string(ops.KindWaitCluster),
 		}
-		if diff := cmp.Diff(want, kinds(ops)); diff != "" {
+		if diff := cmp.Diff(want, kinds(steps)); diff != "" {
 			t.Errorf("%s: operations (-want +got):\n%s", n, diff)
 			continue
 		}
-		restart := ops[4]
+		restart := as[ops.RestartEtcd](t, steps[4])
 		if !restart.Disruptive || restart.Path != manifest || restart.Change == nil {
 			t.Errorf("%s: restart op %+v, want a disruptive rewrite of %s", n, restart, manifest)
 			continue
@@ -206,13 +207,13 @@ func TestBuildServerSANChange(t *testing.T) {
 		if restart.Change.OldSHA != hosts[n].Files[manifest].SHA256 || restart.Change.NewSHA != restart.Change.File.SHA256() {
 			t.Errorf("%s: restart change sha %s -> %s is not the host's manifest to the new one", n, restart.Change.OldSHA, restart.Change.NewSHA)
 		}
-		if c := ops[1].Change.Cert; c == nil || c.New == nil || !slices.Contains(c.New.SANs, "etcd.example.com") {
+		if c := as[ops.Write](t, steps[1]).Change.Cert; c == nil || c.New == nil || !slices.Contains(c.New.SANs, "etcd.example.com") {
 			t.Errorf("%s: the server certificate change does not show the new SAN: %+v", n, c)
 		}
-		if wm := ops[6]; wm.Member != n || !wm.NewProcess {
+		if wm := as[ops.WaitMember](t, steps[6]); wm.Member != n || !wm.NewProcess {
 			t.Errorf("%s: wait-member %+v, want %s's new process", n, wm, n)
 		}
-		if wc := ops[7]; !slices.Equal(sorted(wc.Members), names3) {
+		if wc := as[ops.WaitCluster](t, steps[7]); !slices.Equal(sorted(wc.Members), names3) {
 			t.Errorf("%s: wait-cluster for %v, want %v", n, wc.Members, names3)
 		}
 	}
@@ -224,7 +225,7 @@ func TestBuildServerSANChangeRefusedWithoutQuorumMargin(t *testing.T) {
 	w, hosts, e := sanChange(t)
 	unhealthy(t, e, "n2")
 	stop(hosts["n2"])
-	p, err := build(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow})
+	p, err := build(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow})
 	re := mustRefuse(t, p, err)
 	var refused []string
 	for _, r := range re.Refusals {
@@ -249,14 +250,14 @@ func TestBuildAddMember(t *testing.T) {
 	hosts := w.allBootstrapped(t)
 	w4 := w.changed(t, 4, "")
 	hosts["n3"] = emptyHost("n3")
-	p := mustBuild(t, Input{Cluster: w4.c, PKI: w4.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
+	p := mustBuild(t, Input{Cluster: w4.c, Runtime: rtOf(w4.c), PKI: w4.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
 	for _, n := range names3 {
 		hp, _ := p.FindHost(n)
 		if ch := hp.Changed(); len(ch) > 0 {
 			t.Errorf("%s changes: %v", n, ch)
 		}
-		if ops := opsOf(p, n); len(ops) > 0 {
-			t.Errorf("%s has operations: %v", n, kinds(ops))
+		if steps := opsOf(p, n); len(steps) > 0 {
+			t.Errorf("%s has operations: %v", n, kinds(steps))
 		}
 	}
 	if len(p.Stages) != 1 {
@@ -266,15 +267,15 @@ func TestBuildAddMember(t *testing.T) {
 	if st.Name != "add member n3" || st.Rollout != OneAtATime || !slices.Equal(stageHosts(st), []string{"n3"}) {
 		t.Errorf("stage %q, %s, hosts %v; want \"add member n3\", %s, [n3]", st.Name, st.Rollout, stageHosts(st), OneAtATime)
 	}
-	ops := stageOps(st, "n3")
+	steps := stageOps(st, "n3")
 	hp, _ := p.FindHost("n3")
-	_, i := findOp(ops, isKind(OpAddLearner))
+	_, i := findOp(steps, isKind(ops.KindAddLearner))
 	if i < 0 {
-		t.Fatalf("no add-learner: %v", kinds(ops))
+		t.Fatalf("no add-learner: %v", kinds(steps))
 	}
-	prepare := ops[:i]
+	prepare := steps[:i]
 	for _, op := range prepare {
-		if !slices.Contains([]OpKind{OpMkdir, OpWrite, OpMark, OpRun, OpUnmark}, op.Kind) {
+		if !slices.Contains([]ops.Kind{ops.KindMkdir, ops.KindWrite, ops.KindMark, ops.KindRun, ops.KindUnmark}, op.Kind()) {
 			t.Errorf("before add-learner: %s", op)
 		}
 	}
@@ -284,18 +285,18 @@ func TestBuildAddMember(t *testing.T) {
 	if _, j := findOp(prepare, isRun(CmdRestartKube)); j < 0 {
 		t.Errorf("the kubelet is not restarted before add-learner: %v", kinds(prepare))
 	}
-	wantTail := []OpKind{OpAddLearner, OpWrite, OpWaitMember, OpPromote, OpWaitCluster}
-	if diff := cmp.Diff(wantTail, kindsOnly(ops[i:])); diff != "" {
+	wantTail := []ops.Kind{ops.KindAddLearner, ops.KindWrite, ops.KindWaitMember, ops.KindPromote, ops.KindWaitCluster}
+	if diff := cmp.Diff(wantTail, kindsOnly(steps[i:])); diff != "" {
 		t.Fatalf("from add-learner on (-want +got):\n%s", diff)
 	}
-	if al := ops[i]; al.Member != "n3" || al.PeerURL != "https://192.0.2.13:2380" {
+	if al := as[ops.AddLearner](t, steps[i]); al.Member != "n3" || al.PeerURL != "https://192.0.2.13:2380" {
 		t.Errorf("add-learner %+v", al)
 	}
 	want := "n0=https://192.0.2.10:2380,n1=https://192.0.2.11:2380,n2=https://192.0.2.12:2380,n3=https://192.0.2.13:2380"
-	if ops[i+1].Path != w4.manifestPath() {
-		t.Errorf("after add-learner, write of %s, want the manifest", ops[i+1].Path)
+	if as[ops.Write](t, steps[i+1]).Path != w4.manifestPath() {
+		t.Errorf("after add-learner, write of %s, want the manifest", as[ops.Write](t, steps[i+1]).Path)
 	}
-	m := facts.ParseManifest(ops[i+1].Change.File.Data)
+	m := facts.ParseManifest(as[ops.Write](t, steps[i+1]).Change.File.Data)
 	if m.InitialClusterState != manifests.StateExisting || m.InitialCluster != want {
 		t.Errorf("manifest: state %q, initial cluster %q; want existing, %s", m.InitialClusterState, m.InitialCluster, want)
 	}
@@ -306,13 +307,13 @@ func TestBuildAddMember(t *testing.T) {
 	if args["initial-cluster"] != want || args["initial-cluster-state"] != manifests.StateExisting {
 		t.Errorf("kubeadmcfg.yaml says %v", args)
 	}
-	if wm := ops[i+2]; wm.Member != "n3" {
+	if wm := as[ops.WaitMember](t, steps[i+2]); wm.Member != "n3" {
 		t.Errorf("wait-member %+v", wm)
 	}
-	if pr := ops[i+3]; pr.Member != "n3" {
+	if pr := as[ops.Promote](t, steps[i+3]); pr.Member != "n3" {
 		t.Errorf("promote %+v", pr)
 	}
-	if wc := ops[i+4]; !slices.Equal(wc.Members, []string{"n0", "n1", "n2", "n3"}) {
+	if wc := as[ops.WaitCluster](t, steps[i+4]); !slices.Equal(wc.Members, []string{"n0", "n1", "n2", "n3"}) {
 		t.Errorf("wait-cluster for %v, want [n0 n1 n2 n3]", wc.Members)
 	}
 }
@@ -324,7 +325,7 @@ func TestBuildKeepsARunningMembersInitialCluster(t *testing.T) {
 	hosts := w.allBootstrapped(t)
 	unusual := manifests.InitialCluster([]config.Host{w.host(t, "n0"), w.host(t, "n1")})
 	hosts["n0"] = w.asPlanned(t, "n0", Member{InitialCluster: unusual, State: manifests.StateExisting})
-	p := mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
 	hp, _ := p.FindHost("n0")
 	if hp.Member.InitialCluster != unusual || hp.Member.State != manifests.StateExisting {
 		t.Errorf("n0 starts as %+v, want %s, existing (kept)", hp.Member, unusual)
@@ -332,8 +333,8 @@ func TestBuildKeepsARunningMembersInitialCluster(t *testing.T) {
 	if ch := hp.Changed(); len(ch) > 0 {
 		t.Errorf("n0 changes: %v", ch)
 	}
-	if ops := opsOf(p, "n0"); len(ops) > 0 {
-		t.Errorf("n0 has operations: %v", kinds(ops))
+	if steps := opsOf(p, "n0"); len(steps) > 0 {
+		t.Errorf("n0 has operations: %v", kinds(steps))
 	}
 	if !p.Empty() {
 		t.Errorf("plan is not empty:\n%s", planText(p))
@@ -349,41 +350,41 @@ func TestBuildRepairsADeletedManifest(t *testing.T) {
 	stop(hosts["n1"])
 	e := etcdView(t, "n0", names3...)
 	down(t, e, "n1")
-	p := mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow})
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow})
 	if len(p.Stages) != 1 {
 		t.Fatalf("%d stages, want 1:\n%s", len(p.Stages), planText(p))
 	}
 	if hs := stageHosts(p.Stages[0]); !slices.Equal(hs, []string{"n1"}) {
 		t.Errorf("stage hosts %v, want [n1]", hs)
 	}
-	ops := stageOps(p.Stages[0], "n1")
-	if _, i := findOp(ops, isKind(OpRestartEtcd)); i >= 0 {
-		t.Errorf("restart-etcd for a member that does not run: %v", kinds(ops))
+	steps := stageOps(p.Stages[0], "n1")
+	if _, i := findOp(steps, isKind(ops.KindRestartEtcd)); i >= 0 {
+		t.Errorf("restart-etcd for a member that does not run: %v", kinds(steps))
 	}
 	if d := anyDisruptive(p); len(d) > 0 {
 		t.Errorf("disruptive operations: %v", d)
 	}
-	mop, i := findOp(ops, isWriteOf(w.manifestPath()))
+	op, i := findOp(steps, isWriteOf(w.manifestPath()))
 	if i < 0 {
-		t.Fatalf("no write of the manifest: %v", kinds(ops))
+		t.Fatalf("no write of the manifest: %v", kinds(steps))
 	}
-	if mop.Change.Kind != Create {
+	if mop := as[ops.Write](t, op); mop.Change.Kind != Create {
 		t.Errorf("manifest change %s, want create", mop.Change.Kind)
 	}
-	if diff := cmp.Diff([]OpKind{OpWaitMember, OpWaitCluster}, kindsOnly(ops[i+1:])); diff != "" {
+	if diff := cmp.Diff([]ops.Kind{ops.KindWaitMember, ops.KindWaitCluster}, kindsOnly(steps[i+1:])); diff != "" {
 		t.Errorf("after the manifest's write (-want +got):\n%s", diff)
 	}
-	for _, op := range ops[:i] {
+	for _, op := range steps[:i] {
 		// The kubeadmcfg.yaml is rewritten too (state existing, the member
 		// list's initial cluster) to match the restored manifest: it is
 		// harmless but not asked for; only plain writes may come first.
-		if op.Kind != OpWrite {
+		if op.Kind() != ops.KindWrite {
 			t.Errorf("before the manifest's write: %s", op)
 		} else {
 			t.Logf("also written before the manifest: %s", op)
 		}
 	}
-	if wc := ops[len(ops)-1]; !slices.Equal(sorted(wc.Members), names3) {
+	if wc := as[ops.WaitCluster](t, steps[len(steps)-1]); !slices.Equal(sorted(wc.Members), names3) {
 		t.Errorf("wait-cluster for %v, want %v", wc.Members, names3)
 	}
 }
@@ -398,7 +399,7 @@ func TestBuildRefusesAnotherPKI(t *testing.T) {
 		if !pki.CACreated {
 			t.Fatal("a PKI computed in an empty directory should make a CA")
 		}
-		p, err := build(t, Input{Cluster: c, PKI: pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
+		p, err := build(t, Input{Cluster: c, Runtime: rtOf(c), PKI: pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
 		re := mustRefuse(t, p, err)
 		if !slices.ContainsFunc(re.Refusals, func(r Refusal) bool { return strings.Contains(r.Reason, "copy the PKI directory") }) {
 			t.Errorf("no refusal says to copy the PKI directory:\n%v", err)
@@ -408,7 +409,7 @@ func TestBuildRefusesAnotherPKI(t *testing.T) {
 		w := newWorld(t, 3)
 		other := newWorld(t, 3)
 		hosts := other.allBootstrapped(t)
-		p, err := build(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
+		p, err := build(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
 		re := mustRefuse(t, p, err)
 		theirs, ours := Fingerprint(other.pki.CA.Cert), Fingerprint(w.pki.CA.Cert)
 		for _, n := range names3 {
@@ -449,7 +450,7 @@ func TestBuildFinishesAnInterruptedBringUp(t *testing.T) {
 	for _, n := range []string{"n1", "n2"} {
 		e.Unanswered[clientOf(n)] = etcdclient.MemberStatus{Name: n, Endpoint: clientOf(n), Error: "connection refused"}
 	}
-	p := mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow})
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow})
 	if len(p.Stages) == 0 {
 		t.Fatalf("no stage:\n%s", planText(p))
 	}
@@ -461,8 +462,8 @@ func TestBuildFinishesAnInterruptedBringUp(t *testing.T) {
 	if d := anyDisruptive(p); len(d) > 0 {
 		t.Errorf("disruptive operations: %v", d)
 	}
-	if ops := opsOf(p, "n0"); len(ops) > 0 {
-		t.Errorf("n0 has operations: %v", kinds(ops))
+	if steps := opsOf(p, "n0"); len(steps) > 0 {
+		t.Errorf("n0 has operations: %v", kinds(steps))
 	}
 	for _, n := range []string{"n1", "n2"} {
 		hp, _ := p.FindHost(n)
@@ -476,7 +477,7 @@ func TestBuildFinishesAnInterruptedBringUp(t *testing.T) {
 				continue
 			}
 			found = true
-			m := facts.ParseManifest(op.Change.File.Data)
+			m := facts.ParseManifest(as[ops.Write](t, op).Change.File.Data)
 			if m.InitialClusterState != manifests.StateNew || m.InitialCluster != ic {
 				t.Errorf("%s: manifest state %q, initial cluster %q; want new, %s", n, m.InitialClusterState, m.InitialCluster, ic)
 			}
@@ -498,7 +499,7 @@ func TestBuildRefusesForeignData(t *testing.T) {
 	hosts := w.allBootstrapped(t)
 	hosts["n2"].DataDir.MemberID = 0xdead
 	stop(hosts["n2"])
-	p, err := build(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n0", "n0", "n1"), Now: fixedNow})
+	p, err := build(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n0", "n0", "n1"), Now: fixedNow})
 	re := mustRefuse(t, p, err)
 	if !slices.ContainsFunc(re.Refusals, func(r Refusal) bool {
 		return r.Host == "n2" && strings.Contains(r.Reason, "`etcdadm reset n2`") && strings.Contains(r.Reason, "dead")
@@ -515,7 +516,7 @@ func TestBuildRefusesLostData(t *testing.T) {
 	stop(hosts["n2"])
 	e := etcdView(t, "n0", names3...)
 	down(t, e, "n2")
-	p, err := build(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow})
+	p, err := build(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow})
 	re := mustRefuse(t, p, err)
 	if !slices.ContainsFunc(re.Refusals, func(r Refusal) bool {
 		return r.Host == "n2" && strings.Contains(r.Reason, "`etcdadm member replace n2`")
@@ -531,16 +532,16 @@ func TestBuildFinishesPendingWork(t *testing.T) {
 		w := newWorld(t, 3)
 		hosts := w.allBootstrapped(t)
 		hosts["n0"].Pending = []string{facts.PendingKubeletRestart}
-		p := mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
+		p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
 		if len(p.Stages) != 1 || !slices.Equal(stageHosts(p.Stages[0]), []string{"n0"}) {
 			t.Fatalf("want one stage for n0:\n%s", planText(p))
 		}
-		ops := stageOps(p.Stages[0], "n0")
-		want := []string{"run " + CmdDaemonReload, "run " + CmdRestartKube, "unmark " + facts.PendingKubeletRestart, string(OpWaitMember), string(OpWaitCluster)}
-		if diff := cmp.Diff(want, kinds(ops)); diff != "" {
+		steps := stageOps(p.Stages[0], "n0")
+		want := []string{"run " + CmdDaemonReload, "run " + CmdRestartKube, "unmark " + facts.PendingKubeletRestart, string(ops.KindWaitMember), string(ops.KindWaitCluster)}
+		if diff := cmp.Diff(want, kinds(steps)); diff != "" {
 			t.Errorf("operations (-want +got):\n%s", diff)
 		}
-		if op, i := findOp(ops, isKind(OpWaitMember)); i < 0 || op.Member != "n0" {
+		if op, i := first[ops.WaitMember](steps); i < 0 || op.Member != "n0" {
 			t.Errorf("wait-member %+v, want n0", op)
 		}
 	})
@@ -548,22 +549,22 @@ func TestBuildFinishesPendingWork(t *testing.T) {
 		w := newWorld(t, 3)
 		hosts := w.allBootstrapped(t)
 		hosts["n0"].Pending = []string{facts.PendingEtcdRestart}
-		p := mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
+		p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
 		if len(p.Stages) != 1 || !slices.Equal(stageHosts(p.Stages[0]), []string{"n0"}) {
 			t.Fatalf("want one stage for n0:\n%s", planText(p))
 		}
-		ops := stageOps(p.Stages[0], "n0")
-		want := []string{string(OpRestartEtcd), "unmark " + facts.PendingEtcdRestart, string(OpWaitMember), string(OpWaitCluster)}
-		if diff := cmp.Diff(want, kinds(ops)); diff != "" {
+		steps := stageOps(p.Stages[0], "n0")
+		want := []string{string(ops.KindRestartEtcd), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitMember), string(ops.KindWaitCluster)}
+		if diff := cmp.Diff(want, kinds(steps)); diff != "" {
 			t.Fatalf("operations (-want +got):\n%s", diff)
 		}
-		if !ops[0].Disruptive {
+		if !steps[0].Meta().Disruptive {
 			t.Error("the restart of a running member is not disruptive")
 		}
-		if m := facts.ParseManifest(ops[0].Change.File.Data); m.Restart != fixedStamp {
+		if m := facts.ParseManifest(as[ops.RestartEtcd](t, steps[0]).Change.File.Data); m.Restart != fixedStamp {
 			t.Errorf("restart annotation %q, want %q", m.Restart, fixedStamp)
 		}
-		if !ops[2].NewProcess {
+		if !as[ops.WaitMember](t, steps[2]).NewProcess {
 			t.Error("wait-member does not wait for a new process")
 		}
 	})
@@ -573,12 +574,12 @@ func TestBuildFinishesPendingWork(t *testing.T) {
 func TestBuildWarnsAboutUnknownMembers(t *testing.T) {
 	w := newWorld(t, 3)
 	e := etcdView(t, "n1", "n0", "n1", "n2", "ghost")
-	p := mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: w.allBootstrapped(t), Etcd: e, Now: fixedNow})
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: w.allBootstrapped(t), Etcd: e, Now: fixedNow})
 	if !slices.ContainsFunc(p.Warnings, func(s string) bool { return strings.Contains(s, "ghost") && strings.Contains(s, "left alone") }) {
 		t.Errorf("no warning about ghost being left alone: %q", p.Warnings)
 	}
-	if ops := opsOf(p, "ghost"); len(ops) > 0 {
-		t.Errorf("operations for ghost: %v", kinds(ops))
+	if steps := opsOf(p, "ghost"); len(steps) > 0 {
+		t.Errorf("operations for ghost: %v", kinds(steps))
 	}
 	if !p.Empty() {
 		t.Errorf("plan is not empty:\n%s", planText(p))
@@ -588,7 +589,7 @@ func TestBuildWarnsAboutUnknownMembers(t *testing.T) {
 // 17. The text and JSON forms name every stage and host, and print no key.
 func TestBuildPlanOutput(t *testing.T) {
 	w, hosts, e := sanChange(t)
-	p := mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow})
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow})
 	var text, js bytes.Buffer
 	WriteText(&text, p)
 	if err := WriteJSON(&js, p); err != nil {
@@ -649,7 +650,7 @@ func TestBuildRecoversExpiredCertificates(t *testing.T) {
 		Status: map[uint64]etcdclient.MemberStatus{}, Unanswered: map[string]etcdclient.MemberStatus{}}
 	// A year and a day later, the hosts' leaves (one year) have expired.
 	later := time.Now().Add(366 * 24 * time.Hour)
-	p := mustBuild(t, Input{Cluster: w.c, PKI: renewed, Hosts: hosts, Etcd: gone, Now: later})
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: renewed, Hosts: hosts, Etcd: gone, Now: later})
 	if len(p.Stages) != 2 || p.Stages[0].Rollout != AllAtOnce || p.Stages[1].Rollout != AllAtOnce || !strings.HasPrefix(p.Stages[0].Name, "recovery") {
 		t.Fatalf("want two all-at-once recovery stages:\n%s", planText(p))
 	}
@@ -660,7 +661,7 @@ func TestBuildRecoversExpiredCertificates(t *testing.T) {
 		if _, i := findOp(stageOps(p.Stages[0], n), isWriteOf("/etc/kubernetes/pki/etcd/peer.crt")); i < 0 {
 			t.Errorf("%s: no new peer certificate in %v", n, kinds(stageOps(p.Stages[0], n)))
 		}
-		if op, i := findOp(stageOps(p.Stages[1], n), isKind(OpRestartEtcd)); i < 0 || !op.Disruptive {
+		if op, i := findOp(stageOps(p.Stages[1], n), isKind(ops.KindRestartEtcd)); i < 0 || !op.Meta().Disruptive {
 			t.Errorf("%s: no restart in %v", n, kinds(stageOps(p.Stages[1], n)))
 		}
 	}
@@ -669,7 +670,7 @@ func TestBuildRecoversExpiredCertificates(t *testing.T) {
 	}
 	// The same hosts before their certificates expired, not answering for
 	// some other reason: nothing is restarted blind.
-	_, err = build(t, Input{Cluster: w.c, PKI: renewed, Hosts: hosts, Etcd: gone, Now: time.Now()})
+	_, err = build(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: renewed, Hosts: hosts, Etcd: gone, Now: time.Now()})
 	mustRefuse(t, nil, err)
 }
 
@@ -684,11 +685,11 @@ func TestBuildRenewsOneHostsExpiredCertificates(t *testing.T) {
 	}
 	e := etcdView(t, "n0", names3...)
 	unhealthy(t, e, "n2")
-	p := mustBuild(t, Input{Cluster: w.c, PKI: renewed, Hosts: hosts, Etcd: e, Now: time.Now()})
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: renewed, Hosts: hosts, Etcd: e, Now: time.Now()})
 	if len(p.Stages) != 1 || p.Stages[0].Rollout != OneAtATime || !slices.Equal(stageHosts(p.Stages[0]), []string{"n2"}) {
 		t.Fatalf("want n2 alone, one at a time:\n%s", planText(p))
 	}
-	if _, i := findOp(stageOps(p.Stages[0], "n2"), isKind(OpRestartEtcd)); i < 0 {
+	if _, i := findOp(stageOps(p.Stages[0], "n2"), isKind(ops.KindRestartEtcd)); i < 0 {
 		t.Errorf("n2 is not restarted: %v", kinds(stageOps(p.Stages[0], "n2")))
 	}
 }
@@ -702,17 +703,17 @@ func TestBuildRenewsClientCertificatesWithoutRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := mustBuild(t, Input{Cluster: w.c, PKI: renewed, Hosts: hosts, Etcd: etcdView(t, "n0", names3...), Now: time.Now()})
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: renewed, Hosts: hosts, Etcd: etcdView(t, "n0", names3...), Now: time.Now()})
 	if len(p.Stages) != 1 {
 		t.Fatalf("want one stage:\n%s", planText(p))
 	}
 	for _, n := range names3 {
-		ops := stageOps(p.Stages[0], n)
-		if len(writtenPaths(ops)) != 4 {
-			t.Errorf("%s: writes %v, want the two client certificates and keys", n, writtenPaths(ops))
+		steps := stageOps(p.Stages[0], n)
+		if len(writtenPaths(steps)) != 4 {
+			t.Errorf("%s: writes %v, want the two client certificates and keys", n, writtenPaths(steps))
 		}
-		for _, op := range ops {
-			if op.Disruptive || op.Kind == OpRestartEtcd || op.Kind == OpMark {
+		for _, op := range steps {
+			if op.Meta().Disruptive || op.Kind() == ops.KindRestartEtcd || op.Kind() == ops.KindMark {
 				t.Errorf("%s: %s for client certificates", n, op)
 			}
 		}

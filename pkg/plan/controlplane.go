@@ -11,6 +11,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/kubeadmconfig"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 )
 
 // Build makes the plan that brings the hosts to the inventory, from the
@@ -20,6 +21,9 @@ import (
 // The control-plane hosts of an external cluster come last, in a stage of
 // their own: what they get changes no member.
 func Build(in Input) (*Plan, error) {
+	if err := in.check(); err != nil {
+		return nil, err
+	}
 	p, err := buildMembers(in)
 	var re *RefusedError
 	if err != nil && !errors.As(err, &re) {
@@ -142,22 +146,22 @@ func controlPlaneStages(p *Plan, hosts []Host, hostFacts map[string]*facts.Host)
 	for _, h := range hosts {
 		hp, _ := p.FindHost(h.Name)
 		hf := hostFacts[h.Name]
-		var ops []Op
+		var steps []Op
 		for _, d := range hp.Dirs {
 			if st, ok := hf.Files[d.Path]; !ok || !st.Dir {
-				ops = append(ops, Op{Kind: OpMkdir, Path: d.Path, Mode: d.Mode})
+				steps = append(steps, ops.Mkdir{Path: d.Path, Mode: d.Mode})
 			}
 		}
 		for _, dc := range hp.DirChanges {
-			ops = append(ops, Op{Kind: OpRun, Path: dc.Path, Command: dc.Command(), Why: dc.what()})
+			steps = append(steps, ops.Run{Path: dc.Path, Command: dc.Command(), Why: dc.What()})
 		}
 		for i, ch := range hp.Changes {
 			if ch.Kind != Unchanged {
-				ops = append(ops, Op{Kind: OpWrite, Path: ch.Path, Change: &hp.Changes[i]})
+				steps = append(steps, ops.Write{Path: ch.Path, Change: &hp.Changes[i]})
 			}
 		}
-		if len(ops) > 0 {
-			st.Hosts = append(st.Hosts, HostOps{Host: h.Name, Ops: ops})
+		if len(steps) > 0 {
+			st.Hosts = append(st.Hosts, HostOps{Host: h.Name, Ops: steps})
 		}
 	}
 	if len(st.Hosts) == 0 {

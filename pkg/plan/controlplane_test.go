@@ -144,7 +144,7 @@ func TestControlPlaneHostFiles(t *testing.T) {
 	}
 	// render and the phase commands: the control-plane hosts come after the
 	// members, with the files of the parts asked for only.
-	p, err := Files(w.c, w.pki, Options{})
+	p, err := Files(w.c, rtOf(w.c), w.pki, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestControlPlaneHostFiles(t *testing.T) {
 	if diff := cmp.Diff([]string{"n0", "n1", "n2", "cp0", "cp1"}, hosts); diff != "" {
 		t.Errorf("rendered hosts (-want +got):\n%s", diff)
 	}
-	p, err = Files(w.c, w.pki, Options{Parts: []Part{PartKubelet, PartManifests}})
+	p, err = Files(w.c, rtOf(w.c), w.pki, Options{Parts: []Part{PartKubelet, PartManifests}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestAddingAControlPlaneHostTouchesOnlyIt(t *testing.T) {
 	hosts := w.allBootstrapped(t)
 	w2 := w.withControlPlane(t, false, "cp0")
 	hosts["cp0"] = cpEmpty("cp0")
-	p := mustBuild(t, Input{Cluster: w2.c, PKI: w2.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
+	p := mustBuild(t, Input{Cluster: w2.c, Runtime: rtOf(w2.c), PKI: w2.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
 	if len(p.Stages) != 1 {
 		t.Fatalf("%d stages, want 1:\n%s", len(p.Stages), planText(p))
 	}
@@ -197,12 +197,12 @@ func TestAddingAControlPlaneHostTouchesOnlyIt(t *testing.T) {
 	if got := stageHosts(st); !slices.Equal(got, []string{"cp0"}) || st.Rollout != AllAtOnce || len(st.Wait) > 0 {
 		t.Errorf("stage %q on %v (%s, waits %v); want cp0 alone, all at once, no wait", st.Name, got, st.Rollout, st.Wait)
 	}
-	ops := stageOps(st, "cp0")
+	steps := stageOps(st, "cp0")
 	want := []string{
 		"mkdir /etc/kubernetes", "mkdir /etc/kubernetes/pki", "mkdir /etc/kubernetes/pki/etcd",
 		"write " + cpCAPath, "write " + cpCertPath, "write " + cpKeyPath, "write /etc/kubernetes/etcd-external.yaml",
 	}
-	if diff := cmp.Diff(want, kinds(ops)); diff != "" {
+	if diff := cmp.Diff(want, kinds(steps)); diff != "" {
 		t.Errorf("cp0's operations (-want +got):\n%s", diff)
 	}
 	for _, n := range names3 {
@@ -210,8 +210,8 @@ func TestAddingAControlPlaneHostTouchesOnlyIt(t *testing.T) {
 		if ch := hp.Changed(); len(ch) > 0 {
 			t.Errorf("%s changes: %v", n, ch)
 		}
-		if ops := opsOf(p, n); len(ops) > 0 {
-			t.Errorf("%s has operations: %v", n, kinds(ops))
+		if steps := opsOf(p, n); len(steps) > 0 {
+			t.Errorf("%s has operations: %v", n, kinds(steps))
 		}
 	}
 	if d := anyDisruptive(p); len(d) > 0 {
@@ -220,7 +220,7 @@ func TestAddingAControlPlaneHostTouchesOnlyIt(t *testing.T) {
 	// Once written, nothing is left to do.
 	w3 := w.withControlPlane(t, true, "cp0")
 	hosts["cp0"] = w3.cpAsPlanned(t, "cp0")
-	if p := mustBuild(t, Input{Cluster: w3.c, PKI: w3.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow}); !p.Empty() {
+	if p := mustBuild(t, Input{Cluster: w3.c, Runtime: rtOf(w3.c), PKI: w3.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow}); !p.Empty() {
 		t.Errorf("a control-plane host as planned still has work:\n%s", planText(p))
 	}
 }
@@ -234,7 +234,7 @@ func TestBringUpWithControlPlaneHosts(t *testing.T) {
 	for _, n := range names3 {
 		hosts[n] = emptyHost(n)
 	}
-	p := mustBuild(t, Input{Cluster: c, PKI: pki, Hosts: hosts, Now: fixedNow})
+	p := mustBuild(t, Input{Cluster: c, Runtime: rtOf(c), PKI: pki, Hosts: hosts, Now: fixedNow})
 	var names []string
 	for _, st := range p.Stages {
 		names = append(names, st.Name+" "+strings.Join(stageHosts(st), ","))
@@ -266,7 +266,7 @@ func TestControlPlaneHostRefusals(t *testing.T) {
 			hosts := w.allBootstrapped(t)
 			hosts["cp0"] = w.cpAsPlanned(t, "cp0")
 			tc.edit(hosts["cp0"])
-			p, err := build(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
+			p, err := build(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
 			re := mustRefuse(t, p, err)
 			if len(re.Refusals) != 1 || re.Refusals[0].Host != "cp0" || !strings.Contains(re.Refusals[0].Reason, tc.want) {
 				t.Errorf("refusals %+v, want one for cp0 saying %q", re.Refusals, tc.want)
@@ -284,7 +284,7 @@ func TestControlPlaneHostRefusals(t *testing.T) {
 	hosts["n2"].UID = 1000
 	hosts["cp0"] = w.cpAsPlanned(t, "cp0")
 	hosts["cp0"].UID = 1000
-	p, err := build(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
+	p, err := build(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
 	re := mustRefuse(t, p, err)
 	var who []string
 	for _, r := range re.Refusals {
@@ -295,7 +295,7 @@ func TestControlPlaneHostRefusals(t *testing.T) {
 	}
 	// A host without facts is an error, not a refusal.
 	delete(hosts, "cp0")
-	if _, err := Build(Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Now: fixedNow}); err == nil || !strings.Contains(err.Error(), "no facts for control-plane host cp0") {
+	if _, err := Build(Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Now: fixedNow}); err == nil || !strings.Contains(err.Error(), "no facts for control-plane host cp0") {
 		t.Errorf("without cp0's facts: %v", err)
 	}
 }
@@ -310,7 +310,7 @@ func TestRenewalIncludesControlPlaneHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := mustBuild(t, Input{Cluster: w.c, PKI: renewed, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: renewed, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
 	if d := anyDisruptive(p); len(d) > 0 {
 		t.Errorf("a client certificate's renewal stops members: %v", d)
 	}
@@ -327,7 +327,7 @@ func TestRenewalIncludesControlPlaneHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p = mustBuild(t, Input{Cluster: w.c, PKI: renewed, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
+	p = mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: renewed, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
 	if diff := cmp.Diff([]string{cpCertPath, cpKeyPath}, writtenPaths(opsOf(p, "cp0"))); len(p.Stages) == 0 || diff != "" {
 		t.Errorf("--hosts cp0: cp0's writes (-want +got):\n%s\n%s", diff, planText(p))
 	}
@@ -361,12 +361,12 @@ func TestRotationIncludesControlPlaneHosts(t *testing.T) {
 		hf.TrustedCAs = []*x509.Certificate{next.Cert, old.Cert}
 	}
 	hosts["cp0"] = w.cpAsPlanned(t, "cp0")
-	if got, why := Rotation(Input{Cluster: w.c, Hosts: hosts}, forward); got != TrustBoth || !strings.Contains(why, "cp0") {
+	if got, why := Rotation(Input{Cluster: w.c, Runtime: rtOf(w.c), Hosts: hosts}, forward); got != TrustBoth || !strings.Contains(why, "cp0") {
 		t.Errorf("cp0 on the old CA alone: stage %s (%s), want (a) naming cp0", forward.Describe(got), why)
 	}
 	a := computePKI(t, w.c)
 	a.ForRotation(next, old, true)
-	p := mustBuild(t, Input{Cluster: w.c, PKI: a, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: a, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
 	if f := plannedFile(t, p, "cp0", cpCAPath); string(f.Data) != string(next.CertPEM)+string(old.CertPEM) {
 		t.Error("stage (a): cp0's ca.crt is not the new CA, then the old")
 	}
@@ -376,11 +376,11 @@ func TestRotationIncludesControlPlaneHosts(t *testing.T) {
 
 	// Everyone trusts both, cp0's client certificate is the old CA's: (b).
 	hosts["cp0"].TrustedCAs = []*x509.Certificate{next.Cert, old.Cert}
-	if got, why := Rotation(Input{Cluster: w.c, Hosts: hosts}, forward); got != MoveLeaves {
+	if got, why := Rotation(Input{Cluster: w.c, Runtime: rtOf(w.c), Hosts: hosts}, forward); got != MoveLeaves {
 		t.Errorf("both trusted everywhere: stage %s (%s), want (b)", forward.Describe(got), why)
 	}
 	moved.ForRotation(next, old, true)
-	p = mustBuild(t, Input{Cluster: w.c, PKI: moved, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
+	p = mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: moved, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
 	if got := writtenPaths(opsOf(p, "cp0")); !slices.Contains(got, cpCertPath) || !slices.Contains(got, cpKeyPath) {
 		t.Errorf("stage (b): cp0 writes %v, want a new client certificate and key", got)
 	}
@@ -395,7 +395,7 @@ func TestRotationIncludesControlPlaneHosts(t *testing.T) {
 	}
 	hosts["cp0"] = w.cpAsPlanned(t, "cp0")
 	hosts["cp0"].TrustedCAs = []*x509.Certificate{next.Cert, old.Cert}
-	if got, why := Rotation(Input{Cluster: w.c, Hosts: hosts}, forward); got != MoveLeaves || !strings.Contains(why, "cp0") {
+	if got, why := Rotation(Input{Cluster: w.c, Runtime: rtOf(w.c), Hosts: hosts}, forward); got != MoveLeaves || !strings.Contains(why, "cp0") {
 		t.Errorf("cp0's leaf by the old CA: stage %s (%s), want (b) naming cp0", forward.Describe(got), why)
 	}
 	if LeavesIssuedBy(w.c, "cp0", hosts["cp0"], next.Cert) || !LeavesIssuedBy(w.c, "n0", hosts["n0"], next.Cert) {
@@ -405,11 +405,11 @@ func TestRotationIncludesControlPlaneHosts(t *testing.T) {
 	// Every leaf moved: (c), and cp0's ca.crt becomes the new CA alone.
 	hosts["cp0"] = movedWorld.cpAsPlanned(t, "cp0")
 	hosts["cp0"].TrustedCAs = []*x509.Certificate{next.Cert, old.Cert}
-	if got, why := Rotation(Input{Cluster: w.c, Hosts: hosts}, forward); got != DropOther {
+	if got, why := Rotation(Input{Cluster: w.c, Runtime: rtOf(w.c), Hosts: hosts}, forward); got != DropOther {
 		t.Errorf("every leaf moved: stage %s (%s), want (c)", forward.Describe(got), why)
 	}
 	moved.ForRotation(next, old, false)
-	p = mustBuild(t, Input{Cluster: w.c, PKI: moved, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
+	p = mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: moved, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow})
 	if f := plannedFile(t, p, "cp0", cpCAPath); string(f.Data) != string(next.CertPEM) {
 		t.Error("stage (c): cp0's ca.crt is not the new CA alone")
 	}
@@ -420,7 +420,7 @@ func TestRotationIncludesControlPlaneHosts(t *testing.T) {
 	for _, n := range names3 {
 		hosts[n].TrustedCAs = []*x509.Certificate{next.Cert}
 	}
-	if got, why := Rotation(Input{Cluster: w.c, Hosts: hosts}, forward); got != RotationDone {
+	if got, why := Rotation(Input{Cluster: w.c, Runtime: rtOf(w.c), Hosts: hosts}, forward); got != RotationDone {
 		t.Errorf("all on the new CA: stage %s (%s), want done", forward.Describe(got), why)
 	}
 }

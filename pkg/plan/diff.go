@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/etcdadm-io/etcdadm/internal/shell"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 )
 
@@ -53,7 +52,7 @@ func Compare(h *Host, hf *facts.Host) {
 	for _, d := range h.Dirs {
 		st, ok := hf.Files[d.Path]
 		if !d.Owned || !ok || !st.Dir {
-			// A missing directory is made with its mode (OpMkdir).
+			// A missing directory is made with its mode (ops.KindMkdir).
 			continue
 		}
 		c := DirChange{Path: d.Path, Mode: fmt.Sprintf("%04o", d.Mode.Perm()), OldMode: fmt.Sprintf("%04o", st.Mode.Perm()), Owner: rootOwner, OldOwner: ownerOf(st)}
@@ -61,45 +60,6 @@ func Compare(h *Host, hf *facts.Host) {
 			h.DirChanges = append(h.DirChanges, c)
 		}
 	}
-}
-
-// DirChange is a directory the plan owns that the host has with another
-// mode or owner. It is set right in place: etcd keeps running.
-type DirChange struct {
-	Path     string `json:"path"`
-	Mode     string `json:"mode"`
-	OldMode  string `json:"oldMode"`
-	Owner    string `json:"owner"`
-	OldOwner string `json:"oldOwner"`
-}
-
-// Command sets the directory's owner, then its mode, as root on the host.
-func (c DirChange) Command() string {
-	p := shell.Quote(c.Path)
-	var cmds []string
-	if c.Owner != c.OldOwner {
-		cmds = append(cmds, "chown "+c.Owner+" "+p)
-	}
-	if c.Mode != c.OldMode {
-		cmds = append(cmds, "chmod "+c.Mode+" "+p)
-	}
-	return strings.Join(cmds, " && ")
-}
-
-func (c DirChange) String() string {
-	return fmt.Sprintf("~ %s/ (directory %s)", c.Path, c.what())
-}
-
-// what says what differs: "mode 0755 -> 0700, owner 1000:1000 -> 0:0".
-func (c DirChange) what() string {
-	var what []string
-	if c.Mode != c.OldMode {
-		what = append(what, fmt.Sprintf("mode %s -> %s", c.OldMode, c.Mode))
-	}
-	if c.Owner != c.OldOwner {
-		what = append(what, fmt.Sprintf("owner %s -> %s", c.OldOwner, c.Owner))
-	}
-	return strings.Join(what, ", ")
 }
 
 // Summarize describes a PEM certificate, nil when it is not one.

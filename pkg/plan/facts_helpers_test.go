@@ -18,6 +18,10 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/kubeadmconfig"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
+	"github.com/etcdadm-io/etcdadm/pkg/runtime"
+	"github.com/etcdadm-io/etcdadm/pkg/runtime/kubelet"
+	"github.com/etcdadm-io/etcdadm/pkg/runtime/systemd"
 )
 
 // fixedNow stamps restarts; it is not UTC on purpose, so that a test sees
@@ -152,7 +156,7 @@ func (w *world) manifestPath() string { return manifests.ManifestPath(w.c) }
 // planned is host name's plan when its member starts as m.
 func (w *world) planned(t *testing.T, name string, m Member) Host {
 	t.Helper()
-	hp, err := HostFiles(w.c, w.pki, w.host(t, name), m, AllParts)
+	hp, err := HostFiles(w.c, rtOf(w.c), w.pki, w.host(t, name), m, AllParts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,8 +371,9 @@ func checkInvariants(t *testing.T, p *Plan) {
 		for _, ho := range st.Hosts {
 			hp, _ := p.FindHost(ho.Host)
 			for _, op := range ho.Ops {
-				disruptive = disruptive || op.Disruptive
-				if op.Kind != OpWrite {
+				disruptive = disruptive || op.Meta().Disruptive
+				op, ok := op.(ops.Write)
+				if !ok {
 					continue
 				}
 				if op.Change == nil {
@@ -436,59 +441,96 @@ func opsOf(p *Plan, host string) []Op {
 
 // kinds describes operations in a compact form: "write /path",
 // "run systemctl ...", "mark x", or the kind alone.
-func kinds(ops []Op) []string {
+func kinds(steps []Op) []string {
 	var out []string
-	for _, op := range ops {
-		switch op.Kind {
-		case OpWrite, OpMkdir, OpBackup:
-			out = append(out, string(op.Kind)+" "+op.Path)
-		case OpRun:
-			out = append(out, "run "+op.Command)
-		case OpMark, OpUnmark:
-			out = append(out, string(op.Kind)+" "+op.Marker)
+	for _, op := range steps {
+		k := string(op.Kind())
+		switch o := op.(type) {
+		case ops.Write:
+			out = append(out, k+" "+o.Path)
+		case ops.Mkdir:
+			out = append(out, k+" "+o.Path)
+		case ops.Backup:
+			out = append(out, k+" "+o.Path)
+		case ops.Run:
+			out = append(out, "run "+o.Command)
+		case ops.Mark:
+			out = append(out, k+" "+o.Marker)
+		case ops.Unmark:
+			out = append(out, k+" "+o.Marker)
 		default:
-			out = append(out, string(op.Kind))
+			out = append(out, k)
 		}
 	}
 	return out
 }
 
-func kindsOnly(ops []Op) []OpKind {
-	var out []OpKind
-	for _, op := range ops {
-		out = append(out, op.Kind)
+func kindsOnly(steps []Op) []ops.Kind {
+	var out []ops.Kind
+	for _, op := range steps {
+		out = append(out, op.Kind())
 	}
 	return out
 }
 
-func findOp(ops []Op, pred func(Op) bool) (Op, int) {
-	i := slices.IndexFunc(ops, pred)
+func findOp(steps []Op, pred func(Op) bool) (Op, int) {
+	i := slices.IndexFunc(steps, pred)
 	if i < 0 {
-		return Op{}, -1
+		return nil, -1
 	}
-	return ops[i], i
+	return steps[i], i
 }
 
-func isKind(k OpKind) func(Op) bool { return func(op Op) bool { return op.Kind == k } }
+// as is op as the payload type T, failing the test when it is another.
+func as[T Op](t *testing.T, op Op) T {
+	t.Helper()
+	o, ok := op.(T)
+	if !ok {
+		var want T
+		t.Fatalf("operation %v is a %T, not a %T", op, op, want)
+	}
+	return o
+}
+
+// first is the first operation of payload type T, and its index (-1 for none).
+func first[T Op](steps []Op) (T, int) {
+	for i, op := range steps {
+		if o, ok := op.(T); ok {
+			return o, i
+		}
+	}
+	var none T
+	return none, -1
+}
+
+func isKind(k ops.Kind) func(Op) bool { return func(op Op) bool { return op.Kind() == k } }
 
 func isRun(cmd string) func(Op) bool {
-	return func(op Op) bool { return op.Kind == OpRun && op.Command == cmd }
+	return func(op Op) bool { o, ok := op.(ops.Run); return ok && o.Command == cmd }
 }
 
-func isMark(k OpKind, marker string) func(Op) bool {
-	return func(op Op) bool { return op.Kind == k && op.Marker == marker }
+func isMark(k ops.Kind, marker string) func(Op) bool {
+	return func(op Op) bool {
+		switch o := op.(type) {
+		case ops.Mark:
+			return k == ops.KindMark && o.Marker == marker
+		case ops.Unmark:
+			return k == ops.KindUnmark && o.Marker == marker
+		}
+		return false
+	}
 }
 
 func isWriteOf(path string) func(Op) bool {
-	return func(op Op) bool { return op.Kind == OpWrite && op.Path == path }
+	return func(op Op) bool { o, ok := op.(ops.Write); return ok && o.Path == path }
 }
 
 // writtenPaths are the paths the operations write, in order.
-func writtenPaths(ops []Op) []string {
+func writtenPaths(steps []Op) []string {
 	var out []string
-	for _, op := range ops {
-		if op.Kind == OpWrite {
-			out = append(out, op.Path)
+	for _, op := range steps {
+		if o, ok := op.(ops.Write); ok {
+			out = append(out, o.Path)
 		}
 	}
 	return out
@@ -556,11 +598,19 @@ func anyDisruptive(p *Plan) []string {
 	for _, st := range p.Stages {
 		for _, ho := range st.Hosts {
 			for _, op := range ho.Ops {
-				if op.Disruptive {
+				if op.Meta().Disruptive {
 					out = append(out, fmt.Sprintf("%s/%s: %s", st.Name, ho.Host, op))
 				}
 			}
 		}
 	}
 	return out
+}
+
+// rtOf is the runtime the inventory runs its members with.
+func rtOf(c *config.Cluster) runtime.Runtime {
+	if c.Systemd() {
+		return systemd.Runtime{}
+	}
+	return kubelet.Runtime{}
 }

@@ -2,17 +2,16 @@ package plan
 
 import (
 	"fmt"
-	"github.com/etcdadm-io/etcdadm/pkg/images"
-	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/etcdadm-io/etcdadm/pkg/hostfile"
+	"github.com/etcdadm-io/etcdadm/pkg/images"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 )
 
 // ImageImport is one image an import-image operation brings to a host.
-type ImageImport struct {
-	Ref    string `json:"ref"`
-	Digest string `json:"digest"`
-}
+type ImageImport = ops.ImageImport
 
 func (in Input) platform() string {
 	if in.Platform != "" {
@@ -57,7 +56,7 @@ func planImages(in Input, hosts []*host, refused *refusals) []string {
 			sandboxes[key] = append(sandboxes[key], name)
 		}
 		var lacking []string
-		var ops []Op
+		var steps []Op
 		for _, ref := range refs {
 			have, onHost := cd.Image(ref)
 			a, im, inDir := in.Images.Find(ref)
@@ -69,18 +68,18 @@ func planImages(in Input, hosts []*host, refused *refusals) []string {
 			case inDir:
 				why := "not on the host"
 				if onHost {
-					why = fmt.Sprintf("the host has it as %s", short(strings.TrimPrefix(have.Digest, "sha256:")))
+					why = fmt.Sprintf("the host has it as %s", hostfile.Short(strings.TrimPrefix(have.Digest, "sha256:")))
 				}
-				ops = addImport(ops, a, ImageImport{Ref: ref, Digest: im.Digest}, cd.Snapshotter, why)
+				steps = addImport(steps, a, ImageImport{Ref: ref, Digest: im.Digest}, cd.Snapshotter, why)
 			default:
 				lacking = append(lacking, ref)
 			}
 		}
-		if len(ops) > 0 && !cd.Known() {
-			refused.add(name, "cannot import %s: %s; install containerd (with its ctr) and start it", importedRefs(ops), cd.Error)
-			ops = nil
+		if len(steps) > 0 && !cd.Known() {
+			refused.add(name, "cannot import %s: %s; install containerd (with its ctr) and start it", importedRefs(steps), cd.Error)
+			steps = nil
 		}
-		h.imports = ops
+		h.imports = steps
 		if len(lacking) == 0 {
 			continue
 		}
@@ -120,21 +119,22 @@ func planImages(in Input, hosts []*host, refused *refusals) []string {
 }
 
 // addImport adds ref to the import of archive a, one operation per archive.
-func addImport(ops []Op, a *images.Archive, im ImageImport, snapshotter, why string) []Op {
-	for i := range ops {
-		if ops[i].Source == a.Path {
-			ops[i].Images = append(ops[i].Images, im)
-			ops[i].Why += "; " + im.Ref + ": " + why
-			return ops
+func addImport(steps []Op, a *images.Archive, im ImageImport, snapshotter, why string) []Op {
+	for i := range steps {
+		if o, ok := steps[i].(ops.ImportImage); ok && o.Source == a.Path {
+			o.Images = append(o.Images, im)
+			o.Why += "; " + im.Ref + ": " + why
+			steps[i] = o
+			return steps
 		}
 	}
-	return append(ops, Op{Kind: OpImportImage, Source: a.Path, Archive: a, Images: []ImageImport{im}, Snapshotter: snapshotter, Why: im.Ref + ": " + why})
+	return append(steps, ops.ImportImage{Source: a.Path, Archive: a, Images: []ImageImport{im}, Snapshotter: snapshotter, Why: im.Ref + ": " + why})
 }
 
-func importedRefs(ops []Op) string {
+func importedRefs(steps []Op) string {
 	var refs []string
-	for _, op := range ops {
-		for _, im := range op.Images {
+	for _, op := range steps {
+		for _, im := range op.(ops.ImportImage).Images {
 			refs = append(refs, im.Ref)
 		}
 	}
@@ -169,29 +169,4 @@ func registryOf(ref string) string {
 		return ref[:i]
 	}
 	return "docker.io"
-}
-
-// importString describes an import-image operation.
-func (o Op) importString() string {
-	var refs []string
-	for _, im := range o.Images {
-		refs = append(refs, fmt.Sprintf("%s (%s)", im.Ref, short(strings.TrimPrefix(im.Digest, "sha256:"))))
-	}
-	what := filepath.Base(o.Source)
-	if o.Archive != nil {
-		what = fmt.Sprintf("%s (%s, %s)", what, o.Archive.Form, humanBytes(o.Archive.Size))
-	}
-	return fmt.Sprintf("import %s from %s into containerd", strings.Join(refs, ", "), what)
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

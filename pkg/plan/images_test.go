@@ -12,6 +12,8 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/images"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
+	"github.com/etcdadm-io/etcdadm/pkg/runtime/kubelet"
 )
 
 const (
@@ -68,10 +70,10 @@ func airGapped(t *testing.T, c *config.Cluster) *config.Cluster {
 	return &cc
 }
 
-func importOps(ops []Op) []Op {
-	var out []Op
-	for _, op := range ops {
-		if op.Kind == OpImportImage {
+func importOps(steps []Op) []ops.ImportImage {
+	var out []ops.ImportImage
+	for _, op := range steps {
+		if op, ok := op.(ops.ImportImage); ok {
 			out = append(out, op)
 		}
 	}
@@ -83,14 +85,14 @@ func importOps(ops []Op) []Op {
 // the manifests are written; the operations name the digests to check.
 func TestBuildImportsMissingImages(t *testing.T) {
 	c := parseInventory(t, inventoryYAML(3, ""), t.TempDir())
-	p := mustBuild(t, Input{Cluster: c, PKI: computePKI(t, c), Hosts: freshHosts(nil), Now: fixedNow, Images: imageSet(), Platform: "linux/amd64"})
+	p := mustBuild(t, Input{Cluster: c, Runtime: rtOf(c), PKI: computePKI(t, c), Hosts: freshHosts(nil), Now: fixedNow, Images: imageSet(), Platform: "linux/amd64"})
 	if len(p.Warnings) > 0 {
 		t.Errorf("warnings: %v", p.Warnings)
 	}
 	prep := p.Stages[0]
 	for _, n := range names3 {
-		ops := stageOps(prep, n)
-		imps := importOps(ops)
+		steps := stageOps(prep, n)
+		imps := importOps(steps)
 		if len(imps) != 2 {
 			t.Fatalf("%s imports %d archives, want 2:\n%s", n, len(imps), planText(p))
 		}
@@ -101,10 +103,10 @@ func TestBuildImportsMissingImages(t *testing.T) {
 		if pause.Source != "/srv/images/pause.tar.gz" || !slices.Equal(pause.Images, []ImageImport{{Ref: pauseRef, Digest: pauseDigest}}) {
 			t.Errorf("%s: pause import %+v", n, pause)
 		}
-		_, imp := findOp(ops, isKind(OpImportImage))
-		_, restart := findOp(ops, isRun(CmdRestartKube))
+		_, imp := findOp(steps, isKind(ops.KindImportImage))
+		_, restart := findOp(steps, isRun(CmdRestartKube))
 		if imp < 0 || restart < 0 || imp > restart {
-			t.Errorf("%s: import at %d, kubelet restart at %d: the images must come first\n%v", n, imp, restart, kinds(ops))
+			t.Errorf("%s: import at %d, kubelet restart at %d: the images must come first\n%v", n, imp, restart, kinds(steps))
 		}
 	}
 	if got := len(importOps(stageOps(p.Stages[1], "n0"))); got != 0 {
@@ -130,7 +132,7 @@ func TestBuildHostWithImagesGetsNothing(t *testing.T) {
 		withImages(hf, map[string]string{etcdRef: etcdDigest, pauseRef: pauseDigest})
 	}
 	for _, set := range []*images.Set{imageSet(), nil} {
-		p := mustBuild(t, Input{Cluster: airGapped(t, w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n0", names3...), Now: fixedNow, Images: set, Platform: "linux/amd64"})
+		p := mustBuild(t, Input{Cluster: airGapped(t, w.c), Runtime: kubelet.Runtime{}, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n0", names3...), Now: fixedNow, Images: set, Platform: "linux/amd64"})
 		if !p.Empty() || len(p.Warnings) > 0 {
 			t.Errorf("archives %v: the plan is not empty or warns:\n%s", set != nil, planText(p))
 		}
@@ -146,16 +148,16 @@ func TestBuildImportsOtherDigest(t *testing.T) {
 		withImages(hf, map[string]string{etcdRef: etcdDigest, pauseRef: pauseDigest})
 	}
 	withImages(hosts["n1"], map[string]string{etcdRef: pulledDigest, pauseRef: pauseDigest})
-	p := mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n0", names3...), Now: fixedNow, Images: imageSet(), Platform: "linux/amd64"})
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n0", names3...), Now: fixedNow, Images: imageSet(), Platform: "linux/amd64"})
 	if len(p.Stages) != 1 || !slices.Equal(stageHosts(p.Stages[0]), []string{"n1"}) {
 		t.Fatalf("want one stage for n1:\n%s", planText(p))
 	}
-	ops := stageOps(p.Stages[0], "n1")
-	if got := kindsOnly(ops); !slices.Equal(got, []OpKind{OpImportImage, OpWaitCluster}) {
+	steps := stageOps(p.Stages[0], "n1")
+	if got := kindsOnly(steps); !slices.Equal(got, []ops.Kind{ops.KindImportImage, ops.KindWaitCluster}) {
 		t.Errorf("n1's operations %v, want an import and the cluster check", got)
 	}
-	if !strings.Contains(ops[0].Why, "the host has it as 333333333333") || anyDisruptive(p) != nil {
-		t.Errorf("import %q; disruptive %v", ops[0].Why, anyDisruptive(p))
+	if !strings.Contains(steps[0].Meta().Why, "the host has it as 333333333333") || anyDisruptive(p) != nil {
+		t.Errorf("import %q; disruptive %v", steps[0].Meta().Why, anyDisruptive(p))
 	}
 }
 
@@ -170,7 +172,7 @@ func TestBuildMissingImages(t *testing.T) {
 	hosts := freshHosts(nil)
 	withImages(hosts["n2"], map[string]string{pauseRef: pulledDigest})
 
-	p, err := build(t, Input{Cluster: c, PKI: pki, Hosts: hosts, Now: fixedNow, Images: onlyEtcd, Platform: "linux/amd64"})
+	p, err := build(t, Input{Cluster: c, Runtime: rtOf(c), PKI: pki, Hosts: hosts, Now: fixedNow, Images: onlyEtcd, Platform: "linux/amd64"})
 	re := mustRefuse(t, p, err)
 	if len(re.Refusals) != 2 {
 		t.Fatalf("want a refusal for n0 and n1: %v", err)
@@ -183,14 +185,14 @@ func TestBuildMissingImages(t *testing.T) {
 		}
 	}
 
-	p, err = build(t, Input{Cluster: airGapped(t, c), PKI: pki, Hosts: hosts, Now: fixedNow, Platform: "linux/amd64"})
+	p, err = build(t, Input{Cluster: airGapped(t, c), Runtime: kubelet.Runtime{}, PKI: pki, Hosts: hosts, Now: fixedNow, Platform: "linux/amd64"})
 	re = mustRefuse(t, p, err)
 	if len(re.Refusals) != 3 || !strings.Contains(err.Error(), "n0: needs registry.k8s.io/etcd:3.7.0-0 and registry.k8s.io/pause:3.10.2, which are not on the host, and spec.images.airGapped says the hosts never pull") ||
 		!strings.Contains(err.Error(), "n2: needs registry.k8s.io/etcd:3.7.0-0, which is not on the host") {
 		t.Errorf("air-gapped refusal:\n%v", err)
 	}
 
-	p = mustBuild(t, Input{Cluster: c, PKI: pki, Hosts: hosts, Now: fixedNow, Platform: "linux/amd64"})
+	p = mustBuild(t, Input{Cluster: c, Runtime: rtOf(c), PKI: pki, Hosts: hosts, Now: fixedNow, Platform: "linux/amd64"})
 	want := []string{
 		"registry.k8s.io/etcd:3.7.0-0 is not on n0, n1, n2: the kubelet will pull it from registry.k8s.io;",
 		"registry.k8s.io/pause:3.10.2 is not on n0, n1: the kubelet will pull it from registry.k8s.io;",
@@ -215,7 +217,7 @@ func TestBuildSandboxImage(t *testing.T) {
 	for _, hf := range hosts {
 		hf.Containerd.SandboxImage = oldPause
 	}
-	p, err := build(t, Input{Cluster: airGapped(t, c), PKI: pki, Hosts: hosts, Now: fixedNow, Images: imageSet(), Platform: "linux/amd64"})
+	p, err := build(t, Input{Cluster: airGapped(t, c), Runtime: kubelet.Runtime{}, PKI: pki, Hosts: hosts, Now: fixedNow, Images: imageSet(), Platform: "linux/amd64"})
 	re := mustRefuse(t, p, err)
 	if len(re.Refusals) != 3 || !strings.Contains(re.Refusals[0].Reason, "needs registry.k8s.io/pause:3.6, which is not on the host and not in /srv/images") {
 		t.Errorf("refusals: %v", err)
@@ -227,7 +229,7 @@ func TestBuildSandboxImage(t *testing.T) {
 	// The old sandbox image in the archives: imported, with the warning.
 	set := imageSet()
 	set.Archives = append(set.Archives, &images.Archive{Path: "/srv/images/pause-3.6.tar", Form: images.FormOCI, Images: []images.Image{{Ref: oldPause, Digest: pulledDigest, Platforms: []string{"linux/amd64"}}}})
-	p = mustBuild(t, Input{Cluster: airGapped(t, c), PKI: pki, Hosts: hosts, Now: fixedNow, Images: set, Platform: "linux/amd64"})
+	p = mustBuild(t, Input{Cluster: airGapped(t, c), Runtime: kubelet.Runtime{}, PKI: pki, Hosts: hosts, Now: fixedNow, Images: set, Platform: "linux/amd64"})
 	imps := importOps(stageOps(p.Stages[0], "n1"))
 	if len(imps) != 1 || imps[0].Images[0].Ref != oldPause {
 		t.Errorf("n1 imports %+v, want the sandbox image alone", imps)
@@ -242,7 +244,7 @@ func TestBuildSandboxImage(t *testing.T) {
 func TestBuildImagesCannotBeImported(t *testing.T) {
 	c := parseInventory(t, inventoryYAML(3, ""), t.TempDir())
 	pki := computePKI(t, c)
-	p, err := build(t, Input{Cluster: c, PKI: pki, Hosts: freshHosts(nil), Now: fixedNow, Images: imageSet(), Platform: "linux/arm64"})
+	p, err := build(t, Input{Cluster: c, Runtime: rtOf(c), PKI: pki, Hosts: freshHosts(nil), Now: fixedNow, Images: imageSet(), Platform: "linux/arm64"})
 	re := mustRefuse(t, p, err)
 	want := "needs registry.k8s.io/etcd:3.7.0-0, which /srv/images/etcd.tar holds only for linux/amd64, not for linux/arm64"
 	if len(re.Refusals) != 6 || !strings.HasPrefix(re.Refusals[0].Reason, want) {
@@ -251,18 +253,18 @@ func TestBuildImagesCannotBeImported(t *testing.T) {
 
 	hosts := freshHosts(nil)
 	hosts["n1"].Containerd = &facts.Containerd{Error: "ctr (containerd's client) is not installed"}
-	p, err = build(t, Input{Cluster: c, PKI: pki, Hosts: hosts, Now: fixedNow, Images: imageSet(), Platform: "linux/amd64"})
+	p, err = build(t, Input{Cluster: c, Runtime: rtOf(c), PKI: pki, Hosts: hosts, Now: fixedNow, Images: imageSet(), Platform: "linux/amd64"})
 	re = mustRefuse(t, p, err)
 	want = "cannot import registry.k8s.io/etcd:3.7.0-0 and registry.k8s.io/pause:3.10.2: ctr (containerd's client) is not installed; install containerd"
 	if len(re.Refusals) != 1 || re.Refusals[0].Host != "n1" || !strings.HasPrefix(re.Refusals[0].Reason, want) {
 		t.Errorf("refusals %v, want n1: %q", err, want)
 	}
 	// Without archives it cannot tell: a warning, or a refusal when air-gapped.
-	p = mustBuild(t, Input{Cluster: c, PKI: pki, Hosts: hosts, Now: fixedNow, Platform: "linux/amd64"})
+	p = mustBuild(t, Input{Cluster: c, Runtime: rtOf(c), PKI: pki, Hosts: hosts, Now: fixedNow, Platform: "linux/amd64"})
 	if len(p.Warnings) != 2 || !strings.Contains(p.Warnings[0], "is not on n0, n1, n2") {
 		t.Errorf("warnings %q", p.Warnings)
 	}
-	_, err = build(t, Input{Cluster: airGapped(t, c), PKI: pki, Hosts: hosts, Now: fixedNow, Platform: "linux/amd64"})
+	_, err = build(t, Input{Cluster: airGapped(t, c), Runtime: kubelet.Runtime{}, PKI: pki, Hosts: hosts, Now: fixedNow, Platform: "linux/amd64"})
 	if err == nil || !strings.Contains(err.Error(), "n1: needs registry.k8s.io/etcd:3.7.0-0 and registry.k8s.io/pause:3.10.2, which cannot be looked for (ctr (containerd's client) is not installed)") {
 		t.Errorf("air-gapped, no ctr: %v", err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/kubeadmconfig"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 )
 
 // stackedWorld is three stacked control-plane hosts, n0 first, with a saved PKI.
@@ -141,7 +142,7 @@ func TestKubeadmRenewAllIsUndoneByApply(t *testing.T) {
 		hosts["n1"].Files[p] = st
 	}
 
-	p := mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n0", "n0", "n1", "n2"), Now: fixedNow})
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n0", "n0", "n1", "n2"), Now: fixedNow})
 	n1, _ := p.FindHost("n1")
 	var updated []string
 	for _, ch := range n1.Changes {
@@ -159,20 +160,20 @@ func TestKubeadmRenewAllIsUndoneByApply(t *testing.T) {
 		t.Errorf("the plan's changes on n1 (-want +got):\n%s", diff)
 	}
 	for _, other := range []string{"n0", "n2"} {
-		if ops := opsOf(p, other); len(ops) > 0 {
-			t.Errorf("%s is touched: %v", other, kinds(ops))
+		if steps := opsOf(p, other); len(steps) > 0 {
+			t.Errorf("%s is touched: %v", other, kinds(steps))
 		}
 	}
-	ops := opsOf(p, "n1")
-	if diff := cmp.Diff(want, sorted(writtenPaths(ops))); diff != "" {
+	steps := opsOf(p, "n1")
+	if diff := cmp.Diff(want, sorted(writtenPaths(steps))); diff != "" {
 		t.Errorf("apply writes on n1 (-want +got):\n%s", diff)
 	}
-	restart, i := findOp(ops, isKind(OpRestartEtcd))
-	if i < 0 || !restart.Disruptive {
-		t.Errorf("n1's member is not restarted after its server and peer certificates go back: %v", kinds(ops))
+	restart, i := findOp(steps, isKind(ops.KindRestartEtcd))
+	if i < 0 || !restart.Meta().Disruptive {
+		t.Errorf("n1's member is not restarted after its server and peer certificates go back: %v", kinds(steps))
 	}
-	if _, j := findOp(ops, isKind(OpWaitMember)); j < i {
-		t.Errorf("no health gate after the restart: %v", kinds(ops))
+	if _, j := findOp(steps, isKind(ops.KindWaitMember)); j < i {
+		t.Errorf("no health gate after the restart: %v", kinds(steps))
 	}
 }
 
@@ -192,16 +193,16 @@ func TestKubeadmUpgradeRenewalOfTheAPIServerClientRestartsNothing(t *testing.T) 
 	for p, st := range renewed {
 		hosts["n0"].Files[p] = st
 	}
-	p := mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n0", "n0", "n1", "n2"), Now: fixedNow})
-	ops := opsOf(p, "n0")
-	if diff := cmp.Diff(want, sorted(writtenPaths(ops))); diff != "" {
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n0", "n0", "n1", "n2"), Now: fixedNow})
+	steps := opsOf(p, "n0")
+	if diff := cmp.Diff(want, sorted(writtenPaths(steps))); diff != "" {
 		t.Errorf("apply writes on n0 (-want +got):\n%s", diff)
 	}
 	if d := anyDisruptive(p); len(d) > 0 {
 		t.Errorf("putting the API server's client certificate back disrupts: %v", d)
 	}
-	if _, i := findOp(ops, isKind(OpRestartEtcd)); i >= 0 {
-		t.Errorf("n0's member restarts: %v", kinds(ops))
+	if _, i := findOp(steps, isKind(ops.KindRestartEtcd)); i >= 0 {
+		t.Errorf("n0's member restarts: %v", kinds(steps))
 	}
 }
 

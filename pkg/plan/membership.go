@@ -9,6 +9,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 )
 
 // target is the member a membership command names.
@@ -64,6 +65,9 @@ func newPlan(in Input) *Plan {
 // be reached, stop its etcd and move its data directory, manifest,
 // certificates and kubelet files under the backup directory.
 func Remove(in Input, name string) (*Plan, error) {
+	if err := in.check(); err != nil {
+		return nil, err
+	}
 	if in.Etcd == nil {
 		in.Etcd = &facts.Cluster{}
 	}
@@ -81,7 +85,7 @@ func Remove(in Input, name string) (*Plan, error) {
 	if !t.listed {
 		if t.reachable() && t.holdsEtcd() {
 			p.Warnings = append(p.Warnings, name+" is not a member of the cluster any more; its host is cleaned")
-			p.Stages = []Stage{{Name: "clean " + name, Rollout: OneAtATime, Hosts: []HostOps{{Host: name, Ops: cleanOps(in.Cluster, t.facts, true)}}}}
+			p.Stages = []Stage{{Name: "clean " + name, Rollout: OneAtATime, Hosts: []HostOps{{Host: name, Ops: cleanOps(in, t.facts, true)}}}}
 		} else {
 			p.Warnings = append(p.Warnings, name+" is not a member of the cluster and its host holds nothing of etcd: nothing to do")
 		}
@@ -90,25 +94,25 @@ func Remove(in Input, name string) (*Plan, error) {
 	if err := checkRemoval(in, t, &refused); err != nil {
 		return nil, err
 	}
-	ops := []Op{}
+	steps := []Op{}
 	if !t.member.Learner {
-		ops = append(ops, Op{Kind: OpMoveLeader, Member: name, MemberID: t.member.HexID(), Why: "a removed leader would cost an election"})
+		steps = append(steps, ops.MoveLeader{Member: name, MemberID: t.member.HexID(), Why: "a removed leader would cost an election"})
 	}
-	ops = append(ops, Op{Kind: OpRemoveMember, Member: name, MemberID: t.member.HexID()})
+	steps = append(steps, ops.RemoveMember{Member: name, MemberID: t.member.HexID()})
 	switch {
 	case t.host == nil:
 		p.Warnings = append(p.Warnings, name+" is not in the inventory: it is removed by ID and its host is not cleaned")
 	case !t.reachable():
 		p.Warnings = append(p.Warnings, fmt.Sprintf("%s cannot be reached: it is removed by ID, but its host is not cleaned; when it is back, run `etcdadm reset %s` before it joins again", name, name))
 	default:
-		ops = append(ops, cleanOps(in.Cluster, t.facts, true)...)
+		steps = append(steps, cleanOps(in, t.facts, true)...)
 	}
 	remaining := remainingVoters(in, t.member.ID)
 	if len(remaining) > 0 {
-		ops = append(ops, Op{Kind: OpWaitCluster, Members: remaining})
+		steps = append(steps, ops.WaitCluster{Members: remaining})
 	}
 	p.Stages = []Stage{{Name: "remove member " + name, Rollout: OneAtATime, Why: "the other members keep quorum without it",
-		Hosts: []HostOps{{Host: name, Ops: ops}}}}
+		Hosts: []HostOps{{Host: name, Ops: steps}}}}
 	return p, nil
 }
 
@@ -163,18 +167,18 @@ func remainingVoters(in Input, id uint64) []string {
 // the backup directory: data, manifest, certificates, configuration, and
 // (all, for a host that leaves) the kubelet's files, then stop the kubelet
 // that only ran etcd.
-func cleanOps(c *config.Cluster, hf *facts.Host, all bool) []Op {
-	var ops []Op
+func cleanOps(in Input, hf *facts.Host, all bool) []Op {
+	c, rt := in.Cluster, in.Runtime
+	var steps []Op
 	if hf.Manifest != nil || hf.RunsEtcd() {
-		ops = append(ops, StopOp(c))
+		steps = append(steps, rt.StopOp())
 	}
 	if !hf.DataDir.Empty() {
-		ops = append(ops, Op{Kind: OpBackup, Path: c.Spec.Etcd.DataDir, Why: "etcd's data"})
+		steps = append(steps, ops.Backup{Path: c.Spec.Etcd.DataDir, Why: "etcd's data"})
 	}
 	if !all {
-		return ops
+		return steps
 	}
-	rt := RuntimeOf(c)
 	manifest := rt.StartPath(c)
 	var paths []string
 	for p, st := range hf.Files {
@@ -185,16 +189,19 @@ func cleanOps(c *config.Cluster, hf *facts.Host, all bool) []Op {
 	}
 	slices.Sort(paths)
 	for _, p := range paths {
-		ops = append(ops, Op{Kind: OpBackup, Path: p})
+		steps = append(steps, ops.Backup{Path: p})
 	}
 	for _, m := range hf.Pending {
-		ops = append(ops, Op{Kind: OpUnmark, Marker: m})
+		steps = append(steps, ops.Unmark{Marker: m})
 	}
-	return append(ops, rt.cleanOps(c, paths)...)
+	return append(steps, rt.CleanOps(c, paths)...)
 }
 
 // Reset plans `etcdadm reset NAME`: clean a host that is not a member.
 func Reset(in Input, name string) (*Plan, error) {
+	if err := in.check(); err != nil {
+		return nil, err
+	}
 	if in.Etcd == nil {
 		in.Etcd = &facts.Cluster{}
 	}
@@ -223,7 +230,7 @@ func Reset(in Input, name string) (*Plan, error) {
 		return p, nil
 	}
 	p.Stages = []Stage{{Name: "reset " + name, Rollout: OneAtATime, Why: "not a member: its etcd files go under the backup directory",
-		Hosts: []HostOps{{Host: name, Ops: cleanOps(in.Cluster, t.facts, true)}}}}
+		Hosts: []HostOps{{Host: name, Ops: cleanOps(in, t.facts, true)}}}}
 	return p, nil
 }
 
@@ -231,6 +238,9 @@ func Reset(in Input, name string) (*Plan, error) {
 // its stale ID, move what is left of its data aside, then add it again as a
 // learner, with the inventory's address, and promote it.
 func Replace(in Input, name string, force bool) (*Plan, error) {
+	if err := in.check(); err != nil {
+		return nil, err
+	}
 	if in.Etcd == nil {
 		in.Etcd = &facts.Cluster{}
 	}
@@ -260,29 +270,32 @@ func Replace(in Input, name string, force bool) (*Plan, error) {
 	var stages []Stage
 	members := in.Etcd.Members
 	if t.listed {
-		var ops []Op
+		var steps []Op
 		if in.Etcd.Healthy(t.member.ID) && !t.member.Learner {
-			ops = append(ops, Op{Kind: OpMoveLeader, Member: name, MemberID: t.member.HexID(), Why: "a removed leader would cost an election"})
+			steps = append(steps, ops.MoveLeader{Member: name, MemberID: t.member.HexID(), Why: "a removed leader would cost an election"})
 		}
-		ops = append(ops, Op{Kind: OpRemoveMember, Member: name, MemberID: t.member.HexID(), Why: "the member to replace"})
-		ops = append(ops, cleanOps(in.Cluster, t.facts, false)...)
-		stages = append(stages, Stage{Name: "remove the failed member " + name, Rollout: OneAtATime, Hosts: []HostOps{{Host: name, Ops: ops}}})
+		steps = append(steps, ops.RemoveMember{Member: name, MemberID: t.member.HexID(), Why: "the member to replace"})
+		steps = append(steps, cleanOps(in, t.facts, false)...)
+		stages = append(stages, Stage{Name: "remove the failed member " + name, Rollout: OneAtATime, Hosts: []HostOps{{Host: name, Ops: steps}}})
 		members = slices.DeleteFunc(slices.Clone(members), func(m etcdclient.Member) bool { return m.ID == t.member.ID })
 	}
 	// The host as it will be once its old member is gone.
 	hf := *t.facts
 	hf.Manifest, hf.Etcd, hf.DataDir = nil, nil, facts.DataDir{Exists: true}
 	hf.Files = maps.Clone(t.facts.Files)
-	delete(hf.Files, RuntimeOf(in.Cluster).StartPath(in.Cluster))
+	delete(hf.Files, in.Runtime.StartPath(in.Cluster))
 	peer := manifests.PeerURL(*t.host)
 	m := Member{InitialCluster: etcdclient.InitialCluster(members, name, peer), State: manifests.StateExisting, Why: "joins the running cluster as a learner, replacing the failed member"}
-	hp, err := HostFiles(in.Cluster, in.PKI, *t.host, m, AllParts)
+	hp, err := HostFiles(in.Cluster, in.Runtime, in.PKI, *t.host, m, AllParts)
 	if err != nil {
 		return nil, err
 	}
 	Compare(&hp, &hf)
 	p.Hosts = []Host{hp}
 	h := &host{cfg: *t.host, facts: &hf, role: roleJoin, plan: &p.Hosts[0]}
+	if h.work, err = in.Runtime.Work(runtimeHost(in, h)); err != nil {
+		return nil, fmt.Errorf("plan for %s: %w", name, err)
+	}
 	voters := remainingVoters(in, t.member.ID)
 	jin := in
 	jin.Etcd = &facts.Cluster{Members: members, Status: in.Etcd.Status}

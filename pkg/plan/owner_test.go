@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 )
 
 const (
@@ -83,42 +84,42 @@ func TestBuildFixesOwnersAndModesWithoutRestart(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		edit func(w *world, hf *facts.Host)
-		// ops are n1's operations; text must be in the plan's text.
-		ops  []string
-		text []string
-		dirs []DirChange
+		// steps are n1's operations; text must be in the plan's text.
+		steps []string
+		text  []string
+		dirs  []DirChange
 	}{
 		{
-			name: "a key owned by uid 1000",
-			edit: func(_ *world, hf *facts.Host) { setOwner(hf, serverKey, 1000, 1000) },
-			ops:  []string{"write " + serverKey, string(OpWaitCluster)},
-			text: []string{"n1: 1 of 13 files would change", "~ " + serverKey + " (owner 1000:1000 -> 0:0, same content)"},
+			name:  "a key owned by uid 1000",
+			edit:  func(_ *world, hf *facts.Host) { setOwner(hf, serverKey, 1000, 1000) },
+			steps: []string{"write " + serverKey, string(ops.KindWaitCluster)},
+			text:  []string{"n1: 1 of 13 files would change", "~ " + serverKey + " (owner 1000:1000 -> 0:0, same content)"},
 		},
 		{
-			name: "the manifest owned by group 1000",
-			edit: func(w *world, hf *facts.Host) { setOwner(hf, w.manifestPath(), 0, 1000) },
-			ops:  []string{"write /etc/kubernetes/manifests/etcd.yaml", string(OpWaitCluster)},
-			text: []string{"owner 0:1000 -> 0:0, same content"},
+			name:  "the manifest owned by group 1000",
+			edit:  func(w *world, hf *facts.Host) { setOwner(hf, w.manifestPath(), 0, 1000) },
+			steps: []string{"write /etc/kubernetes/manifests/etcd.yaml", string(ops.KindWaitCluster)},
+			text:  []string{"owner 0:1000 -> 0:0, same content"},
 		},
 		{
-			name: "the manifest at 0644",
-			edit: func(w *world, hf *facts.Host) { setMode(hf, w.manifestPath(), 0o644) },
-			ops:  []string{"write /etc/kubernetes/manifests/etcd.yaml", string(OpWaitCluster)},
-			text: []string{"mode 0644 -> 0600, same content"},
+			name:  "the manifest at 0644",
+			edit:  func(w *world, hf *facts.Host) { setMode(hf, w.manifestPath(), 0o644) },
+			steps: []string{"write /etc/kubernetes/manifests/etcd.yaml", string(ops.KindWaitCluster)},
+			text:  []string{"mode 0644 -> 0600, same content"},
 		},
 		{
-			name: "the data directory at 0755",
-			edit: func(w *world, hf *facts.Host) { setMode(hf, w.c.Spec.Etcd.DataDir, 0o755) },
-			ops:  []string{"run chmod 0700 '/var/lib/etcd'", string(OpWaitCluster)},
-			text: []string{"n1: files up to date (13 files)", "n1: ~ /var/lib/etcd/ (directory mode 0755 -> 0700)", "$ chmod 0700 '/var/lib/etcd'"},
-			dirs: []DirChange{{Path: "/var/lib/etcd", Mode: "0700", OldMode: "0755", Owner: "0:0", OldOwner: "0:0"}},
+			name:  "the data directory at 0755",
+			edit:  func(w *world, hf *facts.Host) { setMode(hf, w.c.Spec.Etcd.DataDir, 0o755) },
+			steps: []string{"run chmod 0700 '/var/lib/etcd'", string(ops.KindWaitCluster)},
+			text:  []string{"n1: files up to date (13 files)", "n1: ~ /var/lib/etcd/ (directory mode 0755 -> 0700)", "$ chmod 0700 '/var/lib/etcd'"},
+			dirs:  []DirChange{{Path: "/var/lib/etcd", Mode: "0700", OldMode: "0755", Owner: "0:0", OldOwner: "0:0"}},
 		},
 		{
-			name: "the data directory owned by uid 1000",
-			edit: func(w *world, hf *facts.Host) { setOwner(hf, w.c.Spec.Etcd.DataDir, 1000, 1000) },
-			ops:  []string{"run chown 0:0 '/var/lib/etcd'", string(OpWaitCluster)},
-			text: []string{"n1: ~ /var/lib/etcd/ (directory owner 1000:1000 -> 0:0)"},
-			dirs: []DirChange{{Path: "/var/lib/etcd", Mode: "0700", OldMode: "0700", Owner: "0:0", OldOwner: "1000:1000"}},
+			name:  "the data directory owned by uid 1000",
+			edit:  func(w *world, hf *facts.Host) { setOwner(hf, w.c.Spec.Etcd.DataDir, 1000, 1000) },
+			steps: []string{"run chown 0:0 '/var/lib/etcd'", string(ops.KindWaitCluster)},
+			text:  []string{"n1: ~ /var/lib/etcd/ (directory owner 1000:1000 -> 0:0)"},
+			dirs:  []DirChange{{Path: "/var/lib/etcd", Mode: "0700", OldMode: "0700", Owner: "0:0", OldOwner: "1000:1000"}},
 		},
 		{
 			name: "the manifests directory at 0755, owned by uid 1000",
@@ -126,15 +127,15 @@ func TestBuildFixesOwnersAndModesWithoutRestart(t *testing.T) {
 				setMode(hf, w.c.Spec.Kubelet.StaticPodPath, 0o755)
 				setOwner(hf, w.c.Spec.Kubelet.StaticPodPath, 1000, 0)
 			},
-			ops:  []string{"run chown 0:0 '/etc/kubernetes/manifests' && chmod 0700 '/etc/kubernetes/manifests'", string(OpWaitCluster)},
-			text: []string{"(directory mode 0755 -> 0700, owner 1000:0 -> 0:0)"},
-			dirs: []DirChange{{Path: "/etc/kubernetes/manifests", Mode: "0700", OldMode: "0755", Owner: "0:0", OldOwner: "1000:0"}},
+			steps: []string{"run chown 0:0 '/etc/kubernetes/manifests' && chmod 0700 '/etc/kubernetes/manifests'", string(ops.KindWaitCluster)},
+			text:  []string{"(directory mode 0755 -> 0700, owner 1000:0 -> 0:0)"},
+			dirs:  []DirChange{{Path: "/etc/kubernetes/manifests", Mode: "0700", OldMode: "0755", Owner: "0:0", OldOwner: "1000:0"}},
 		},
 		{
-			name: "etcd's certificate directory at 0700",
-			edit: func(_ *world, hf *facts.Host) { setMode(hf, etcdPKI, 0o700) },
-			ops:  []string{"run chmod 0755 '/etc/kubernetes/pki/etcd'", string(OpWaitCluster)},
-			dirs: []DirChange{{Path: etcdPKI, Mode: "0755", OldMode: "0700", Owner: "0:0", OldOwner: "0:0"}},
+			name:  "etcd's certificate directory at 0700",
+			edit:  func(_ *world, hf *facts.Host) { setMode(hf, etcdPKI, 0o700) },
+			steps: []string{"run chmod 0755 '/etc/kubernetes/pki/etcd'", string(ops.KindWaitCluster)},
+			dirs:  []DirChange{{Path: etcdPKI, Mode: "0755", OldMode: "0700", Owner: "0:0", OldOwner: "0:0"}},
 		},
 		{
 			// Parents shared with the rest of the host are not etcdadm's.
@@ -151,21 +152,21 @@ func TestBuildFixesOwnersAndModesWithoutRestart(t *testing.T) {
 			w := newWorld(t, 3)
 			hosts := w.allBootstrapped(t)
 			tc.edit(w, hosts["n1"])
-			p := mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n0", names3...), Now: fixedNow})
+			p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n0", names3...), Now: fixedNow})
 			text := planText(p)
-			if got := kinds(opsOf(p, "n1")); strings.Join(got, "\n") != strings.Join(tc.ops, "\n") {
-				t.Errorf("n1's operations %q, want %q\n%s", got, tc.ops, text)
+			if got := kinds(opsOf(p, "n1")); strings.Join(got, "\n") != strings.Join(tc.steps, "\n") {
+				t.Errorf("n1's operations %q, want %q\n%s", got, tc.steps, text)
 			}
 			for _, n := range []string{"n0", "n2"} {
-				if ops := opsOf(p, n); len(ops) > 0 {
-					t.Errorf("%s has operations %v", n, kinds(ops))
+				if steps := opsOf(p, n); len(steps) > 0 {
+					t.Errorf("%s has operations %v", n, kinds(steps))
 				}
 			}
 			if d := anyDisruptive(p); len(d) > 0 {
 				t.Errorf("disruptive operations: %v", d)
 			}
 			for _, op := range opsOf(p, "n1") {
-				if op.Kind == OpRestartEtcd || op.Kind == OpWaitMember {
+				if op.Kind() == ops.KindRestartEtcd || op.Kind() == ops.KindWaitMember {
 					t.Errorf("n1's member restarts or is waited for: %s", op)
 				}
 			}
@@ -193,19 +194,19 @@ func TestBuildFreshHostGetsOwnedDirModes(t *testing.T) {
 		hosts[n] = emptyHost(n)
 	}
 	hosts["n2"].Files[c.Spec.Etcd.DataDir] = facts.FileState{Dir: true, Mode: 0o755}
-	p := mustBuild(t, Input{Cluster: c, PKI: pki, Hosts: hosts, Now: fixedNow})
+	p := mustBuild(t, Input{Cluster: c, Runtime: rtOf(c), PKI: pki, Hosts: hosts, Now: fixedNow})
 	prep := stageOps(p.Stages[0], "n2")
 	chmod, i := findOp(prep, isRun("chmod 0700 '/var/lib/etcd'"))
 	if i < 0 {
 		t.Fatalf("n2 does not get its data directory's mode: %v", kinds(prep))
 	}
-	if chmod.Path != "/var/lib/etcd" {
+	if chmod := as[ops.Run](t, chmod); chmod.Path != "/var/lib/etcd" {
 		t.Errorf("chmod op names %q", chmod.Path)
 	}
-	if _, j := findOp(prep, func(op Op) bool { return op.Kind == OpMkdir && op.Path == "/var/lib/etcd" }); j >= 0 {
+	if _, j := findOp(prep, func(op Op) bool { o, ok := op.(ops.Mkdir); return ok && o.Path == "/var/lib/etcd" }); j >= 0 {
 		t.Error("n2's existing data directory is made again")
 	}
-	if _, j := findOp(stageOps(p.Stages[0], "n0"), func(op Op) bool { return op.Kind == OpMkdir && op.Path == "/var/lib/etcd" && op.Mode == 0o700 }); j < 0 {
+	if _, j := findOp(stageOps(p.Stages[0], "n0"), func(op Op) bool { o, ok := op.(ops.Mkdir); return ok && o.Path == "/var/lib/etcd" && o.Mode == 0o700 }); j < 0 {
 		t.Error("n0's missing data directory is not made 0700")
 	}
 }
@@ -229,7 +230,7 @@ func TestDirChangeCommandConverges(t *testing.T) {
 	}
 	w := newWorld(t, 1)
 	c := parseInventory(t, inventoryYAML(1, `dataDir: "`+dataDir+`"`), w.dir)
-	hp, err := HostFiles(c, w.pki, cfgHost("n0"), Bootstrap(c), AllParts)
+	hp, err := HostFiles(c, rtOf(c), w.pki, cfgHost("n0"), Bootstrap(c), AllParts)
 	if err != nil {
 		t.Fatal(err)
 	}

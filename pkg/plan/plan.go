@@ -4,8 +4,6 @@
 package plan
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"path"
@@ -15,54 +13,11 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/kubeadmconfig"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
-)
-
-// Part groups files the way kubeadm's phases do; each can be rendered alone.
-type Part string
-
-// The parts, in the order they are applied.
-const (
-	PartCerts         Part = "certs"
-	PartKubeadmConfig Part = "kubeadm-config"
-	PartKubelet       Part = "kubelet"
-	PartManifests     Part = "manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/runtime"
 )
 
 // AllParts lists every part in apply order.
 var AllParts = []Part{PartCerts, PartKubeadmConfig, PartKubelet, PartManifests}
-
-// File is one file on a host.
-type File struct {
-	Path string      `json:"path"`
-	Mode fs.FileMode `json:"mode"`
-	Part Part        `json:"part"`
-	// Secret files (private keys) are never printed.
-	Secret bool   `json:"secret,omitempty"`
-	Data   []byte `json:"-"`
-	// Source, for a large file (a release's binary), is where its content
-	// is streamed from when it is pushed; Data is then empty.
-	Source *Source `json:"source,omitempty"`
-}
-
-// SHA256 is the hex digest of the file's content.
-func (f File) SHA256() string {
-	if f.Source != nil {
-		return f.Source.SHA256
-	}
-	sum := sha256.Sum256(f.Data)
-	return hex.EncodeToString(sum[:])
-}
-
-// Dir is a directory a host needs, with the mode it must have when created.
-// An owned directory is etcd's own: its mode and root owner are kept as
-// planned. The others are parents shared with the rest of the host
-// (/etc/kubernetes, the kubelet's drop-ins): made when missing, else left
-// alone.
-type Dir struct {
-	Path  string      `json:"path"`
-	Mode  fs.FileMode `json:"mode"`
-	Owned bool        `json:"owned,omitempty"`
-}
 
 // Host is everything one host needs, and how that differs from what it has.
 type Host struct {
@@ -80,17 +35,8 @@ type Host struct {
 	DirChanges []DirChange `json:"dirChanges,omitempty"`
 }
 
-// Member says how a member starts. etcd reads these flags only when its data
-// directory is empty, so a running member's are kept as its host has them:
-// rewriting them would restart it for nothing.
-type Member struct {
-	InitialCluster string `json:"initialCluster"`
-	State          string `json:"initialClusterState"`
-	// Restart is the manifest's restart annotation, kept as the host has it.
-	Restart string `json:"restart,omitempty"`
-	// Why says where the values come from.
-	Why string `json:"why,omitempty"`
-}
+// Member says how a member starts (runtime.Member).
+type Member = runtime.Member
 
 // Plan is what etcdadm would do: every host's files, and the stages that
 // bring the hosts to them.
@@ -117,7 +63,7 @@ type Options struct {
 // the parts (certs.Compute: nothing is saved), then builds the files of a
 // cluster brought up from nothing. The PKI and its events are nil without
 // certificates.
-func Compute(c *config.Cluster, opts Options) (*Plan, *certs.PKI, []certs.Event, error) {
+func Compute(c *config.Cluster, rt runtime.Runtime, opts Options) (*Plan, *certs.PKI, []certs.Event, error) {
 	var pki *certs.PKI
 	var events []certs.Event
 	if len(opts.Parts) == 0 || slices.Contains(opts.Parts, PartCerts) {
@@ -126,7 +72,7 @@ func Compute(c *config.Cluster, opts Options) (*Plan, *certs.PKI, []certs.Event,
 			return nil, nil, nil, err
 		}
 	}
-	p, err := Files(c, pki, opts)
+	p, err := Files(c, rt, pki, opts)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -141,7 +87,7 @@ func Bootstrap(c *config.Cluster) Member {
 
 // Files computes every host's files for a cluster brought up from nothing,
 // without looking at any host: what render writes.
-func Files(c *config.Cluster, p *certs.PKI, opts Options) (*Plan, error) {
+func Files(c *config.Cluster, rt runtime.Runtime, p *certs.PKI, opts Options) (*Plan, error) {
 	parts := opts.Parts
 	if len(parts) == 0 {
 		parts = AllParts
@@ -151,7 +97,7 @@ func Files(c *config.Cluster, p *certs.PKI, opts Options) (*Plan, error) {
 		if len(opts.Hosts) > 0 && !slices.Contains(opts.Hosts, h.Name) {
 			continue
 		}
-		hp, err := HostFiles(c, p, h, Bootstrap(c), parts)
+		hp, err := HostFiles(c, rt, p, h, Bootstrap(c), parts)
 		if err != nil {
 			return nil, err
 		}
@@ -167,15 +113,15 @@ func Files(c *config.Cluster, p *certs.PKI, opts Options) (*Plan, error) {
 
 // HostFiles computes the files and directories of host h, whose member
 // starts as m.
-func HostFiles(c *config.Cluster, p *certs.PKI, h config.Host, m Member, parts []Part) (Host, error) {
-	hp, err := buildHost(c, p, h, m, parts)
+func HostFiles(c *config.Cluster, rt runtime.Runtime, p *certs.PKI, h config.Host, m Member, parts []Part) (Host, error) {
+	hp, err := buildHost(c, rt, p, h, m, parts)
 	if err != nil {
 		return Host{}, fmt.Errorf("plan for %s: %w", h.Name, err)
 	}
 	return hp, nil
 }
 
-func buildHost(c *config.Cluster, p *certs.PKI, h config.Host, m Member, parts []Part) (Host, error) {
+func buildHost(c *config.Cluster, rt runtime.Runtime, p *certs.PKI, h config.Host, m Member, parts []Part) (Host, error) {
 	hp := Host{Name: h.Name, Address: h.Address, Member: m}
 	external := c.Spec.Topology == config.TopologyExternal
 	for _, part := range parts {
@@ -202,7 +148,7 @@ func buildHost(c *config.Cluster, p *certs.PKI, h config.Host, m Member, parts [
 			}
 		case PartKubelet, PartManifests:
 			// What runs the member: its runtime's files.
-			files, err := RuntimeOf(c).Files(c, h, m, part)
+			files, err := rt.Files(c, h, m, part)
 			if err != nil {
 				return Host{}, err
 			}
@@ -213,19 +159,6 @@ func buildHost(c *config.Cluster, p *certs.PKI, h config.Host, m Member, parts [
 	}
 	hp.Dirs = dirsFor(c, hp.Files, slices.Contains(parts, PartManifests))
 	return hp, nil
-}
-
-// ManifestFile is the etcd static Pod of host h, whose member starts as m.
-func ManifestFile(c *config.Cluster, h config.Host, m Member) (File, error) {
-	pod := manifests.EtcdPod(c, h, m.InitialCluster, m.State)
-	if m.Restart != "" {
-		pod.Annotations[manifests.RestartAnnotation] = m.Restart
-	}
-	b, err := manifests.Marshal(pod)
-	if err != nil {
-		return File{}, err
-	}
-	return File{Path: manifests.ManifestPath(c), Mode: 0o600, Part: PartManifests, Data: b}, nil
 }
 
 // certFiles are a host's certificates and keys under /etc/kubernetes/pki. The

@@ -32,7 +32,7 @@ func loadPKI(t *testing.T, inventory string) (*config.Cluster, *Plan, *certs.PKI
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, pki, _, err := Compute(c, Options{})
+	p, pki, _, err := Compute(c, rtOf(c), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,14 +150,51 @@ func TestPartsNarrowThePlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Without certificates, no PKI is needed.
-	p, err := Files(c, nil, Options{Parts: []Part{PartManifests}, Hosts: []string{"infra1"}})
+	p, err := Files(c, rtOf(c), nil, Options{Parts: []Part{PartManifests}, Hosts: []string{"infra1"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(p.Hosts) != 1 || len(p.Hosts[0].Files) != 1 || p.Hosts[0].Files[0].Path != "/etc/kubernetes/manifests/etcd.yaml" {
 		t.Errorf("plan %+v", p.Hosts)
 	}
-	if _, err := Files(c, nil, Options{Parts: []Part{PartCerts}}); err == nil {
+	if _, err := Files(c, rtOf(c), nil, Options{Parts: []Part{PartCerts}}); err == nil {
 		t.Error("certificates without a PKI were accepted")
+	}
+}
+
+// The paths the facts read are the paths of the files the plan makes, for
+// every kind of host.
+func TestPathsAreTheFilesPaths(t *testing.T) {
+	ext := newWorld(t, 3).withControlPlane(t, false, "cp0")
+	sd := newSystemdWorld(t, 3)
+	st := newWorld(t, 3)
+	st.c.Spec.Topology = config.TopologyStacked
+	for _, w := range []*world{ext, sd, st} {
+		for _, h := range w.c.AllHosts() {
+			var hp Host
+			var err error
+			if cp, ok := w.c.ControlPlaneHost(h.Name); ok {
+				hp, err = ControlPlaneFiles(w.c, w.pki, cp, AllParts)
+			} else {
+				hp, err = HostFiles(w.c, rtOf(w.c), w.pki, h, Bootstrap(w.c), AllParts)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var files, dirs []string
+			for _, f := range hp.Files {
+				files = append(files, f.Path)
+			}
+			for _, d := range hp.Dirs {
+				dirs = append(dirs, d.Path)
+			}
+			gotFiles, gotDirs := Paths(w.c, rtOf(w.c), h)
+			if diff := cmp.Diff(files, gotFiles); diff != "" {
+				t.Errorf("%s %s: files (-planned +paths):\n%s", w.c.Spec.Topology, h.Name, diff)
+			}
+			if diff := cmp.Diff(dirs, gotDirs); diff != "" {
+				t.Errorf("%s %s: directories (-planned +paths):\n%s", w.c.Spec.Topology, h.Name, diff)
+			}
+		}
 	}
 }

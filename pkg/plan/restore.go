@@ -7,6 +7,7 @@ import (
 
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 )
 
 // RestoreStaging is where a host receives its restored data before the
@@ -24,8 +25,11 @@ func RestoreStaging(dataDir string) string {
 // Every host must be reachable and able to run etcd, with the files of
 // its plan but the manifest.
 func Restore(in Input, staged map[string]string) (*Plan, error) {
+	if err := in.check(); err != nil {
+		return nil, err
+	}
 	c := in.Cluster
-	rt := RuntimeOf(c)
+	rt := in.Runtime
 	var refused refusals
 	p := newPlan(in)
 	member := Bootstrap(c)
@@ -44,7 +48,7 @@ func Restore(in Input, staged map[string]string) (*Plan, error) {
 		if staged[ch.Name] == "" {
 			refused.add(ch.Name, "no data directory was made for it")
 		}
-		hp, err := HostFiles(c, in.PKI, ch, member, AllParts)
+		hp, err := HostFiles(c, rt, in.PKI, ch, member, AllParts)
 		if err != nil {
 			return nil, err
 		}
@@ -77,12 +81,12 @@ func Restore(in Input, staged map[string]string) (*Plan, error) {
 		Why: "the old data is kept under the backup directory, never deleted"}
 	start := Stage{Name: "start the restored members", Rollout: AllAtOnce,
 		Why: "they form the new cluster together: new member IDs, the snapshot's keys, the revision bumped"}
-	stopEtcd := StopOp(c)
+	stopEtcd := rt.StopOp()
 	stopEtcd.Disruptive = true
 	for i, ch := range c.Spec.Hosts {
-		push.Hosts = append(push.Hosts, HostOps{Host: ch.Name, Ops: []Op{{Kind: OpPushData, Path: staging, Source: staged[ch.Name]}}})
+		push.Hosts = append(push.Hosts, HostOps{Host: ch.Name, Ops: []Op{ops.PushData{Path: staging, Source: staged[ch.Name]}}})
 		stop.Hosts = append(stop.Hosts, HostOps{Host: ch.Name, Ops: []Op{stopEtcd}})
-		swap.Hosts = append(swap.Hosts, HostOps{Host: ch.Name, Ops: []Op{{Kind: OpSwapData, Path: dataDir, Source: staging}}})
+		swap.Hosts = append(swap.Hosts, HostOps{Host: ch.Name, Ops: []Op{ops.SwapData{Path: dataDir, Source: staging}}})
 		var mf *Change
 		for j, chg := range p.Hosts[i].Changes {
 			if chg.Path == rt.StartPath(c) {
@@ -96,25 +100,21 @@ func Restore(in Input, staged map[string]string) (*Plan, error) {
 		w.Kind, w.OldSHA, w.OldMode = Create, "", ""
 		again := member
 		again.Restart = in.restartStamp(true) + " (restored)"
-		retry, err := ManifestFile(c, ch, again)
-		if err != nil {
-			return nil, err
-		}
 		// A restart of a stopped member: the manifest is written, and
 		// written again under another name should the kubelet hold the
 		// first back.
-		var ops []Op
+		var steps []Op
 		for j, chg := range p.Hosts[i].Changes {
 			if chg.File.Part == PartKubeadmConfig && chg.Kind != Unchanged {
-				ops = append(ops, Op{Kind: OpWrite, Path: chg.Path, Change: &p.Hosts[i].Changes[j]})
+				steps = append(steps, ops.Write{Path: chg.Path, Change: &p.Hosts[i].Changes[j]})
 			}
 		}
-		restart := Op{Kind: OpRestartEtcd, Path: w.Path, Change: &w, Retry: &retry}
-		if rt.Name() == config.RuntimeSystemd {
-			restart.Retry, restart.Command = nil, CmdRestartEtcd
+		restart, err := rt.StartOp(c, ch, &w, again)
+		if err != nil {
+			return nil, err
 		}
-		ops = append(ops, restart)
-		start.Hosts = append(start.Hosts, HostOps{Host: ch.Name, Ops: ops})
+		steps = append(steps, restart)
+		start.Hosts = append(start.Hosts, HostOps{Host: ch.Name, Ops: steps})
 		start.Wait = append(start.Wait, ch.Name)
 	}
 	p.Stages = []Stage{push, stop, swap, start}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 )
 
 func staged(names ...string) map[string]string {
@@ -19,7 +20,7 @@ func staged(names ...string) map[string]string {
 func TestRestore(t *testing.T) {
 	w := newWorld(t, 3)
 	hosts := w.allBootstrapped(t)
-	in := Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", "n0", "n1", "n2")}
+	in := Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", "n0", "n1", "n2"), Now: fixedNow}
 	p, err := Restore(in, staged("n0", "n1", "n2"))
 	if err != nil {
 		t.Fatal(err)
@@ -38,22 +39,22 @@ func TestRestore(t *testing.T) {
 	if staging != "/var/lib/.etcd.etcdadm-restore" {
 		t.Errorf("staging %s: want it next to the data directory", staging)
 	}
-	for i, want := range []OpKind{OpPushData, OpStopEtcd, OpSwapData, OpRestartEtcd} {
+	for i, want := range []ops.Kind{ops.KindPushData, ops.KindStopEtcd, ops.KindSwapData, ops.KindRestartEtcd} {
 		for _, ho := range p.Stages[i].Hosts {
 			op := ho.Ops[len(ho.Ops)-1]
-			if (len(ho.Ops) != 1 && i < 3) || op.Kind != want {
+			if (len(ho.Ops) != 1 && i < 3) || op.Kind() != want {
 				t.Fatalf("%s in stage %d: %v, want %s", ho.Host, i, kinds(ho.Ops), want)
 			}
-			switch op.Kind {
-			case OpPushData:
+			switch op := op.(type) {
+			case ops.PushData:
 				if op.Source != "/tmp/restore/"+ho.Host || op.Path != staging {
 					t.Errorf("%s: push %s to %s", ho.Host, op.Source, op.Path)
 				}
-			case OpSwapData:
+			case ops.SwapData:
 				if op.Path != w.c.Spec.Etcd.DataDir || op.Source != staging {
 					t.Errorf("%s: swap %s for %s", ho.Host, op.Path, op.Source)
 				}
-			case OpRestartEtcd:
+			case ops.RestartEtcd:
 				m := facts.ParseManifest(op.Change.File.Data)
 				if m.InitialClusterState != "new" || strings.Count(m.InitialCluster, "=") != 3 || !strings.Contains(m.Restart, "restored") || op.Retry == nil {
 					t.Errorf("%s: the restored member's manifest: state %s, initial cluster %s, restart %q", ho.Host, m.InitialClusterState, m.InitialCluster, m.Restart)
@@ -71,7 +72,7 @@ func TestRestoreRefusals(t *testing.T) {
 		w := newWorld(t, 3)
 		hosts := w.allBootstrapped(t)
 		delete(hosts, "n2")
-		_, err := Restore(Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: &facts.Cluster{}}, staged("n0", "n1", "n2"))
+		_, err := Restore(Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: &facts.Cluster{}, Now: fixedNow}, staged("n0", "n1", "n2"))
 		if err == nil || !strings.Contains(err.Error(), "n2") || !strings.Contains(err.Error(), "every host must be reachable") {
 			t.Fatalf("err %v", err)
 		}
@@ -80,7 +81,7 @@ func TestRestoreRefusals(t *testing.T) {
 		w := newWorld(t, 3)
 		hosts := w.allBootstrapped(t)
 		delete(hosts["n1"].Files, "/etc/kubernetes/pki/etcd/peer.crt")
-		p, err := Restore(Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: &facts.Cluster{}}, staged("n0", "n1", "n2"))
+		p, err := Restore(Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: &facts.Cluster{}, Now: fixedNow}, staged("n0", "n1", "n2"))
 		if err == nil || !strings.Contains(err.Error(), "peer.crt") || !strings.Contains(err.Error(), "etcdadm apply") || !p.Refused || len(p.Stages) != 0 {
 			t.Fatalf("err %v", err)
 		}
@@ -89,7 +90,7 @@ func TestRestoreRefusals(t *testing.T) {
 		w := newWorld(t, 3)
 		hosts := w.allBootstrapped(t)
 		hosts["n0"].KubeletActive = "inactive"
-		_, err := Restore(Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: &facts.Cluster{}}, staged("n0", "n1", "n2"))
+		_, err := Restore(Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: &facts.Cluster{}, Now: fixedNow}, staged("n0", "n1", "n2"))
 		if err == nil || !strings.Contains(err.Error(), "kubelet is inactive") {
 			t.Fatalf("err %v", err)
 		}
@@ -98,7 +99,7 @@ func TestRestoreRefusals(t *testing.T) {
 		w := newWorld(t, 3)
 		e := etcdView(t, "n1", "n0", "n1", "n2")
 		e.Members = append(e.Members, etcdclient.Member{ID: 0xabc, Name: "old", PeerURLs: []string{"https://192.0.2.9:2380"}})
-		p, err := Restore(Input{Cluster: w.c, PKI: w.pki, Hosts: w.allBootstrapped(t), Etcd: e}, staged("n0", "n1", "n2"))
+		p, err := Restore(Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: w.allBootstrapped(t), Etcd: e, Now: fixedNow}, staged("n0", "n1", "n2"))
 		if err != nil || len(p.Warnings) != 1 || !strings.Contains(p.Warnings[0], "old") {
 			t.Fatalf("err %v, warnings %v", err, p.Warnings)
 		}
@@ -113,15 +114,15 @@ func TestRestoreRewritesHowMembersStart(t *testing.T) {
 	hosts := w.allBootstrapped(t)
 	ic := etcdclient.InitialCluster([]etcdclient.Member{member(t, "n0"), member(t, "n1")}, "n2", peerOf("n2"))
 	hosts["n2"] = w.asPlanned(t, "n2", Member{InitialCluster: ic, State: "existing"})
-	p, err := Restore(Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", "n0", "n1", "n2")}, staged("n0", "n1", "n2"))
+	p, err := Restore(Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", "n0", "n1", "n2"), Now: fixedNow}, staged("n0", "n1", "n2"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ops := stageOps(p.Stages[3], "n2")
-	if got := kinds(ops); len(ops) != 2 || ops[0].Kind != OpWrite || ops[0].Path != "/etc/kubernetes/kubeadmcfg.yaml" {
+	steps := stageOps(p.Stages[3], "n2")
+	if got := kinds(steps); len(steps) != 2 || steps[0].Kind() != ops.KindWrite || as[ops.Write](t, steps[0]).Path != "/etc/kubernetes/kubeadmcfg.yaml" {
 		t.Fatalf("n2 starts with %v, want kubeadmcfg.yaml written, then the restart", got)
 	}
-	if ops := stageOps(p.Stages[3], "n0"); len(ops) != 1 {
-		t.Errorf("n0's files are a new cluster's already: %v", kinds(ops))
+	if steps := stageOps(p.Stages[3], "n0"); len(steps) != 1 {
+		t.Errorf("n0's files are a new cluster's already: %v", kinds(steps))
 	}
 }

@@ -2,159 +2,32 @@ package plan
 
 import (
 	"fmt"
-	"path"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
-	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
+	"github.com/etcdadm-io/etcdadm/pkg/runtime"
 )
-
-// work is what one host needs: prepare before its member (re)starts, start
-// to (re)start it.
-type work struct {
-	prepare []Op
-	start   []Op
-	// restarts is set when the member's process changes; why says why.
-	restarts bool
-	why      []string
-	// kubelet is set when the kubelet restarts or starts.
-	kubelet bool
-}
-
-func (w work) empty() bool { return len(w.prepare) == 0 && len(w.start) == 0 }
-
-// disruptive reports whether the work stops a running member.
-func (w work) disruptive() bool {
-	for _, op := range append(slices.Clone(w.prepare), w.start...) {
-		if op.Disruptive {
-			return true
-		}
-	}
-	return false
-}
-
-// etcdFiles are the files etcd reads at start or for its own connections: a
-// change restarts the member, since etcd loads its CA only at start and
-// keeps its peer streams on the old certificate.
-func etcdFiles() []string {
-	var out []string
-	for _, base := range []string{certs.CABaseName, "etcd/server", "etcd/peer"} {
-		p := path.Join(manifests.CertificatesDir, base)
-		out = append(out, p+".crt", p+".key")
-	}
-	return out
-}
 
 // prepareDirs is what every runtime's work starts with: the images the
 // host lacks, the directories it lacks, and the modes and owners of those
 // it has set right.
 func prepareDirs(h *host) []Op {
 	hp, hf := h.plan, h.facts
-	ops := slices.Clone(h.imports)
+	steps := slices.Clone(h.imports)
 	for _, d := range hp.Dirs {
 		if st, ok := hf.Files[d.Path]; !ok || !st.Dir {
-			ops = append(ops, Op{Kind: OpMkdir, Path: d.Path, Mode: d.Mode})
+			steps = append(steps, ops.Mkdir{Path: d.Path, Mode: d.Mode})
 		}
 	}
 	for _, dc := range hp.DirChanges {
-		ops = append(ops, Op{Kind: OpRun, Path: dc.Path, Command: dc.Command(), Why: dc.what()})
+		steps = append(steps, ops.Run{Path: dc.Path, Command: dc.Command(), Why: dc.What()})
 	}
-	return ops
-}
-
-// work lists the operations that bring a host to its plan: directories,
-// certificates, kubeadm configuration and kubelet files (the kubelet
-// restarted behind a marker), then the manifest, or a restart when only
-// what etcd reads at start changed, or when a previous run recorded one.
-func (kubeletRuntime) work(in Input, h *host) work {
-	c := in.Cluster
-	var w work
-	hp, hf := h.plan, h.facts
-	running := h.runs()
-	w.prepare = prepareDirs(h)
-	var manifest *Change
-	certRestart := false
-	for i, ch := range hp.Changes {
-		if ch.File.Part == PartManifests && (ch.Kind == Create || ch.Kind == Update) {
-			manifest = &hp.Changes[i]
-		}
-		if slices.Contains(etcdFiles(), ch.Path) && (ch.Kind == Create || ch.Kind == Update) {
-			certRestart = true
-		}
-	}
-	hasManifest := hf.Manifest != nil
-	restartEtcd := manifest == nil && hasManifest && (certRestart || hf.HasPending(facts.PendingEtcdRestart))
-	if restartEtcd && !hf.HasPending(facts.PendingEtcdRestart) {
-		w.prepare = append(w.prepare, Op{Kind: OpMark, Marker: facts.PendingEtcdRestart, Why: "etcd reads its CA and keeps its peer streams until it restarts"})
-	}
-	write := func(part Part) {
-		for i, ch := range hp.Changes {
-			if ch.File.Part == part && ch.Kind != Unchanged {
-				w.prepare = append(w.prepare, Op{Kind: OpWrite, Path: ch.Path, Change: &hp.Changes[i]})
-			}
-		}
-	}
-	write(PartCerts)
-	write(PartKubeadmConfig)
-	if manifest == nil {
-		// Its mode or owner only: set in place, the kubelet keeps the Pod.
-		write(PartManifests)
-	}
-	switch {
-	case hp.PartChanged(PartKubelet):
-		w.prepare = append(w.prepare, Op{Kind: OpMark, Marker: facts.PendingKubeletRestart, Why: "the kubelet's files change"})
-		write(PartKubelet)
-		w.prepare = append(w.prepare,
-			Op{Kind: OpRun, Command: CmdDaemonReload},
-			Op{Kind: OpRun, Command: CmdRestartKube},
-			Op{Kind: OpUnmark, Marker: facts.PendingKubeletRestart})
-		w.kubelet = true
-	case hf.HasPending(facts.PendingKubeletRestart):
-		w.prepare = append(w.prepare,
-			Op{Kind: OpRun, Command: CmdDaemonReload, Why: "a previous run recorded a kubelet restart it did not finish"},
-			Op{Kind: OpRun, Command: CmdRestartKube},
-			Op{Kind: OpUnmark, Marker: facts.PendingKubeletRestart})
-		w.kubelet = true
-	case c.Spec.Topology == config.TopologyExternal && (hf.KubeletActive == "inactive" || hf.KubeletActive == "failed"):
-		w.prepare = append(w.prepare, Op{Kind: OpRun, Command: CmdStartKube, Why: "the kubelet runs etcd and is " + hf.KubeletActive})
-		w.kubelet = true
-	}
-	switch {
-	case manifest != nil && running:
-		w.start = append(w.start, Op{Kind: OpRestartEtcd, Path: manifest.Path, Change: manifest, Retry: &h.retry, Disruptive: true, Why: "its manifest changes"})
-		w.restarts = true
-		w.why = append(w.why, "its manifest changes")
-	case manifest != nil:
-		w.start = append(w.start, Op{Kind: OpWrite, Path: manifest.Path, Change: manifest})
-		w.restarts = true
-		if hasManifest {
-			w.why = append(w.why, "its manifest changes")
-		} else {
-			w.why = append(w.why, "its manifest is missing")
-		}
-	case restartEtcd:
-		why := "a previous run recorded a restart it did not finish"
-		if certRestart {
-			why = "the CA or its server or peer certificate changes"
-		}
-		f := h.restart
-		ch := &Change{File: f, Path: f.Path, Kind: Update, Mode: fmt.Sprintf("%04o", f.Mode.Perm()), NewSHA: f.SHA256()}
-		if cur, ok := hf.Files[f.Path]; ok {
-			ch.OldSHA, ch.OldMode = cur.SHA256, fmt.Sprintf("%04o", cur.Mode.Perm())
-		}
-		w.start = append(w.start, Op{Kind: OpRestartEtcd, Path: f.Path, Change: ch, Retry: &h.retry, Disruptive: running, Why: why})
-		w.restarts = true
-		w.why = append(w.why, why)
-	}
-	if len(w.start) > 0 && hf.HasPending(facts.PendingEtcdRestart) || restartEtcd {
-		w.start = append(w.start, Op{Kind: OpUnmark, Marker: facts.PendingEtcdRestart})
-	}
-	return w
+	return steps
 }
 
 // bringUp starts members that have no data yet, all at once: they need each
@@ -165,12 +38,12 @@ func bringUp(in Input, hosts []*host, name, why string) []Stage {
 	prepare := Stage{Name: name + ": prepare the hosts", Rollout: AllAtOnce, Why: why}
 	start := Stage{Name: name + ": start the members", Rollout: AllAtOnce}
 	for _, h := range hosts {
-		w := hostWork(in, h)
-		if len(w.prepare) > 0 {
-			prepare.Hosts = append(prepare.Hosts, HostOps{Host: h.cfg.Name, Ops: w.prepare})
+		w := h.work
+		if len(w.Prepare) > 0 {
+			prepare.Hosts = append(prepare.Hosts, HostOps{Host: h.cfg.Name, Ops: w.Prepare})
 		}
-		if len(w.start) > 0 {
-			start.Hosts = append(start.Hosts, HostOps{Host: h.cfg.Name, Ops: w.start})
+		if len(w.Start) > 0 {
+			start.Hosts = append(start.Hosts, HostOps{Host: h.cfg.Name, Ops: w.Start})
 		}
 	}
 	for _, h := range hosts {
@@ -268,14 +141,14 @@ func rolling(in Input, members []*host, up *upgrade, refused *refusals, blind bo
 	var warnings []string
 	type item struct {
 		h    *host
-		w    work
+		w    runtime.Work
 		rank int
 	}
 	var items []item
 	for _, h := range members {
-		w := hostWork(in, h)
+		w := h.work
 		healthy := h.listed && e.Healthy(h.member.ID)
-		if w.empty() {
+		if w.Empty() {
 			if !h.runs() && !healthy {
 				warnings = append(warnings, fmt.Sprintf("%s: its etcd is not running although its files are as planned; look at its kubelet and etcd logs", h.cfg.Name))
 			}
@@ -298,36 +171,37 @@ func rolling(in Input, members []*host, up *upgrade, refused *refusals, blind bo
 	expected := healthyVoterNames(in, members)
 	for _, it := range items {
 		name := it.h.cfg.Name
-		if it.w.disruptive() {
+		if it.w.Disruptive() {
 			switch {
 			case blind:
-				refused.add(name, "restarting its member (%s) needs a look at quorum first, but no member answers: %s", strings.Join(it.w.why, ", "), e.ListError)
+				refused.add(name, "restarting its member (%s) needs a look at quorum first, but no member answers: %s", strings.Join(it.w.Why, ", "), e.ListError)
 				continue
 			case it.h.listed && !it.h.member.Learner && e.Healthy(it.h.member.ID) && healthyNow-1 < q:
 				refused.add(name, "restarting its member (%s) would leave %d of %d voting members healthy, below the quorum of %d%s; bring them back first, then apply again",
-					strings.Join(it.w.why, ", "), healthyNow-1, voters, q, unhealthyList(in))
+					strings.Join(it.w.Why, ", "), healthyNow-1, voters, q, unhealthyList(in))
 				continue
 			}
 		}
-		ops := append(slices.Clone(it.w.prepare), it.w.start...)
-		wait := Op{Kind: OpWaitMember, Member: name, NewProcess: it.w.restarts}
+		steps := append(slices.Clone(it.w.Prepare), it.w.Start...)
+		wait := ops.WaitMember{Member: name, NewProcess: it.w.Restarts}
 		if up != nil && up.changesVersion(name) && up.to != nil {
-			for i := range ops {
-				if ops[i].Kind == OpRestartEtcd {
-					rt := RuntimeOf(in.Cluster)
-					ops[i].Rollback, ops[i].RollbackRetry = rt.rollback(in, it.h, false), rt.rollback(in, it.h, true)
+			for i := range steps {
+				if r, ok := steps[i].(ops.RestartEtcd); ok {
+					rh := runtimeHost(in, it.h)
+					r.Rollback, r.RollbackRetry = in.Runtime.Rollback(rh, false), in.Runtime.Rollback(rh, true)
+					steps[i] = r
 				}
 			}
 			wait.Version = up.to.String()
 		}
-		if len(it.w.start) > 0 || it.w.kubelet {
-			ops = append(ops, wait)
+		if len(it.w.Start) > 0 || it.w.Kubelet {
+			steps = append(steps, wait)
 		}
 		if !slices.Contains(expected, name) {
 			expected = append(expected, name)
 		}
-		ops = append(ops, Op{Kind: OpWaitCluster, Members: slices.Clone(expected)})
-		st.Hosts = append(st.Hosts, HostOps{Host: name, Ops: ops})
+		steps = append(steps, ops.WaitCluster{Members: slices.Clone(expected)})
+		st.Hosts = append(st.Hosts, HostOps{Host: name, Ops: steps})
 	}
 	return st, warnings
 }
@@ -337,22 +211,22 @@ func rolling(in Input, members []*host, up *upgrade, refused *refusals, blind bo
 // every member.
 func join(in Input, h *host, voters []string, earlier int) Stage {
 	name, peer := h.cfg.Name, manifests.PeerURL(h.cfg)
-	w := hostWork(in, h)
+	w := h.work
 	st := Stage{Name: "add member " + name, Rollout: OneAtATime, Quorum: facts.Quorum(len(in.Etcd.Voters()) + earlier),
 		Why: "a new member joins as a learner, which does not count towards quorum until it caught up and is promoted"}
-	ops := slices.Clone(w.prepare)
+	steps := slices.Clone(w.Prepare)
 	if !h.listed {
-		ops = append(ops, Op{Kind: OpAddLearner, Member: name, PeerURL: peer})
+		steps = append(steps, ops.AddLearner{Member: name, PeerURL: peer})
 	} else {
 		st.Name = "finish adding member " + name
 	}
-	ops = append(ops, w.start...)
-	ops = append(ops, Op{Kind: OpWaitMember, Member: name, NewProcess: len(w.start) > 0})
+	steps = append(steps, w.Start...)
+	steps = append(steps, ops.WaitMember{Member: name, NewProcess: len(w.Start) > 0})
 	if !h.listed || h.member.Learner {
-		ops = append(ops, Op{Kind: OpPromote, Member: name, PeerURL: peer})
+		steps = append(steps, ops.Promote{Member: name, PeerURL: peer})
 	}
-	ops = append(ops, Op{Kind: OpWaitCluster, Members: append(slices.Clone(voters), name)})
-	st.Hosts = []HostOps{{Host: name, Ops: ops}}
+	steps = append(steps, ops.WaitCluster{Members: append(slices.Clone(voters), name)})
+	st.Hosts = []HostOps{{Host: name, Ops: steps}}
 	return st
 }
 
@@ -427,15 +301,12 @@ func orID(m etcdclient.Member) string {
 // etcd CA, server or peer certificate.
 func expiredMembers(in Input, members []*host) []string {
 	now := in.Now
-	if now.IsZero() {
-		now = time.Now()
-	}
 	var out []string
 	for _, h := range members {
 		if !h.runs() {
 			continue
 		}
-		for _, p := range etcdFiles() {
+		for _, p := range runtime.EtcdFiles() {
 			if !strings.HasSuffix(p, ".crt") {
 				continue
 			}

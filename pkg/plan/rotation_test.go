@@ -52,7 +52,7 @@ func TestRotationStage(t *testing.T) {
 		{"aborted and back", hostsWith(false, old.Cert), back, RotationDone},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, why := Rotation(Input{Cluster: w.c, Hosts: tc.hosts}, tc.move)
+			got, why := Rotation(Input{Cluster: w.c, Runtime: rtOf(w.c), Hosts: tc.hosts}, tc.move)
 			if got != tc.want {
 				t.Errorf("stage %s (%s), want %s", tc.move.Describe(got), why, tc.move.Describe(tc.want))
 			}
@@ -62,12 +62,12 @@ func TestRotationStage(t *testing.T) {
 	// already dropped the old CA is past the others'.
 	hosts := hostsWith(false, next.Cert, old.Cert)
 	hosts["n1"].Pending = []string{facts.PendingEtcdRestart}
-	if got, why := Rotation(Input{Cluster: w.c, Hosts: hosts}, forward); got != TrustBoth {
+	if got, why := Rotation(Input{Cluster: w.c, Runtime: rtOf(w.c), Hosts: hosts}, forward); got != TrustBoth {
 		t.Errorf("with a pending restart: %s (%s)", forward.Describe(got), why)
 	}
 	hosts = hostsWith(true, next.Cert, old.Cert)
 	hosts["n0"].TrustedCAs = []*x509.Certificate{next.Cert}
-	if got, why := Rotation(Input{Cluster: w.c, Hosts: hosts}, forward); got != DropOther {
+	if got, why := Rotation(Input{Cluster: w.c, Runtime: rtOf(w.c), Hosts: hosts}, forward); got != DropOther {
 		t.Errorf("with a host already on the new CA only: %s (%s)", forward.Describe(got), why)
 	}
 }
@@ -90,7 +90,7 @@ func TestRotationPKI(t *testing.T) {
 		t.Errorf("bundle of %d bytes, key of the new CA %v, %d known CAs", len(p.Trust), string(p.HostCAKey) == string(next.KeyPEM), len(p.Known))
 	}
 	hosts := w.allBootstrapped(t)
-	hp, err := HostFiles(w.c, p, w.host(t, "n0"), Bootstrap(w.c), AllParts)
+	hp, err := HostFiles(w.c, rtOf(w.c), p, w.host(t, "n0"), Bootstrap(w.c), AllParts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestRotationPKI(t *testing.T) {
 	for _, hf := range hosts {
 		hf.TrustedCAs = []*x509.Certificate{next.Cert}
 	}
-	if _, err := Build(Input{Cluster: w.c, PKI: p, Hosts: hosts, Etcd: etcdView(t, "n0", names3...), Now: fixedNow}); err != nil {
+	if _, err := Build(Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: p, Hosts: hosts, Etcd: etcdView(t, "n0", names3...), Now: fixedNow}); err != nil {
 		t.Errorf("hosts on the new CA refused: %v", err)
 	}
 }

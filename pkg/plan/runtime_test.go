@@ -13,13 +13,15 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdservice"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
-	"github.com/etcdadm-io/etcdadm/pkg/kubelet"
+	kubeletconf "github.com/etcdadm-io/etcdadm/pkg/kubelet"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/pkg/release"
+	"github.com/etcdadm-io/etcdadm/pkg/runtime/kubelet"
+	"github.com/etcdadm-io/etcdadm/pkg/runtime/systemd"
 )
 
 const testPlatform = "linux/amd64"
@@ -146,7 +148,7 @@ func TestSystemdFiles(t *testing.T) {
 	rel := sd.Spec.Etcd.Release.Info
 	for _, m := range []Member{Bootstrap(sd), {InitialCluster: "n0=https://192.0.2.10:2380,n1=https://192.0.2.11:2380", State: manifests.StateExisting}} {
 		h, _ := sd.Host("n1")
-		hp, err := HostFiles(sd, pki, h, m, AllParts)
+		hp, err := HostFiles(sd, rtOf(sd), pki, h, m, AllParts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,7 +156,7 @@ func TestSystemdFiles(t *testing.T) {
 		for _, f := range hp.Files {
 			paths = append(paths, f.Path)
 		}
-		for _, absent := range []string{kubelet.ConfigPath, kubelet.DropInPath, manifests.ManifestPath(sd)} {
+		for _, absent := range []string{kubeletconf.ConfigPath, kubeletconf.DropInPath, manifests.ManifestPath(sd)} {
 			if slices.Contains(paths, absent) {
 				t.Errorf("a systemd host gets %s", absent)
 			}
@@ -186,7 +188,7 @@ func TestSystemdFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The static Pod of the same member in the same cluster, run by the kubelet.
-		pod, err := ManifestFile(kube, h, m)
+		pod, err := kubelet.ManifestFile(kube, h, m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -216,7 +218,7 @@ func TestSystemdFreshCluster(t *testing.T) {
 	for _, n := range names3 {
 		hosts[n] = emptySystemdHost(n)
 	}
-	p := mustBuild(t, Input{Cluster: c, PKI: pki, Hosts: hosts, Now: fixedNow, Platform: testPlatform})
+	p := mustBuild(t, Input{Cluster: c, Runtime: rtOf(c), PKI: pki, Hosts: hosts, Now: fixedNow, Platform: testPlatform})
 	if len(p.Stages) != 2 || p.Stages[0].Rollout != AllAtOnce || p.Stages[1].Rollout != AllAtOnce {
 		t.Fatalf("want prepare and start stages, all at once:\n%s", planText(p))
 	}
@@ -225,11 +227,11 @@ func TestSystemdFreshCluster(t *testing.T) {
 		t.Errorf("start waits for %v", start.Wait)
 	}
 	for _, n := range names3 {
-		ops := stageOps(prep, n)
-		written := writtenPaths(ops)
+		steps := stageOps(prep, n)
+		written := writtenPaths(steps)
 		for _, want := range []string{"/usr/local/bin/etcd", "/usr/local/bin/etcdctl", etcdservice.UnitPath, "/etc/kubernetes/pki/etcd/peer.crt", kubeadmPath} {
 			if !slices.Contains(written, want) {
-				t.Errorf("%s: prepare does not write %s: %v", n, want, kinds(ops))
+				t.Errorf("%s: prepare does not write %s: %v", n, want, kinds(steps))
 			}
 		}
 		for _, p := range written {
@@ -238,19 +240,19 @@ func TestSystemdFreshCluster(t *testing.T) {
 			}
 		}
 		unit := slices.Index(written, etcdservice.UnitPath)
-		if _, reload := findOp(ops, isRun(CmdDaemonReload)); reload < 0 || reload < slices.IndexFunc(ops, isWriteOf(etcdservice.UnitPath)) || unit < 0 {
-			t.Errorf("%s: no daemon-reload after the unit: %v", n, kinds(ops))
+		if _, reload := findOp(steps, isRun(CmdDaemonReload)); reload < 0 || reload < slices.IndexFunc(steps, isWriteOf(etcdservice.UnitPath)) || unit < 0 {
+			t.Errorf("%s: no daemon-reload after the unit: %v", n, kinds(steps))
 		}
-		for _, op := range ops {
-			if op.Kind == OpImportImage || op.Kind == OpMark || (op.Kind == OpRun && strings.Contains(op.Command, "kubelet")) {
+		for _, op := range steps {
+			if op.Kind() == ops.KindImportImage || op.Kind() == ops.KindMark || (op.Kind() == ops.KindRun && strings.Contains(as[ops.Run](t, op).Command, "kubelet")) {
 				t.Errorf("%s: %s", n, op)
 			}
 		}
 		sops := stageOps(start, n)
-		if len(sops) != 1 || sops[0].Kind != OpRestartEtcd || sops[0].Command != CmdRestartEtcd || sops[0].Disruptive || sops[0].Retry != nil {
-			t.Fatalf("%s: start ops %v, want one start through the unit", n, sops)
+		if len(sops) != 1 || sops[0].Kind() != ops.KindRestartEtcd || as[ops.RestartEtcd](t, sops[0]).Command != systemd.CmdRestartEtcd || sops[0].Meta().Disruptive || as[ops.RestartEtcd](t, sops[0]).Retry != nil {
+			t.Fatalf("%s: start steps %v, want one start through the unit", n, sops)
 		}
-		env := sops[0].Change
+		env := as[ops.RestartEtcd](t, sops[0]).Change
 		if env == nil || env.Path != etcdservice.EnvPath || env.Kind != Create {
 			t.Fatalf("%s: the start does not write the environment file: %+v", n, env)
 		}
@@ -265,7 +267,7 @@ func TestSystemdFreshCluster(t *testing.T) {
 
 	// The same hosts under the static Pod runtime are refused: no kubelet.
 	kube := parseInventory(t, inventoryYAML(3, ""), t.TempDir())
-	_, err := build(t, Input{Cluster: kube, PKI: computePKI(t, kube), Hosts: hosts, Now: fixedNow})
+	_, err := build(t, Input{Cluster: kube, Runtime: rtOf(kube), PKI: computePKI(t, kube), Hosts: hosts, Now: fixedNow})
 	if re := mustRefuse(t, nil, err); !strings.Contains(re.Error(), "kubelet is not installed") {
 		t.Errorf("without a kubelet, the static Pod runtime: %v", re)
 	}
@@ -279,7 +281,7 @@ func TestSystemdPreflight(t *testing.T) {
 	hosts := w.allSystemd(t)
 	hosts["n0"].EtcdActive = ""
 	hosts["n1"].EtcdActive = "inactive"
-	_, err := build(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow, Platform: "linux/arm64"})
+	_, err := build(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow, Platform: "linux/arm64"})
 	re := mustRefuse(t, nil, err)
 	for _, want := range []string{
 		"n0: systemctl does not answer",
@@ -296,7 +298,7 @@ func TestSystemdPreflight(t *testing.T) {
 // Every host as planned: nothing to do, no restart.
 func TestSystemdSteadyState(t *testing.T) {
 	w := newSystemdWorld(t, 3)
-	p := mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: w.allSystemd(t), Etcd: viewVersion(etcdView(t, "n1", names3...), "3.7.0"), Now: fixedNow, Platform: testPlatform})
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: w.allSystemd(t), Etcd: viewVersion(etcdView(t, "n1", names3...), "3.7.0"), Now: fixedNow, Platform: testPlatform})
 	if !p.Empty() {
 		t.Errorf("plan is not empty:\n%s", planText(p))
 	}
@@ -310,7 +312,7 @@ func TestSystemdFlagChangeRolls(t *testing.T) {
 	hosts := w.allSystemd(t)
 	e := viewVersion(etcdView(t, "n1", names3...), "3.7.0")
 	w2 := w.systemdChanged(t, 3, "3.7.0", "extraArgs: {quota-backend-bytes: \"8589934592\"}")
-	p := mustBuild(t, Input{Cluster: w2.c, PKI: w2.pki, Hosts: hosts, Etcd: e, Now: fixedNow, Platform: testPlatform})
+	p := mustBuild(t, Input{Cluster: w2.c, Runtime: rtOf(w2.c), PKI: w2.pki, Hosts: hosts, Etcd: e, Now: fixedNow, Platform: testPlatform})
 	if len(p.Stages) != 1 {
 		t.Fatalf("want one rolling stage:\n%s", planText(p))
 	}
@@ -322,25 +324,25 @@ func TestSystemdFlagChangeRolls(t *testing.T) {
 		t.Errorf("order %v: want the leader n1 last", order)
 	}
 	for _, n := range names3 {
-		ops := stageOps(st, n)
-		want := []string{"mark " + facts.PendingEtcdRestart, "write " + kubeadmPath, string(OpRestartEtcd), "unmark " + facts.PendingEtcdRestart, string(OpWaitMember), string(OpWaitCluster)}
-		if diff := cmp.Diff(want, kinds(ops)); diff != "" {
+		steps := stageOps(st, n)
+		want := []string{"mark " + facts.PendingEtcdRestart, "write " + kubeadmPath, string(ops.KindRestartEtcd), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitMember), string(ops.KindWaitCluster)}
+		if diff := cmp.Diff(want, kinds(steps)); diff != "" {
 			t.Errorf("%s: operations (-want +got):\n%s", n, diff)
 			continue
 		}
-		r := ops[2]
-		if !r.Disruptive || r.Command != CmdRestartEtcd || r.Change == nil || r.Change.Path != etcdservice.EnvPath || r.Change.Kind != Update || r.Why != "its flags change" {
+		r := as[ops.RestartEtcd](t, steps[2])
+		if !r.Disruptive || r.Command != systemd.CmdRestartEtcd || r.Change == nil || r.Change.Path != etcdservice.EnvPath || r.Change.Kind != Update || r.Why != "its flags change" {
 			t.Errorf("%s: restart %+v", n, r)
 		}
 		if m := facts.ParseEnvFile(r.Change.File.Data); m.Flags["quota-backend-bytes"] != "8589934592" || m.InitialCluster != hosts[n].Manifest.InitialCluster {
 			t.Errorf("%s: new flags %v", n, m.Flags)
 		}
-		if !ops[4].NewProcess || ops[4].Member != n || ops[4].Version != "" {
-			t.Errorf("%s: wait %+v", n, ops[4])
+		if wm := as[ops.WaitMember](t, steps[4]); !wm.NewProcess || wm.Member != n || wm.Version != "" {
+			t.Errorf("%s: wait %+v", n, steps[4])
 		}
 	}
 	for _, op := range opsOf(p, "n0") {
-		if op.Kind == OpRun && strings.Contains(op.Command, "kubelet") {
+		if op, ok := op.(ops.Run); ok && strings.Contains(op.Command, "kubelet") {
 			t.Errorf("a kubelet command: %s", op)
 		}
 	}
@@ -352,17 +354,17 @@ func TestSystemdCertificateChangeRestarts(t *testing.T) {
 	w := newSystemdWorld(t, 3)
 	hosts := w.allSystemd(t)
 	w2 := w.systemdChanged(t, 3, "3.7.0", "serverCertSANs: [etcd.example.com]")
-	p := mustBuild(t, Input{Cluster: w2.c, PKI: w2.pki, Hosts: hosts, Etcd: viewVersion(etcdView(t, "n2", names3...), "3.7.0"), Now: fixedNow, Platform: testPlatform})
+	p := mustBuild(t, Input{Cluster: w2.c, Runtime: rtOf(w2.c), PKI: w2.pki, Hosts: hosts, Etcd: viewVersion(etcdView(t, "n2", names3...), "3.7.0"), Now: fixedNow, Platform: testPlatform})
 	if len(p.Stages) != 1 || stageHosts(p.Stages[0])[2] != "n2" {
 		t.Fatalf("want one roll, the leader n2 last:\n%s", planText(p))
 	}
-	ops := stageOps(p.Stages[0], "n0")
+	steps := stageOps(p.Stages[0], "n0")
 	want := []string{"mark " + facts.PendingEtcdRestart, "write /etc/kubernetes/pki/etcd/server.crt", "write /etc/kubernetes/pki/etcd/server.key", "write " + kubeadmPath,
-		string(OpRestartEtcd), "unmark " + facts.PendingEtcdRestart, string(OpWaitMember), string(OpWaitCluster)}
-	if diff := cmp.Diff(want, kinds(ops)); diff != "" {
+		string(ops.KindRestartEtcd), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitMember), string(ops.KindWaitCluster)}
+	if diff := cmp.Diff(want, kinds(steps)); diff != "" {
 		t.Fatalf("operations (-want +got):\n%s", diff)
 	}
-	if r := ops[4]; r.Change != nil || !r.Disruptive || r.Why != "the CA or its server or peer certificate changes" {
+	if r := as[ops.RestartEtcd](t, steps[4]); r.Change != nil || !r.Disruptive || r.Why != "the CA or its server or peer certificate changes" {
 		t.Errorf("restart %+v", r)
 	}
 }
@@ -377,21 +379,21 @@ func TestSystemdStartsAStoppedUnit(t *testing.T) {
 	hosts["n0"].EtcdActive = "failed"
 	e := viewVersion(etcdView(t, "n1", names3...), "3.7.0")
 	down(t, e, "n0")
-	p := mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow, Platform: testPlatform})
+	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow, Platform: testPlatform})
 	if len(p.Stages) != 1 || !slices.Equal(stageHosts(p.Stages[0]), []string{"n0"}) {
 		t.Fatalf("want n0 started:\n%s", planText(p))
 	}
-	if got := kinds(opsOf(p, "n0")); !slices.Equal(got, []string{string(OpRestartEtcd), string(OpWaitMember), string(OpWaitCluster)}) {
+	if got := kinds(opsOf(p, "n0")); !slices.Equal(got, []string{string(ops.KindRestartEtcd), string(ops.KindWaitMember), string(ops.KindWaitCluster)}) {
 		t.Errorf("n0: %v", got)
 	}
-	if r, _ := findOp(opsOf(p, "n0"), isKind(OpRestartEtcd)); r.Why != "its unit is failed" || r.Disruptive {
+	if r, _ := first[ops.RestartEtcd](opsOf(p, "n0")); r.Why != "its unit is failed" || r.Disruptive {
 		t.Errorf("n0: %+v", r)
 	}
 
 	hosts = w.allSystemd(t)
 	hosts["n1"].Pending = []string{facts.PendingEtcdRestart}
-	p = mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: viewVersion(etcdView(t, "n1", names3...), "3.7.0"), Now: fixedNow, Platform: testPlatform})
-	if got := kinds(opsOf(p, "n1")); !slices.Equal(got, []string{string(OpRestartEtcd), "unmark " + facts.PendingEtcdRestart, string(OpWaitMember), string(OpWaitCluster)}) {
+	p = mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: viewVersion(etcdView(t, "n1", names3...), "3.7.0"), Now: fixedNow, Platform: testPlatform})
+	if got := kinds(opsOf(p, "n1")); !slices.Equal(got, []string{string(ops.KindRestartEtcd), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitMember), string(ops.KindWaitCluster)}) {
 		t.Errorf("n1, pending: %v", got)
 	}
 
@@ -403,7 +405,7 @@ func TestSystemdStartsAStoppedUnit(t *testing.T) {
 	}
 	hosts["n0"].EtcdActive, hosts["n2"].EtcdActive = "inactive", "activating"
 	e.Status[idOf(t, "n1")] = etcdclientStatusUnhealthy(e.Status[idOf(t, "n1")])
-	p = mustBuild(t, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow, Platform: testPlatform})
+	p = mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow, Platform: testPlatform})
 	if len(p.Stages) != 1 || p.Stages[0].Rollout != AllAtOnce || !slices.Equal(stageHosts(p.Stages[0]), []string{"n0"}) {
 		t.Errorf("recovery: want n0 started alone:\n%s", planText(p))
 	}
@@ -418,8 +420,8 @@ func TestSystemdUpgrade(t *testing.T) {
 	hosts := w.allSystemd(t)
 	e := viewVersion(etcdView(t, "n1", names3...), "3.7.0")
 	w2 := w.systemdChanged(t, 3, "3.7.3", "")
-	p := mustBuild(t, Input{Cluster: w2.c, PKI: w2.pki, Hosts: hosts, Etcd: e, Now: fixedNow, Platform: testPlatform})
-	if len(p.Stages) != 2 || p.Stages[0].Hosts[0].Ops[0].Kind != OpSnapshot || !strings.HasSuffix(p.Stages[0].Hosts[0].Ops[0].Path, "-before-3.7.3.db") {
+	p := mustBuild(t, Input{Cluster: w2.c, Runtime: rtOf(w2.c), PKI: w2.pki, Hosts: hosts, Etcd: e, Now: fixedNow, Platform: testPlatform})
+	if len(p.Stages) != 2 || p.Stages[0].Hosts[0].Ops[0].Kind() != ops.KindSnapshot || !strings.HasSuffix(as[ops.Snapshot](t, p.Stages[0].Hosts[0].Ops[0]).Path, "-before-3.7.3.db") {
 		t.Fatalf("want a snapshot, then the upgrade:\n%s", planText(p))
 	}
 	up := p.Stages[1]
@@ -428,27 +430,27 @@ func TestSystemdUpgrade(t *testing.T) {
 	}
 	rel := w2.c.Spec.Etcd.Release.Info
 	for _, n := range names3 {
-		ops := stageOps(up, n)
-		want := []string{"mark " + facts.PendingEtcdRestart, "write /usr/local/bin/etcd", "write /usr/local/bin/etcdctl", string(OpRestartEtcd), "unmark " + facts.PendingEtcdRestart, string(OpWaitMember), string(OpWaitCluster)}
-		if diff := cmp.Diff(want, kinds(ops)); diff != "" {
+		steps := stageOps(up, n)
+		want := []string{"mark " + facts.PendingEtcdRestart, "write /usr/local/bin/etcd", "write /usr/local/bin/etcdctl", string(ops.KindRestartEtcd), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitMember), string(ops.KindWaitCluster)}
+		if diff := cmp.Diff(want, kinds(steps)); diff != "" {
 			t.Errorf("%s: operations (-want +got):\n%s", n, diff)
 			continue
 		}
-		if ops[1].Change.File.Source.SHA256 != rel.Binaries["etcd"].SHA256 || ops[1].Change.OldSHA != hosts[n].Files["/usr/local/bin/etcd"].SHA256 {
-			t.Errorf("%s: binary change %+v", n, ops[1].Change)
+		if bin := as[ops.Write](t, steps[1]); bin.Change.File.Source.SHA256 != rel.Binaries["etcd"].SHA256 || bin.Change.OldSHA != hosts[n].Files["/usr/local/bin/etcd"].SHA256 {
+			t.Errorf("%s: binary change %+v", n, as[ops.Write](t, steps[1]).Change)
 		}
-		r := ops[3]
+		r := as[ops.RestartEtcd](t, steps[3])
 		if r.Rollback == nil || string(r.Rollback.Data) != string(hosts[n].Manifest.Data) || r.Rollback.Path != etcdservice.EnvPath || r.Why != "its etcd binaries change" {
 			t.Errorf("%s: restart %+v, want the host's environment file to roll back to", n, r)
 		}
-		if ops[5].Version != "3.7.3" || !ops[5].NewProcess {
-			t.Errorf("%s: wait %+v", n, ops[5])
+		if wm := as[ops.WaitMember](t, steps[5]); wm.Version != "3.7.3" || !wm.NewProcess {
+			t.Errorf("%s: wait %+v", n, steps[5])
 		}
 	}
 
 	// A skipped minor is refused before anything is touched, naming the release.
 	w3 := w.systemdChanged(t, 3, "3.9.0", "")
-	_, err := build(t, Input{Cluster: w3.c, PKI: w3.pki, Hosts: hosts, Etcd: e, Now: fixedNow, Platform: testPlatform})
+	_, err := build(t, Input{Cluster: w3.c, Runtime: rtOf(w3.c), PKI: w3.pki, Hosts: hosts, Etcd: e, Now: fixedNow, Platform: testPlatform})
 	if re := mustRefuse(t, nil, err); !strings.Contains(re.Error(), "runs etcd 3.7.0 and the inventory asks for 3.9.0: etcd upgrades one minor version at a time") {
 		t.Errorf("skipped minor: %v", re)
 	}
@@ -456,16 +458,16 @@ func TestSystemdUpgrade(t *testing.T) {
 	// A member that runs the old version on the new binary (a roll cut
 	// after the write) is still upgraded: the version is etcd's own.
 	cut := w2.allSystemd(t)
-	p = mustBuild(t, Input{Cluster: w2.c, PKI: w2.pki, Hosts: cut, Etcd: e, Now: fixedNow, Platform: testPlatform})
+	p = mustBuild(t, Input{Cluster: w2.c, Runtime: rtOf(w2.c), PKI: w2.pki, Hosts: cut, Etcd: e, Now: fixedNow, Platform: testPlatform})
 	if len(p.Stages) != 0 {
 		t.Errorf("binaries as planned, no marker: %s", planText(p))
 	}
 	cut["n0"].Pending = []string{facts.PendingEtcdRestart}
-	p = mustBuild(t, Input{Cluster: w2.c, PKI: w2.pki, Hosts: cut, Etcd: e, Now: fixedNow, Platform: testPlatform})
-	if len(p.Stages) != 2 || p.Stages[0].Hosts[0].Ops[0].Kind != OpSnapshot {
+	p = mustBuild(t, Input{Cluster: w2.c, Runtime: rtOf(w2.c), PKI: w2.pki, Hosts: cut, Etcd: e, Now: fixedNow, Platform: testPlatform})
+	if len(p.Stages) != 2 || p.Stages[0].Hosts[0].Ops[0].Kind() != ops.KindSnapshot {
 		t.Fatalf("a cut upgrade: %s", planText(p))
 	}
-	if w, _ := findOp(opsOf(p, "n0"), isKind(OpWaitMember)); w.Version != "3.7.3" {
+	if w, _ := first[ops.WaitMember](opsOf(p, "n0")); w.Version != "3.7.3" {
 		t.Errorf("a cut upgrade waits for %+v", w)
 	}
 }
@@ -476,16 +478,16 @@ func TestSystemdUpgrade(t *testing.T) {
 func TestSystemdRemove(t *testing.T) {
 	w := newSystemdWorld(t, 3)
 	hosts := w.allSystemd(t)
-	p, err := Remove(Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...)}, "n2")
+	p, err := Remove(Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow}, "n2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ops := opsOf(p, "n2")
-	stopOp, i := findOp(ops, isKind(OpStopEtcd))
-	if i < 0 || stopOp.Command != CmdStopEtcd {
-		t.Fatalf("no stop through the unit: %v", kinds(ops))
+	steps := opsOf(p, "n2")
+	stopOp, i := first[ops.StopEtcd](steps)
+	if i < 0 || stopOp.Command != systemd.CmdStopEtcd {
+		t.Fatalf("no stop through the unit: %v", kinds(steps))
 	}
-	got := kinds(ops[i:])
+	got := kinds(steps[i:])
 	for _, want := range []string{"backup " + w.c.Spec.Etcd.DataDir, "backup /usr/local/bin/etcd", "backup /usr/local/bin/etcdctl", "backup " + etcdservice.UnitPath, "backup /etc/kubernetes/pki/etcd/server.key", "run " + CmdDaemonReload} {
 		if !slices.Contains(got, want) {
 			t.Errorf("clean lacks %q: %v", want, got)
@@ -508,7 +510,7 @@ func TestSystemdRestore(t *testing.T) {
 	w := newSystemdWorld(t, 3)
 	hosts := w.allSystemd(t)
 	staged := map[string]string{"n0": "/tmp/n0", "n1": "/tmp/n1", "n2": "/tmp/n2"}
-	p, err := Restore(Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow, Platform: testPlatform}, staged)
+	p, err := Restore(Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow, Platform: testPlatform}, staged)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,19 +519,19 @@ func TestSystemdRestore(t *testing.T) {
 	}
 	for _, n := range names3 {
 		stopOps := stageOps(p.Stages[1], n)
-		if len(stopOps) != 1 || stopOps[0].Kind != OpStopEtcd || stopOps[0].Command != CmdStopEtcd || !stopOps[0].Disruptive {
+		if len(stopOps) != 1 || stopOps[0].Kind() != ops.KindStopEtcd || as[ops.StopEtcd](t, stopOps[0]).Command != systemd.CmdStopEtcd || !stopOps[0].Meta().Disruptive {
 			t.Errorf("%s: stop %v", n, stopOps)
 		}
 		start := stageOps(p.Stages[3], n)
-		r, i := findOp(start, isKind(OpRestartEtcd))
-		if i < 0 || r.Command != CmdRestartEtcd || r.Retry != nil || r.Change == nil || r.Change.Path != etcdservice.EnvPath || r.Change.Kind != Create {
+		r, i := first[ops.RestartEtcd](start)
+		if i < 0 || r.Command != systemd.CmdRestartEtcd || r.Retry != nil || r.Change == nil || r.Change.Path != etcdservice.EnvPath || r.Change.Kind != Create {
 			t.Errorf("%s: start %+v", n, r)
 		}
 	}
 
 	// Drift in the binaries is refused, as any file but how members start.
 	hosts["n0"].Files["/usr/local/bin/etcd"] = facts.FileState{Mode: 0o755, SHA256: strings.Repeat("0", 64)}
-	_, err = Restore(Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow, Platform: testPlatform}, staged)
+	_, err = Restore(Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow, Platform: testPlatform}, staged)
 	if re := mustRefuse(t, nil, err); !strings.Contains(re.Error(), "n0: its files are not as planned (/usr/local/bin/etcd)") {
 		t.Errorf("drift: %v", re)
 	}
@@ -543,32 +545,32 @@ func TestSystemdAddMember(t *testing.T) {
 	hosts := w.allSystemd(t)
 	w4 := w.systemdChanged(t, 4, "3.7.0", "")
 	hosts["n3"] = emptySystemdHost("n3")
-	p := mustBuild(t, Input{Cluster: w4.c, PKI: w4.pki, Hosts: hosts, Etcd: viewVersion(etcdView(t, "n1", names3...), "3.7.0"), Now: fixedNow, Platform: testPlatform})
+	p := mustBuild(t, Input{Cluster: w4.c, Runtime: rtOf(w4.c), PKI: w4.pki, Hosts: hosts, Etcd: viewVersion(etcdView(t, "n1", names3...), "3.7.0"), Now: fixedNow, Platform: testPlatform})
 	if len(p.Stages) != 1 || p.Stages[0].Name != "add member n3" {
 		t.Fatalf("want one stage adding n3:\n%s", planText(p))
 	}
-	ops := stageOps(p.Stages[0], "n3")
-	_, i := findOp(ops, isKind(OpAddLearner))
+	steps := stageOps(p.Stages[0], "n3")
+	_, i := findOp(steps, isKind(ops.KindAddLearner))
 	if i < 0 {
-		t.Fatalf("no add-learner: %v", kinds(ops))
+		t.Fatalf("no add-learner: %v", kinds(steps))
 	}
-	written := writtenPaths(ops[:i])
+	written := writtenPaths(steps[:i])
 	for _, want := range []string{"/usr/local/bin/etcd", "/usr/local/bin/etcdctl", etcdservice.UnitPath, "/etc/kubernetes/pki/etcd/server.crt"} {
 		if !slices.Contains(written, want) {
-			t.Errorf("%s is not written before the learner is added: %v", want, kinds(ops[:i]))
+			t.Errorf("%s is not written before the learner is added: %v", want, kinds(steps[:i]))
 		}
 	}
-	if diff := cmp.Diff([]OpKind{OpAddLearner, OpRestartEtcd, OpWaitMember, OpPromote, OpWaitCluster}, kindsOnly(ops[i:])); diff != "" {
+	if diff := cmp.Diff([]ops.Kind{ops.KindAddLearner, ops.KindRestartEtcd, ops.KindWaitMember, ops.KindPromote, ops.KindWaitCluster}, kindsOnly(steps[i:])); diff != "" {
 		t.Fatalf("from add-learner on (-want +got):\n%s", diff)
 	}
-	r := ops[i+1]
+	r := as[ops.RestartEtcd](t, steps[i+1])
 	m := facts.ParseEnvFile(r.Change.File.Data)
 	want := "n0=https://192.0.2.10:2380,n1=https://192.0.2.11:2380,n2=https://192.0.2.12:2380,n3=https://192.0.2.13:2380"
-	if r.Command != CmdRestartEtcd || r.Disruptive || m.InitialClusterState != manifests.StateExisting || m.InitialCluster != want {
+	if r.Command != systemd.CmdRestartEtcd || r.Disruptive || m.InitialClusterState != manifests.StateExisting || m.InitialCluster != want {
 		t.Errorf("start %+v: %s %s", r, m.InitialClusterState, m.InitialCluster)
 	}
-	if !ops[i+2].NewProcess {
-		t.Errorf("wait %+v", ops[i+2])
+	if !as[ops.WaitMember](t, steps[i+2]).NewProcess {
+		t.Errorf("wait %+v", steps[i+2])
 	}
 	for _, n := range names3 {
 		if got := opsOf(p, n); len(got) > 0 {
@@ -587,16 +589,16 @@ func TestSystemdReplace(t *testing.T) {
 	dropData(hosts["n2"])
 	e := viewVersion(etcdView(t, "n1", names3...), "3.7.0")
 	down(t, e, "n2")
-	p, err := Replace(Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow, Platform: testPlatform}, "n2", false)
+	p, err := Replace(Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow, Platform: testPlatform}, "n2", false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := kinds(opsOf(p, "n2"))
-	want := []string{string(OpRemoveMember), string(OpStopEtcd), "write " + kubeadmPath, string(OpAddLearner), string(OpRestartEtcd), string(OpWaitMember), string(OpPromote), string(OpWaitCluster)}
+	want := []string{string(ops.KindRemoveMember), string(ops.KindStopEtcd), "write " + kubeadmPath, string(ops.KindAddLearner), string(ops.KindRestartEtcd), string(ops.KindWaitMember), string(ops.KindPromote), string(ops.KindWaitCluster)}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("operations (-want +got):\n%s", diff)
 	}
-	if r, _ := findOp(opsOf(p, "n2"), isKind(OpRestartEtcd)); r.Change == nil || r.Change.Kind != Create || r.Command != CmdRestartEtcd {
+	if r, _ := first[ops.RestartEtcd](opsOf(p, "n2")); r.Change == nil || r.Change.Kind != Create || r.Command != systemd.CmdRestartEtcd {
 		t.Errorf("start %+v", r)
 	}
 }
@@ -604,15 +606,4 @@ func TestSystemdReplace(t *testing.T) {
 func etcdclientStatusUnhealthy(st etcdclient.MemberStatus) etcdclient.MemberStatus {
 	st.Healthy, st.Leader, st.Error = false, false, "no leader"
 	return st
-}
-
-func TestRuntimeOf(t *testing.T) {
-	w := newSystemdWorld(t, 1)
-	if rt := RuntimeOf(w.c); rt.Name() != config.RuntimeSystemd || rt.StartPath(w.c) != etcdservice.EnvPath || rt.Unit() != "etcd" {
-		t.Errorf("systemd runtime: %v %s %s", rt.Name(), rt.StartPath(w.c), rt.Unit())
-	}
-	k := newWorld(t, 1)
-	if rt := RuntimeOf(k.c); rt.Name() != config.RuntimeKubelet || rt.StartPath(k.c) != manifests.ManifestPath(k.c) || rt.Unit() != "" {
-		t.Errorf("kubelet runtime: %v %s %s", rt.Name(), rt.StartPath(k.c), rt.Unit())
-	}
 }

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
+
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 )
 
 // WriteText prints a plan for people: per host how many files differ, then
@@ -46,16 +47,17 @@ func WriteText(w io.Writer, p *Plan) {
 			fmt.Fprintf(w, "  %s:\n", ho.Host)
 			for _, op := range ho.Ops {
 				line := op.String()
-				if op.Why != "" && op.Kind != OpWrite {
-					line += " (" + op.Why + ")"
+				wr, write := op.(ops.Write)
+				if why := op.Meta().Why; why != "" && !write {
+					line += " (" + why + ")"
 				}
 				fmt.Fprintf(w, "    %s\n", line)
-				if op.Kind == OpWrite && op.Change.Cert != nil {
-					if op.Change.Cert.Old != nil {
-						fmt.Fprintf(w, "        was: %s\n", op.Change.Cert.Old)
+				if write && wr.Change.Cert != nil {
+					if wr.Change.Cert.Old != nil {
+						fmt.Fprintf(w, "        was: %s\n", wr.Change.Cert.Old)
 					}
-					if op.Change.Cert.New != nil {
-						fmt.Fprintf(w, "        now: %s\n", op.Change.Cert.New)
+					if wr.Change.Cert.New != nil {
+						fmt.Fprintf(w, "        now: %s\n", wr.Change.Cert.New)
 					}
 				}
 			}
@@ -74,8 +76,4 @@ func WriteJSON(w io.Writer, p *Plan) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(p)
-}
-
-func (s *CertSummary) String() string {
-	return fmt.Sprintf("%s, SANs [%s], expires %s", s.Subject, strings.Join(s.SANs, " "), s.NotAfter.Format(time.RFC3339))
 }

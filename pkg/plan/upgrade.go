@@ -7,12 +7,11 @@ import (
 	"sort"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/version"
-	"sigs.k8s.io/yaml"
 
 	"github.com/etcdadm-io/etcdadm/pkg/config"
-	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
+	"github.com/etcdadm-io/etcdadm/pkg/runtime"
 	"github.com/etcdadm-io/etcdadm/pkg/snapshot"
 )
 
@@ -37,23 +36,6 @@ type upgrade struct {
 	from map[string]*version.Version
 }
 
-// etcdVersion reads the version an etcd image tag or server version names:
-// "3.7.0-0" and "3.7.0" are 3.7.0.
-func etcdVersion(s string) *version.Version {
-	if i := strings.LastIndex(s, ":"); i >= 0 {
-		s = s[i+1:]
-	}
-	s = strings.TrimPrefix(s, "v")
-	if i := strings.Index(s, "-"); i >= 0 {
-		s = s[:i]
-	}
-	v, err := version.ParseGeneric(s)
-	if err != nil {
-		return nil
-	}
-	return v
-}
-
 func minor(v *version.Version) string { return fmt.Sprintf("%d.%d", v.Major(), v.Minor()) }
 
 // planUpgrade finds the members whose manifest runs another image than the
@@ -62,8 +44,8 @@ func minor(v *version.Version) string { return fmt.Sprintf("%d.%d", v.Major(), v
 // flags the target no longer starts with, or an unhealthy cluster.
 func planUpgrade(in Input, hosts []*host, refused *refusals) *upgrade {
 	c := in.Cluster
-	rt := RuntimeOf(c)
-	target, to := rt.target(c)
+	rt := in.Runtime
+	target, to := rt.Target(c)
 	u := &upgrade{image: target, what: "image", to: to, from: map[string]*version.Version{}}
 	if rt.Name() == config.RuntimeSystemd {
 		u.what = "release"
@@ -76,7 +58,7 @@ func planUpgrade(in Input, hosts []*host, refused *refusals) *upgrade {
 		if h.role != roleMember || !h.runs() || m == nil || m.Err != "" {
 			continue
 		}
-		if now := rt.running(in, h); now == "" || now == target {
+		if now := rt.Running(runtimeHost(in, h)); now == "" || now == target {
 			continue
 		}
 		changing = append(changing, h)
@@ -90,17 +72,17 @@ func planUpgrade(in Input, hosts []*host, refused *refusals) *upgrade {
 		}
 		var v *version.Version
 		if st, ok := in.Etcd.Status[h.member.ID]; ok && st.Version != "" {
-			v = etcdVersion(st.Version)
+			v = runtime.EtcdVersion(st.Version)
 		}
 		if v == nil && h.facts.Manifest != nil {
-			v = etcdVersion(h.facts.Manifest.Image)
+			v = runtime.EtcdVersion(h.facts.Manifest.Image)
 		}
 		if v != nil {
 			u.from[h.cfg.Name] = v
 		}
 	}
 	if u.to == nil {
-		refused.add("", "the etcd image %s names no version, so the upgrade from %s cannot be checked against etcd's upgrade rules: use a version tag (spec.etcd.imageTag: 3.x.y-0)", target, rt.running(in, changing[0]))
+		refused.add("", "the etcd image %s names no version, so the upgrade from %s cannot be checked against etcd's upgrade rules: use a version tag (spec.etcd.imageTag: 3.x.y-0)", target, rt.Running(runtimeHost(in, changing[0])))
 		return u
 	}
 	if len(u.from) == 0 {
@@ -221,34 +203,12 @@ func (u *upgrade) describe() string {
 // snapshotStage saves a snapshot on this machine before the first change.
 func snapshotStage(in Input, u *upgrade) Stage {
 	c := in.Cluster
-	name := snapshot.DefaultName(c.Metadata.Name, in.now())
+	name := snapshot.DefaultName(c.Metadata.Name, in.Now)
 	if u.to != nil {
 		name = strings.TrimSuffix(name, ".db") + "-before-" + u.to.String() + ".db"
 	}
 	p := filepath.Join(SnapshotDir(c), name)
 	return Stage{Name: "snapshot before the upgrade", Rollout: AllAtOnce,
 		Why:   "a snapshot of the cluster, on this machine, before any member changes version",
-		Hosts: []HostOps{{Host: LocalHost, Ops: []Op{{Kind: OpSnapshot, Path: p, Why: u.describe()}}}}}
-}
-
-// rollbackFile is the manifest a member goes back to when its upgrade does
-// not come up: the one its host has now, under another restart annotation
-// so that the kubelet makes a new Pod of it at once.
-func rollbackFile(in Input, h *host, retry bool) *File {
-	m := h.facts.Manifest
-	if m == nil || len(m.Data) == 0 {
-		return nil
-	}
-	data := m.Data
-	var pod corev1.Pod
-	if err := yaml.Unmarshal(m.Data, &pod); err == nil && pod.Kind == "Pod" {
-		if pod.Annotations == nil {
-			pod.Annotations = map[string]string{}
-		}
-		pod.Annotations[manifests.RestartAnnotation] = in.restartStamp(retry) + " (rolled back)"
-		if b, err := manifests.Marshal(&pod); err == nil {
-			data = b
-		}
-	}
-	return &File{Path: manifests.ManifestPath(in.Cluster), Mode: 0o600, Part: PartManifests, Data: data}
+		Hosts: []HostOps{{Host: LocalHost, Ops: []Op{ops.Snapshot{Path: p, Why: u.describe()}}}}}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 )
 
 // upgradeWorld is 3 members running image tag `from` and reporting version
@@ -23,7 +24,7 @@ func upgradeWorld(t *testing.T, from, running, etcd string) (*world, Input) {
 		e.Status[id] = st
 	}
 	w := w0.changed(t, 3, etcd)
-	return w, Input{Cluster: w.c, PKI: w.pki, Hosts: hosts, Etcd: e}
+	return w, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow}
 }
 
 func TestUpgradePatch(t *testing.T) {
@@ -33,10 +34,10 @@ func TestUpgradePatch(t *testing.T) {
 		t.Fatalf("want a snapshot stage and an upgrade stage, got:\n%s", planText(p))
 	}
 	snap := p.Stages[0]
-	if len(snap.Hosts) != 1 || snap.Hosts[0].Host != LocalHost || snap.Hosts[0].Ops[0].Kind != OpSnapshot {
+	if len(snap.Hosts) != 1 || snap.Hosts[0].Host != LocalHost || snap.Hosts[0].Ops[0].Kind() != ops.KindSnapshot {
 		t.Fatalf("the first stage must save a snapshot here, got:\n%s", planText(p))
 	}
-	sp := snap.Hosts[0].Ops[0].Path
+	sp := as[ops.Snapshot](t, snap.Hosts[0].Ops[0]).Path
 	if filepath.Dir(sp) != filepath.Join(w.dir, "snapshots") || !strings.HasSuffix(sp, "-before-3.7.3.db") {
 		t.Errorf("snapshot path %s: want snapshots/ next to the inventory, named for the target", sp)
 	}
@@ -48,7 +49,7 @@ func TestUpgradePatch(t *testing.T) {
 		t.Errorf("order %v: want the leader n1 last", got)
 	}
 	for _, ho := range up.Hosts {
-		restart, i := findOp(ho.Ops, isKind(OpRestartEtcd))
+		restart, i := first[ops.RestartEtcd](ho.Ops)
 		if i < 0 {
 			t.Fatalf("%s: no restart in %v", ho.Host, kinds(ho.Ops))
 		}
@@ -62,7 +63,7 @@ func TestUpgradePatch(t *testing.T) {
 		if !bytes.Contains(restart.Change.File.Data, []byte("etcd:3.7.3-0")) {
 			t.Errorf("%s: the new manifest does not run 3.7.3-0", ho.Host)
 		}
-		wait, j := findOp(ho.Ops, isKind(OpWaitMember))
+		wait, j := first[ops.WaitMember](ho.Ops)
 		if j < i || wait.Version != "3.7.3" || !wait.NewProcess {
 			t.Errorf("%s: the gate after the restart must wait for the new process reporting 3.7.3, got %+v", ho.Host, wait)
 		}
@@ -93,7 +94,7 @@ func TestUpgradeGates(t *testing.T) {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
 				}
-				if len(p.Stages) == 0 || p.Stages[0].Hosts[0].Ops[0].Kind != OpSnapshot {
+				if len(p.Stages) == 0 || p.Stages[0].Hosts[0].Ops[0].Kind() != ops.KindSnapshot {
 					t.Fatalf("want a snapshot first, got:\n%s", planText(p))
 				}
 				return
@@ -129,7 +130,7 @@ func TestUpgradeContinued(t *testing.T) {
 	st.Version = "3.7.3"
 	in.Etcd.Status[idOf(t, "n0")] = st
 	p := mustBuild(t, in)
-	if len(p.Stages) != 2 || p.Stages[0].Hosts[0].Ops[0].Kind != OpSnapshot {
+	if len(p.Stages) != 2 || p.Stages[0].Hosts[0].Ops[0].Kind() != ops.KindSnapshot {
 		t.Fatalf("want a snapshot, then the rest of the roll:\n%s", planText(p))
 	}
 	if got := stageHosts(p.Stages[1]); strings.Join(got, ",") != "n2,n1" {
@@ -174,7 +175,7 @@ func TestBrokenManifestIsARepair(t *testing.T) {
 			t.Fatalf("a repair is no upgrade:\n%s", planText(p))
 		}
 	}
-	if _, i := findOp(opsOf(p, "n0"), isKind(OpWaitMember)); i < 0 {
+	if _, i := findOp(opsOf(p, "n0"), isKind(ops.KindWaitMember)); i < 0 {
 		t.Errorf("n0 must be repaired and waited for:\n%s", planText(p))
 	}
 }

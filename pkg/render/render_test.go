@@ -12,6 +12,7 @@ import (
 
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
+	"github.com/etcdadm-io/etcdadm/pkg/runtime/kubelet"
 )
 
 func examplePlan(t *testing.T) *plan.Plan {
@@ -24,7 +25,7 @@ func examplePlan(t *testing.T) *plan.Plan {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _, _, err := plan.Compute(c, plan.Options{})
+	p, _, _, err := plan.Compute(c, kubelet.Runtime{}, plan.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

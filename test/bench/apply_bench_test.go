@@ -11,11 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
+	"github.com/etcdadm-io/etcdadm/pkg/pipeline"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 	"github.com/etcdadm-io/etcdadm/test/lab"
 )
@@ -111,7 +112,7 @@ func BenchmarkApplyFresh(b *testing.B) {
 			b.StopTimer()
 			l := upLab(b, freshLab)
 			c, pki, client := loadCluster(b, writeInventory(b, l, b.TempDir(), l.Hosts))
-			p, err := plan.Files(c, pki, plan.Options{})
+			p, err := plan.Files(c, pipeline.RuntimeFor(c), pki, plan.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -120,7 +121,7 @@ func BenchmarkApplyFresh(b *testing.B) {
 			}
 			b.StartTimer()
 			restartKubelets(b, l.Hosts)
-			if _, err := client.WaitHealthy(context.Background(), apply.Endpoints(c), time.Minute, nil); err != nil {
+			if _, err := client.WaitHealthy(context.Background(), ops.Endpoints(c), time.Minute, nil); err != nil {
 				b.Fatal(err)
 			}
 			b.StopTimer()
@@ -251,7 +252,7 @@ func BenchmarkAddMember(b *testing.B) {
 				b.Fatal(err)
 			}
 			m := plan.Member{InitialCluster: etcdclient.InitialCluster(list.Members, h.Name, manifests.PeerURL(h)), State: manifests.StateExisting}
-			hp, err := plan.HostFiles(c, pki, h, m, []plan.Part{plan.PartCerts, plan.PartManifests})
+			hp, err := plan.HostFiles(c, pipeline.RuntimeFor(c), pki, h, m, []plan.Part{plan.PartCerts, plan.PartManifests})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -280,7 +281,7 @@ func BenchmarkAddMember(b *testing.B) {
 			if out, err := lh.Exec(ctx, start...); err != nil {
 				b.Fatalf("start etcd on %s: %v\n%s", h.Name, err, out)
 			}
-			if _, err := client.WaitHealthy(ctx, apply.Endpoints(c), time.Minute, nil); err != nil {
+			if _, err := client.WaitHealthy(ctx, ops.Endpoints(c), time.Minute, nil); err != nil {
 				b.Fatal(err)
 			}
 			b.StopTimer()
@@ -353,7 +354,7 @@ func BenchmarkRenew(b *testing.B) {
 				for now := h.PIDs("etcd"); len(now) == 0 || fmt.Sprint(now) == fmt.Sprint(before); now = h.PIDs("etcd") {
 					time.Sleep(50 * time.Millisecond)
 				}
-				if _, err := client.WaitHealthy(ctx, apply.Endpoints(c), 2*time.Minute, nil); err != nil {
+				if _, err := client.WaitHealthy(ctx, ops.Endpoints(c), 2*time.Minute, nil); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -16,6 +16,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/kubeadmconfig"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/pipeline"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 )
 
@@ -118,7 +119,7 @@ func BenchmarkPlanRender(b *testing.B) {
 			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				if _, _, _, err := plan.Compute(c, plan.Options{}); err != nil {
+				if _, _, _, err := plan.Compute(c, pipeline.RuntimeFor(c), plan.Options{}); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -11,11 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/hosts"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
+	"github.com/etcdadm-io/etcdadm/pkg/progress"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
 	"github.com/etcdadm-io/etcdadm/pkg/snapshot"
 	"github.com/etcdadm-io/etcdadm/test/lab"
@@ -59,12 +61,12 @@ func BenchmarkSnapshotSave(b *testing.B) {
 	defer client.Close()
 	fill(b, client, c, 110)
 	ctx := context.Background()
-	src, err := apply.SnapshotSource(ctx, c, client, "", 5*time.Second)
+	src, err := ops.SnapshotSource(ctx, c, client, "", 5*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}
 	h, _ := c.Host(src.Name)
-	hosts, err := apply.Connect(ctx, []config.Host{h}, apply.SSHConnector(c, remote.Config{}), 1, apply.NewLog(nil))
+	hosts, err := hosts.Connect(ctx, []config.Host{h}, hosts.SSHConnector(c, remote.Config{}), 1, progress.NewLog(nil))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -81,7 +83,7 @@ func BenchmarkSnapshotSave(b *testing.B) {
 	save := func(b *testing.B, cli *etcdclient.Client) {
 		for i := 0; i < b.N; i++ {
 			p := filepath.Join(out, fmt.Sprintf("s%d.db", i))
-			info, err := apply.SaveSnapshot(ctx, c, cli, src, p)
+			info, err := ops.SaveSnapshot(ctx, c, cli, src, p)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -182,7 +184,7 @@ func BenchmarkRestore(b *testing.B) {
 					b.Fatalf("%s: %v %s", h.Name, err, out)
 				}
 			}
-			if _, err := client.WaitHealthy(ctx, apply.Endpoints(c), 2*time.Minute, nil); err != nil {
+			if _, err := client.WaitHealthy(ctx, ops.Endpoints(c), 2*time.Minute, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -8,11 +8,15 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/execute"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
+	"github.com/etcdadm-io/etcdadm/pkg/hosts"
 	"github.com/etcdadm-io/etcdadm/pkg/images"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
+	"github.com/etcdadm-io/etcdadm/pkg/pipeline"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
+	"github.com/etcdadm-io/etcdadm/pkg/progress"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
 	"github.com/etcdadm-io/etcdadm/test/lab"
 )
@@ -36,7 +40,7 @@ func BenchmarkImages(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	hs, err := apply.Connect(ctx, c.Spec.Hosts, apply.SSHConnector(c, remote.Config{SSHConfigFile: "none"}), len(l.Hosts), apply.NewLog(nil))
+	hs, err := hosts.Connect(ctx, c.Spec.Hosts, hosts.SSHConnector(c, remote.Config{SSHConfigFile: "none"}), len(l.Hosts), progress.NewLog(nil))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -46,20 +50,20 @@ func BenchmarkImages(b *testing.B) {
 		b.Fatalf("containerd facts: %+v, %v", hf.Containerd, err)
 	}
 	snapshotter := hf.Containerd.Snapshotter
-	var ops []plan.Op
+	var imports []ops.ImportImage
 	var total int64
 	for _, p := range []string{l.Artifacts.EtcdImage, l.Artifacts.PauseImage} {
 		a, err := images.Read(p)
 		if err != nil {
 			b.Fatal(err)
 		}
-		ops = append(ops, plan.Op{Kind: plan.OpImportImage, Source: p, Archive: a, Snapshotter: snapshotter,
-			Images: []plan.ImageImport{{Ref: a.Images[0].Ref, Digest: a.Images[0].Digest}}})
+		imports = append(imports, ops.ImportImage{Source: p, Archive: a, Snapshotter: snapshotter,
+			Images: []ops.ImageImport{{Ref: a.Images[0].Ref, Digest: a.Images[0].Digest}}})
 		total += a.Size
 	}
 	st := plan.Stage{Name: "images", Rollout: plan.AllAtOnce}
 	for _, h := range l.Hosts {
-		st.Hosts = append(st.Hosts, plan.HostOps{Host: h.Name, Ops: ops})
+		st.Hosts = append(st.Hosts, plan.HostOps{Host: h.Name, Ops: []plan.Op{imports[0], imports[1]}})
 	}
 	p := &plan.Plan{Stages: []plan.Stage{st}}
 	clear := func(b *testing.B) {
@@ -79,7 +83,7 @@ func BenchmarkImages(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
 			clear(b)
-			x := &apply.Executor{Cluster: c, Hosts: hs, Concurrency: len(l.Hosts)}
+			x := &execute.Executor{Cluster: c, Runtime: pipeline.RuntimeFor(c), Hosts: hs, Concurrency: len(l.Hosts)}
 			b.StartTimer()
 			res, err := x.Run(ctx, p)
 			b.StopTimer()
@@ -96,7 +100,7 @@ func BenchmarkImages(b *testing.B) {
 	b.Run("floor-ctr-import-of-the-archive-on-the-host", func(b *testing.B) {
 		b.SetBytes(total * int64(len(l.Hosts)))
 		var names []string
-		for _, op := range ops {
+		for _, op := range imports {
 			data, err := os.ReadFile(op.Source)
 			if err != nil {
 				b.Fatal(err)

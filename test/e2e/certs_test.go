@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/test/lab"
 	"github.com/etcdadm-io/etcdadm/test/writer"
 )
@@ -189,7 +189,7 @@ func stepExpired(t *testing.T, s *story) {
 		}
 		return true
 	})
-	if sts := client.Status(ctx, apply.Endpoints(c), 2*time.Second); sts[0].Healthy || sts[1].Healthy || sts[2].Healthy {
+	if sts := client.Status(ctx, ops.Endpoints(c), 2*time.Second); sts[0].Healthy || sts[1].Healthy || sts[2].Healthy {
 		t.Fatalf("a member answers etcdadm: %+v", sts)
 	}
 	t.Logf("down: %v", why)

@@ -15,8 +15,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/etcdadm-io/etcdadm/pkg/apply"
+	"github.com/etcdadm-io/etcdadm/pkg/execute"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	snap "github.com/etcdadm-io/etcdadm/pkg/snapshot"
 	"github.com/etcdadm-io/etcdadm/test/lab"
 )
@@ -218,8 +219,8 @@ func stepRestore(t *testing.T, s *story) {
 		}
 	}
 	c, _, client := s.cluster(t)
-	sts := client.Status(context.Background(), apply.Endpoints(c), 3*time.Second)
-	if healthy, total := apply.Summary(sts); healthy != 3 || total != 3 {
+	sts := client.Status(context.Background(), ops.Endpoints(c), 3*time.Second)
+	if healthy, total := execute.Summary(sts); healthy != 3 || total != 3 {
 		t.Errorf("%d/%d healthy after the restore", healthy, total)
 	}
 	for _, h := range members {
@@ -259,7 +260,7 @@ func stepUpgrade(t *testing.T, s *story) {
 	}
 	c, _, client := s.cluster(t)
 	leader := ""
-	for _, st := range client.Status(ctx, apply.Endpoints(c), 3*time.Second) {
+	for _, st := range client.Status(ctx, ops.Endpoints(c), 3*time.Second) {
 		if st.Leader {
 			leader = st.Name
 		}
@@ -327,7 +328,7 @@ func stepUpgradeBroken(t *testing.T, s *story) {
 	}
 	after := pids(members, "etcd")
 	c, _, client := s.cluster(t)
-	sts := client.Status(ctx, apply.Endpoints(c), 3*time.Second)
+	sts := client.Status(ctx, ops.Endpoints(c), 3*time.Second)
 	for _, h := range members {
 		if img := manifestImage(t, h); img != current {
 			t.Errorf("%s runs %s, want %s", h.Name, img, current)
@@ -336,7 +337,7 @@ func stepUpgradeBroken(t *testing.T, s *story) {
 			t.Errorf("%s was restarted, but the roll stopped at %s", h.Name, first)
 		}
 	}
-	if healthy, total := apply.Summary(sts); healthy != 3 || total != 3 {
+	if healthy, total := execute.Summary(sts); healthy != 3 || total != 3 {
 		t.Errorf("%d/%d healthy after the rollback", healthy, total)
 	}
 	// Back to the tag the members run: only kubeadmcfg.yaml of the first

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/test/lab"
 )
 
@@ -288,7 +288,7 @@ func stepRollingSAN(t *testing.T, s *story) {
 	members := s.lab.Hosts[:3]
 	c, _, client := s.cluster(t)
 	leader := ""
-	for _, st := range client.Status(ctx, apply.Endpoints(c), 3*time.Second) {
+	for _, st := range client.Status(ctx, ops.Endpoints(c), 3*time.Second) {
 		if st.Leader {
 			leader = st.Name
 		}

@@ -19,11 +19,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/test/lab"
 	"github.com/etcdadm-io/etcdadm/test/writer"
 )
@@ -299,7 +299,7 @@ func checkUpgraded(t *testing.T, stderr, leader, version string, client *etcdcli
 	if n := strings.Count(stderr, "reports version "+version); n != 3 {
 		t.Errorf("%d members were seen reporting %s, want 3", n, version)
 	}
-	for _, st := range client.Status(context.Background(), apply.Endpoints(c), 3*time.Second) {
+	for _, st := range client.Status(context.Background(), ops.Endpoints(c), 3*time.Second) {
 		if st.Version != version || !st.Healthy {
 			t.Errorf("%s: version %s, healthy %v", st.Name, st.Version, st.Healthy)
 		}

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcdadm-io/etcdadm/pkg/apply"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/test/lab"
 )
 
@@ -238,7 +238,7 @@ func stepSystemdRollingSAN(t *testing.T, s *systemdStory) {
 	hosts := s.lab.Hosts
 	c, _, client := s.cluster(t)
 	leader := ""
-	for _, st := range client.Status(ctx, apply.Endpoints(c), 3*time.Second) {
+	for _, st := range client.Status(ctx, ops.Endpoints(c), 3*time.Second) {
 		if st.Leader {
 			leader = st.Name
 		}
@@ -284,7 +284,7 @@ func stepSystemdUpgrade(t *testing.T, s *systemdStory) {
 	hosts := s.lab.Hosts
 	c, _, client := s.cluster(t)
 	leader := ""
-	for _, st := range client.Status(ctx, apply.Endpoints(c), 3*time.Second) {
+	for _, st := range client.Status(ctx, ops.Endpoints(c), 3*time.Second) {
 		if st.Leader {
 			leader = st.Name
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/kubeadmconfig"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/pipeline"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 )
 
@@ -73,7 +74,7 @@ func TestControlPlaneEtcdExternalWithKubeadm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, pki, _, err := plan.Compute(c, plan.Options{})
+			p, pki, _, err := plan.Compute(c, pipeline.RuntimeFor(c), plan.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/pipeline"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 )
 
@@ -111,7 +112,7 @@ func TestParityWithKubeadm(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, pki, _, err := plan.Compute(c, plan.Options{})
+			p, pki, _, err := plan.Compute(c, pipeline.RuntimeFor(c), plan.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

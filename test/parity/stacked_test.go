@@ -40,6 +40,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/kubeadmconfig"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/pipeline"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 )
 
@@ -92,7 +93,7 @@ func computeStacked(t *testing.T, tc parityCase) stacked {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, pki, _, err := plan.Compute(c, plan.Options{})
+	p, pki, _, err := plan.Compute(c, pipeline.RuntimeFor(c), plan.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,7 +537,7 @@ func TestStackedGrownOneHostAtATime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p1, err := plan.Files(one, pki1, plan.Options{})
+	p1, err := plan.Files(one, pipeline.RuntimeFor(one), pki1, plan.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,7 +555,7 @@ func TestStackedGrownOneHostAtATime(t *testing.T) {
 	// cp0 keeps the --initial-cluster its manifest has; cp1 joins the
 	// running cluster as a learner.
 	kept := plan.Member{InitialCluster: "cp0=https://10.0.0.6:2380", State: manifests.StateNew}
-	cp0Now, err := plan.HostFiles(two, pki2, two.Spec.Hosts[0], kept, plan.AllParts)
+	cp0Now, err := plan.HostFiles(two, pipeline.RuntimeFor(two), pki2, two.Spec.Hosts[0], kept, plan.AllParts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,7 +563,7 @@ func TestStackedGrownOneHostAtATime(t *testing.T) {
 		t.Errorf("adding a host changes the first host's kubeadm-init.yaml:\n%s", cmp.Diff(string(initFile), string(got)))
 	}
 	joined := plan.Member{InitialCluster: "cp0=https://10.0.0.6:2380,cp1=https://10.0.0.7:2380", State: manifests.StateExisting}
-	cp1, err := plan.HostFiles(two, pki2, two.Spec.Hosts[1], joined, plan.AllParts)
+	cp1, err := plan.HostFiles(two, pipeline.RuntimeFor(two), pki2, two.Spec.Hosts[1], joined, plan.AllParts)
 	if err != nil {
 		t.Fatal(err)
 	}

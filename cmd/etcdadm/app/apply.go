@@ -8,14 +8,20 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/execute"
+	"github.com/etcdadm-io/etcdadm/pkg/gather"
+	"github.com/etcdadm-io/etcdadm/pkg/hosts"
 	"github.com/etcdadm-io/etcdadm/pkg/images"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
+	"github.com/etcdadm-io/etcdadm/pkg/pipeline"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 	"github.com/etcdadm-io/etcdadm/pkg/progress"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
+	"github.com/etcdadm-io/etcdadm/pkg/runtime"
+	"github.com/etcdadm-io/etcdadm/pkg/status"
 )
 
 // PassphraseEnv holds the passphrase of encrypted SSH keys, for unattended runs.
@@ -35,7 +41,7 @@ type sshFlags struct {
 
 // bindKeepBackups adds --keep-backups to a command that changes hosts.
 func (f *sshFlags) bindKeepBackups(cmd *cobra.Command) {
-	cmd.Flags().IntVar(&f.keepBackups, "keep-backups", apply.DefaultKeepBackups, "how many runs' backups each host keeps under "+apply.DefaultBackupDir+" (older ones are removed after a run that changed the host; 0 keeps all)")
+	cmd.Flags().IntVar(&f.keepBackups, "keep-backups", execute.DefaultKeepBackups, "how many runs' backups each host keeps under "+execute.DefaultBackupDir+" (older ones are removed after a run that changed the host; 0 keeps all)")
 }
 
 func (f *sshFlags) bind(cmd *cobra.Command) {
@@ -52,13 +58,15 @@ func (f *sshFlags) bind(cmd *cobra.Command) {
 // session is what the commands that reach the hosts share.
 type session struct {
 	cluster *config.Cluster
-	pki     *certs.PKI
-	events  []certs.Event
-	hosts   *apply.Hosts
+	// rt runs the members: chosen once, from the inventory.
+	rt     runtime.Runtime
+	pki    *certs.PKI
+	events []certs.Event
+	hosts  *hosts.Hosts
 	// unreachable holds the hosts that could not be reached, when allowed.
 	unreachable map[string]error
 	etcd        *etcdclient.Client
-	log         *apply.Log
+	log         *progress.Log
 	// images are the image archives to import from; nil for none.
 	images  *images.Set
 	release []func()
@@ -98,7 +106,7 @@ type openOptions struct {
 // open loads the inventory, works out the PKI in memory (nothing is saved),
 // connects to the hosts and prepares an etcd client; the caller closes the
 // session.
-func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log, o openOptions) (*session, error) {
+func (f *sshFlags) open(ctx context.Context, streams Streams, log *progress.Log, o openOptions) (*session, error) {
 	if f.concurrency < 1 {
 		return nil, &usageError{fmt.Errorf("invalid value %d for --concurrency: use 1 or more", f.concurrency)}
 	}
@@ -115,7 +123,7 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log, o 
 	if certs.RotationInProgress(c) && !o.rotation {
 		return nil, fmt.Errorf("a CA rotation is in progress (%s exists in %s): finish it with 'etcdadm certs rotate-ca', or go back with 'etcdadm certs rotate-ca --abort'", certs.NewCABaseName+".crt", c.PKIDir())
 	}
-	s := &session{cluster: c, log: log, images: archives}
+	s := &session{cluster: c, rt: pipeline.RuntimeFor(c), log: log, images: archives}
 	if o.lockPKI {
 		release, err := certs.Lock(c.PKIDir())
 		if err != nil {
@@ -137,18 +145,18 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log, o 
 		s.close()
 		return nil, err
 	}
-	hosts := c.Spec.Hosts
+	targets := c.Spec.Hosts
 	if o.controlPlane {
-		hosts = c.AllHosts()
+		targets = c.AllHosts()
 	}
 	if o.anyHost {
-		s.hosts, s.unreachable = apply.ConnectAny(ctx, hosts, connect, f.concurrency, log)
-	} else if s.hosts, err = apply.Connect(ctx, hosts, connect, f.concurrency, log); err != nil {
+		s.hosts, s.unreachable = hosts.ConnectAny(ctx, targets, connect, f.concurrency, log)
+	} else if s.hosts, err = hosts.Connect(ctx, targets, connect, f.concurrency, log); err != nil {
 		s.close()
 		return nil, err
 	}
 	if !s.pki.CACreated {
-		if s.etcd, err = etcdclient.FromPKI(s.pki, c.Spec.Hosts[0].Name, apply.TunnelDialer(s.hosts)); err != nil {
+		if s.etcd, err = etcdclient.FromPKI(s.pki, c.Spec.Hosts[0].Name, hosts.TunnelDialer(s.hosts)); err != nil {
 			s.close()
 			return nil, err
 		}
@@ -158,8 +166,8 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *apply.Log, o 
 
 // gather reads the facts of the hosts and of etcd; with lock, every host is
 // locked for this run until the session closes.
-func (s *session) gather(ctx context.Context, f *sshFlags, lock bool) (*apply.Facts, error) {
-	facts, err := apply.Gather(ctx, s.cluster, s.pki, s.hosts, s.etcd, apply.GatherOptions{
+func (s *session) gather(ctx context.Context, f *sshFlags, lock bool) (*gather.Facts, error) {
+	facts, err := gather.Gather(ctx, s.cluster, s.rt, s.hosts, s.etcd, gather.Options{
 		Concurrency: f.concurrency, Lock: lock, EtcdTimeout: f.etcdTimeout,
 	})
 	if err != nil {
@@ -171,7 +179,7 @@ func (s *session) gather(ctx context.Context, f *sshFlags, lock bool) (*apply.Fa
 
 // connector dials the hosts with the run's logger: each command and file
 // operation is traced at debug level, for --verbose.
-func (f *sshFlags) connector(ctx context.Context, c *config.Cluster, streams Streams, log *slog.Logger) (apply.Connector, error) {
+func (f *sshFlags) connector(ctx context.Context, c *config.Cluster, streams Streams, log *slog.Logger) (hosts.Connector, error) {
 	tty := remote.NewTerminal(streams.In, streams.ErrOut)
 	base := remote.Config{
 		AcceptNewHostKeys: f.acceptNewHostKeys,
@@ -189,13 +197,13 @@ func (f *sshFlags) connector(ctx context.Context, c *config.Cluster, streams Str
 		base.AllowPassword = true
 		base.Password = func(host, user string) ([]byte, error) { return tty.ReadSecret(ctx, user+"@"+host+"'s password") }
 	}
-	sshConnect := apply.SSHConnector(c, base)
+	sshConnect := hosts.SSHConnector(c, base)
 	return func(ctx context.Context, h config.Host) (remote.Transport, error) {
 		t, err := sshConnect(ctx, h)
 		if err != nil {
 			return nil, err
 		}
-		return apply.WithTrace(apply.WithTimeout(t, f.commandTimeout), log.With(progress.HostKey, h.Name)), nil
+		return hosts.WithTrace(hosts.WithTimeout(t, f.commandTimeout), log.With(progress.HostKey, h.Name)), nil
 	}, nil
 }
 
@@ -283,7 +291,7 @@ func converge(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 	if err := pf.check(); err != nil {
 		return err
 	}
-	s, err := f.open(ctx, streams, apply.NewLog(streams.progress()), openOptions{lockPKI: !o.dryRun, certs: o.certs, withImages: true, images: o.images, controlPlane: true})
+	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{lockPKI: !o.dryRun, certs: o.certs, withImages: true, images: o.images, controlPlane: true})
 	if err != nil {
 		return err
 	}
@@ -292,7 +300,7 @@ func converge(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 	if err != nil {
 		return err
 	}
-	p, err := plan.Build(plan.Input{Cluster: s.cluster, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd, Images: s.images})
+	p, err := plan.Build(plan.Input{Cluster: s.cluster, Runtime: s.rt, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd, Images: s.images, Now: time.Now()})
 	if err == nil && o.check != nil {
 		err = o.check(p)
 	}
@@ -309,7 +317,7 @@ func converge(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 }
 
 // runApply saves what the PKI lacks, runs the plan and reports.
-func runApply(ctx context.Context, streams Streams, s *session, p *plan.Plan, facts *apply.Facts, healthTimeout time.Duration, f *sshFlags, pf *planFlags) error {
+func runApply(ctx context.Context, streams Streams, s *session, p *plan.Plan, facts *gather.Facts, healthTimeout time.Duration, f *sshFlags, pf *planFlags) error {
 	sum := newSummary(streams, pf.output)
 	sum.warn(p.Warnings)
 	if s.pki.Unsaved() {
@@ -319,15 +327,15 @@ func runApply(ctx context.Context, streams Streams, s *session, p *plan.Plan, fa
 		printCertEvents(streams, s.events, false)
 		if s.etcd == nil {
 			var err error
-			if s.etcd, err = etcdclient.FromPKI(s.pki, s.cluster.Spec.Hosts[0].Name, apply.TunnelDialer(s.hosts)); err != nil {
+			if s.etcd, err = etcdclient.FromPKI(s.pki, s.cluster.Spec.Hosts[0].Name, hosts.TunnelDialer(s.hosts)); err != nil {
 				return err
 			}
 		}
 	}
 	if p.Empty() {
 		// The facts were read a moment ago: they say how healthy it is.
-		sts := apply.Status(s.cluster, facts, nil, time.Now()).Statuses()
-		healthy, total := apply.Summary(sts)
+		sts := status.Status(s.cluster, facts, nil, time.Now()).Statuses()
+		healthy, total := execute.Summary(sts)
 		sum.members(sts)
 		sum.printf("nothing to do: every host is as planned (nothing written, nothing restarted)")
 		sum.printf("cluster: %d/%d members healthy", healthy, total)
@@ -339,14 +347,14 @@ func runApply(ctx context.Context, streams Streams, s *session, p *plan.Plan, fa
 	if f.keepBackups < 0 {
 		return &usageError{fmt.Errorf("invalid value %d for --keep-backups: use 0 (keep all) or more", f.keepBackups)}
 	}
-	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
+	x := &execute.Executor{Cluster: s.cluster, Runtime: s.rt, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
 	res, err := x.Run(ctx, p)
 	sum.add(res)
 	if err != nil {
 		return sum.done(err)
 	}
-	sts, err := s.etcd.WaitHealthy(ctx, apply.Endpoints(s.cluster), healthTimeout, nil)
-	healthy, total := apply.Summary(sts)
+	sts, err := s.etcd.WaitHealthy(ctx, ops.Endpoints(s.cluster), healthTimeout, nil)
+	healthy, total := execute.Summary(sts)
 	sum.members(sts)
 	sum.printf("cluster: %d/%d members healthy", healthy, total)
 	return sum.done(err)
@@ -364,7 +372,7 @@ func newDiffCommand(streams Streams) *cobra.Command {
 			if err := pf.check(); err != nil {
 				return err
 			}
-			s, err := f.open(cmd.Context(), streams, apply.NewLog(streams.progress()), openOptions{withImages: true, images: imagesDir, controlPlane: true})
+			s, err := f.open(cmd.Context(), streams, progress.NewLog(streams.progress()), openOptions{withImages: true, images: imagesDir, controlPlane: true})
 			if err != nil {
 				return err
 			}
@@ -373,7 +381,7 @@ func newDiffCommand(streams Streams) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p, err := plan.Build(plan.Input{Cluster: s.cluster, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd, Images: s.images})
+			p, err := plan.Build(plan.Input{Cluster: s.cluster, Runtime: s.rt, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd, Images: s.images, Now: time.Now()})
 			if p != nil {
 				printCertEvents(streams, s.events, true)
 				if perr := pf.print(streams, p); perr != nil {
@@ -401,7 +409,7 @@ func newStatusCommand(streams Streams) *cobra.Command {
 				return &usageError{fmt.Errorf("invalid value %q for --output: use table or json", output)}
 			}
 			// The table is the output: progress only with --verbose.
-			s, err := f.open(cmd.Context(), streams, apply.NewLog(progress.Quiet(streams.progress())), openOptions{anyHost: true, controlPlane: true})
+			s, err := f.open(cmd.Context(), streams, progress.NewLog(progress.Quiet(streams.progress())), openOptions{anyHost: true, controlPlane: true})
 			if err != nil {
 				return err
 			}
@@ -413,11 +421,11 @@ func newStatusCommand(streams Streams) *cobra.Command {
 			if s.pki.CACreated {
 				s.log.Logger().Warn(fmt.Sprintf("%s has no etcd CA: etcd cannot be asked; only the hosts are shown", s.pki.Dir))
 			}
-			r := apply.Status(s.cluster, facts, s.unreachable, time.Now())
+			r := status.Status(s.cluster, facts, s.unreachable, time.Now())
 			if output == "json" {
-				return apply.WriteStatusJSON(streams.Out, r)
+				return status.WriteStatusJSON(streams.Out, r)
 			}
-			return apply.WriteStatusTable(streams.Out, r)
+			return status.WriteStatusTable(streams.Out, r)
 		},
 	}
 	f.bind(cmd)

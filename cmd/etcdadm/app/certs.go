@@ -8,10 +8,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
+	"github.com/etcdadm-io/etcdadm/pkg/gather"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 	"github.com/etcdadm-io/etcdadm/pkg/progress"
+	"github.com/etcdadm-io/etcdadm/pkg/status"
 )
 
 func newCertsCommand(streams Streams) *cobra.Command {
@@ -104,12 +105,12 @@ and monitoring).`,
 			var unreachable []string
 			if remote {
 				// The table is the output: progress only with --verbose.
-				s, err := f.open(cmd.Context(), streams, apply.NewLog(progress.Quiet(streams.progress())), openOptions{anyHost: true, controlPlane: true})
+				s, err := f.open(cmd.Context(), streams, progress.NewLog(progress.Quiet(streams.progress())), openOptions{anyHost: true, controlPlane: true})
 				if err != nil {
 					return err
 				}
 				defer s.close()
-				facts, err := apply.Gather(cmd.Context(), s.cluster, s.pki, s.hosts, nil, apply.GatherOptions{Concurrency: f.concurrency})
+				facts, err := gather.Gather(cmd.Context(), s.cluster, s.rt, s.hosts, nil, gather.Options{Concurrency: f.concurrency})
 				if err != nil {
 					return err
 				}
@@ -118,7 +119,7 @@ and monitoring).`,
 						unreachable = append(unreachable, fmt.Sprintf("%s: %v", h.Name, err))
 						continue
 					}
-					rows = append(rows, apply.HostCertificates(c, h.Name, facts.Hosts[h.Name], now)...)
+					rows = append(rows, status.HostCertificates(c, h.Name, facts.Hosts[h.Name], now)...)
 				}
 			}
 			if output == "json" {

@@ -11,9 +11,11 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/execute"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
+	"github.com/etcdadm-io/etcdadm/pkg/progress"
 )
 
 // changeFlags are the flags of the commands that change membership.
@@ -123,7 +125,7 @@ func runMembership(ctx context.Context, streams Streams, f *changeFlags, what st
 	if !f.yes && !f.dryRun && !isTerminal(streams) {
 		return fmt.Errorf("refusing to %s without confirmation: run it on a terminal, or pass --yes", what)
 	}
-	s, err := f.open(ctx, streams, apply.NewLog(streams.progress()), openOptions{lockPKI: !f.dryRun, anyHost: true})
+	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{lockPKI: !f.dryRun, anyHost: true})
 	if err != nil {
 		return err
 	}
@@ -138,7 +140,7 @@ func runMembership(ctx context.Context, streams Streams, f *changeFlags, what st
 	if err != nil {
 		return err
 	}
-	p, err := build(plan.Input{Cluster: s.cluster, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd})
+	p, err := build(plan.Input{Cluster: s.cluster, Runtime: s.rt, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd, Now: time.Now()})
 	if err != nil {
 		return err
 	}
@@ -167,7 +169,7 @@ func runMembership(ctx context.Context, streams Streams, f *changeFlags, what st
 		}
 		printCertEvents(streams, s.events, false)
 	}
-	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: f.healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
+	x := &execute.Executor{Cluster: s.cluster, Runtime: s.rt, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: f.healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
 	res, err := x.Run(ctx, p)
 	sum.add(res)
 	if err != nil {
@@ -182,7 +184,7 @@ func runMembership(ctx context.Context, streams Streams, f *changeFlags, what st
 
 func allClientURLs(s *session) []string {
 	var out []string
-	for _, e := range apply.Endpoints(s.cluster) {
+	for _, e := range ops.Endpoints(s.cluster) {
 		out = append(out, e.ClientURL)
 	}
 	return out

@@ -8,6 +8,7 @@ import (
 
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/pipeline"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 	"github.com/etcdadm-io/etcdadm/pkg/render"
 )
@@ -76,7 +77,7 @@ func computePlan(streams Streams, c *config.Cluster, parts []plan.Part, generate
 	if err := certs.CheckKeyModes(c.PKIDir(), generate, streams.ErrOut); err != nil {
 		return nil, err
 	}
-	p, pki, events, err := plan.Compute(c, plan.Options{Parts: parts})
+	p, pki, events, err := plan.Compute(c, pipeline.RuntimeFor(c), plan.Options{Parts: parts})
 	if err != nil {
 		return nil, err
 	}

@@ -7,11 +7,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/execute"
+	"github.com/etcdadm-io/etcdadm/pkg/gather"
+	"github.com/etcdadm-io/etcdadm/pkg/hosts"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
+	"github.com/etcdadm-io/etcdadm/pkg/progress"
 )
 
 func newCertsRotateCACommand(streams Streams) *cobra.Command {
@@ -65,7 +68,7 @@ restart it after stage (a) (--until a) and again after stage (c).`,
 }
 
 func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, abort, dryRun bool, until plan.RotationStage, healthTimeout time.Duration) (err error) {
-	s, err := f.open(ctx, streams, apply.NewLog(streams.progress()), openOptions{lockPKI: !dryRun, rotation: true, controlPlane: true})
+	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{lockPKI: !dryRun, rotation: true, controlPlane: true})
 	if err != nil {
 		return err
 	}
@@ -101,11 +104,11 @@ func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 		log.Info(fmt.Sprintf("[certs] new etcd CA %s in %s (sha256 %s)", target.Cert.Subject, certs.NewCABaseName, plan.Fingerprint(target.Cert)))
 	}
 	for {
-		facts, err := apply.Gather(ctx, s.cluster, s.pki, s.hosts, nil, apply.GatherOptions{Concurrency: f.concurrency, Lock: !dryRun})
+		facts, err := gather.Gather(ctx, s.cluster, s.rt, s.hosts, nil, gather.Options{Concurrency: f.concurrency, Lock: !dryRun})
 		if err != nil {
 			return err
 		}
-		in := plan.Input{Cluster: s.cluster, Hosts: facts.Hosts}
+		in := plan.Input{Cluster: s.cluster, Runtime: s.rt, Hosts: facts.Hosts, Now: now}
 		stage, why := plan.Rotation(in, move)
 		if stage > until && stage != plan.RotationDone {
 			facts.Release()
@@ -130,7 +133,7 @@ func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 			return err
 		}
 		pki.ForRotation(target, other, stage != plan.DropOther)
-		client, err := etcdclient.FromPKI(pki, s.cluster.Spec.Hosts[0].Name, apply.TunnelDialer(s.hosts))
+		client, err := etcdclient.FromPKI(pki, s.cluster.Spec.Hosts[0].Name, hosts.TunnelDialer(s.hosts))
 		if err != nil {
 			facts.Release()
 			return err
@@ -145,10 +148,10 @@ func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 }
 
 // rotationStage plans one stage from fresh facts and runs it.
-func rotationStage(ctx context.Context, streams Streams, s *session, pki *certs.PKI, events []certs.Event, client *etcdclient.Client, facts *apply.Facts,
+func rotationStage(ctx context.Context, streams Streams, s *session, pki *certs.PKI, events []certs.Event, client *etcdclient.Client, facts *gather.Facts,
 	stage, why string, pf *planFlags, dryRun bool, healthTimeout time.Duration, f *sshFlags, sum *summary) error {
-	e := apply.GatherEtcd(ctx, s.cluster, facts, client, f.etcdTimeout)
-	p, err := plan.Build(plan.Input{Cluster: s.cluster, PKI: pki, Hosts: facts.Hosts, Etcd: e})
+	e := gather.Etcd(ctx, s.cluster, facts, client, f.etcdTimeout)
+	p, err := plan.Build(plan.Input{Cluster: s.cluster, Runtime: s.rt, PKI: pki, Hosts: facts.Hosts, Etcd: e, Now: time.Now()})
 	if err == nil {
 		err = onlyCertificates(p)
 	}
@@ -172,7 +175,7 @@ func rotationStage(ctx context.Context, streams Streams, s *session, pki *certs.
 		return err
 	}
 	printCertEvents(streams, events, false)
-	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: client, Log: s.log, HealthTimeout: healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
+	x := &execute.Executor{Cluster: s.cluster, Runtime: s.rt, Hosts: s.hosts, Etcd: client, Log: s.log, HealthTimeout: healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
 	res, err := x.Run(ctx, p)
 	sum.add(res)
 	if err != nil {
@@ -191,7 +194,7 @@ func nothingPlanned(streams Streams, s *session, pf *planFlags, dryRun bool) err
 	return nil
 }
 
-func allLeavesBy(c *config.Cluster, f *apply.Facts, ca certs.CA) bool {
+func allLeavesBy(c *config.Cluster, f *gather.Facts, ca certs.CA) bool {
 	for name, hf := range f.Hosts {
 		if !plan.LeavesIssuedBy(c, name, hf, ca.Cert) {
 			return false

@@ -9,10 +9,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/execute"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
+	"github.com/etcdadm-io/etcdadm/pkg/progress"
 	"github.com/etcdadm-io/etcdadm/pkg/snapshot"
 )
 
@@ -40,7 +42,7 @@ FILE is snapshots/<cluster>-<UTC time>.db next to the inventory.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			s, err := f.open(ctx, streams, apply.NewLog(streams.progress()), openOptions{anyHost: true})
+			s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{anyHost: true})
 			if err != nil {
 				return err
 			}
@@ -52,13 +54,13 @@ FILE is snapshots/<cluster>-<UTC time>.db next to the inventory.`,
 			if dst == "" {
 				dst = filepath.Join(plan.SnapshotDir(s.cluster), snapshot.DefaultName(s.cluster.Metadata.Name, time.Now()))
 			}
-			src, err := apply.SnapshotSource(ctx, s.cluster, s.etcd, member, f.etcdTimeout)
+			src, err := ops.SnapshotSource(ctx, s.cluster, s.etcd, member, f.etcdTimeout)
 			if err != nil {
 				return err
 			}
 			s.log.Printf("streaming a snapshot from %s (%s) to %s", src.Name, src.Endpoint, dst)
 			start := time.Now()
-			info, err := apply.SaveSnapshot(ctx, s.cluster, s.etcd, src, dst)
+			info, err := ops.SaveSnapshot(ctx, s.cluster, s.etcd, src, dst)
 			if err != nil {
 				return err
 			}
@@ -160,7 +162,7 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 	if !f.yes && !f.dryRun && !isTerminal(streams) {
 		return fmt.Errorf("refusing to %s without confirmation: run it on a terminal, or pass --yes", what)
 	}
-	log := apply.NewLog(streams.progress())
+	log := progress.NewLog(streams.progress())
 	s, err := f.open(ctx, streams, log, openOptions{lockPKI: !f.dryRun})
 	if err != nil {
 		return err
@@ -188,7 +190,7 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 		}
 	}
 	now := time.Now()
-	in := plan.Input{Cluster: s.cluster, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd, Now: now}
+	in := plan.Input{Cluster: s.cluster, Runtime: s.rt, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd, Now: now}
 	p, err := plan.Restore(in, staged)
 	if err != nil {
 		if p != nil && f.dryRun {
@@ -223,20 +225,20 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 	if f.keepBackups < 0 {
 		return &usageError{fmt.Errorf("invalid value %d for --keep-backups: use 0 (keep all) or more", f.keepBackups)}
 	}
-	x := &apply.Executor{Cluster: s.cluster, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: f.healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
+	x := &execute.Executor{Cluster: s.cluster, Runtime: s.rt, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: f.healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
 	res, err := x.Run(ctx, p)
 	sum.add(res)
 	// What the run did is reported however it ends.
 	defer func() { err = sum.done(err) }()
 	if err != nil {
-		return fmt.Errorf("restore: %w; the old data of each host that got that far is under %s", err, apply.DefaultBackupDir)
+		return fmt.Errorf("restore: %w; the old data of each host that got that far is under %s", err, execute.DefaultBackupDir)
 	}
 	list, err := s.etcd.MemberList(ctx, allClientURLs(s), f.etcdTimeout)
 	if err != nil {
 		return err
 	}
-	sts := s.etcd.Status(ctx, apply.Endpoints(s.cluster), f.etcdTimeout)
-	healthy, total := apply.Summary(sts)
+	sts := s.etcd.Status(ctx, ops.Endpoints(s.cluster), f.etcdTimeout)
+	healthy, total := execute.Summary(sts)
 	var rev int64
 	if r, err := s.etcd.Revision(ctx, allClientURLs(s), f.etcdTimeout); err == nil {
 		rev = r

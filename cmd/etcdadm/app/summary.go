@@ -7,8 +7,8 @@ import (
 	"log/slog"
 	"strings"
 
-	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/execute"
 )
 
 // summary is what a command that changes the hosts reports. As text, its
@@ -19,11 +19,11 @@ type summary struct {
 	out  io.Writer
 	log  *slog.Logger
 	json bool
-	res  apply.Result
+	res  execute.Result
 }
 
 func newSummary(streams Streams, output string) *summary {
-	return &summary{out: streams.Out, log: streams.progress(), json: output == "json", res: apply.Result{Hosts: []apply.HostResult{}}}
+	return &summary{out: streams.Out, log: streams.progress(), json: output == "json", res: execute.Result{Hosts: []execute.HostResult{}}}
 }
 
 // printf reports one line.
@@ -44,7 +44,7 @@ func (s *summary) warn(warnings []string) {
 }
 
 // add reports what a run of the executor did, host by host.
-func (s *summary) add(res *apply.Result) {
+func (s *summary) add(res *execute.Result) {
 	if res == nil {
 		return
 	}

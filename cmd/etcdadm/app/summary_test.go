@@ -6,8 +6,8 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/etcdadm-io/etcdadm/pkg/apply"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/execute"
 	"github.com/etcdadm-io/etcdadm/pkg/progress"
 )
 
@@ -18,8 +18,8 @@ func summaryStreams() (Streams, *bytes.Buffer, *bytes.Buffer) {
 
 func runTwoStages(sum *summary) error {
 	sum.warn([]string{"infra2 is not in the inventory"})
-	sum.add(&apply.Result{Hosts: []apply.HostResult{{Host: "infra0", Written: []string{"/etc/kubernetes/pki/etcd/ca.crt"}, RestartedEtcd: true}}})
-	sum.add(&apply.Result{Hosts: []apply.HostResult{{Host: "infra0", Written: []string{"/etc/kubernetes/pki/etcd/server.crt"}}, {Host: "infra1", Ran: []string{"systemctl restart kubelet"}, RestartedKubelet: true}}})
+	sum.add(&execute.Result{Hosts: []execute.HostResult{{Host: "infra0", Written: []string{"/etc/kubernetes/pki/etcd/ca.crt"}, RestartedEtcd: true}}})
+	sum.add(&execute.Result{Hosts: []execute.HostResult{{Host: "infra0", Written: []string{"/etc/kubernetes/pki/etcd/server.crt"}}, {Host: "infra1", Ran: []string{"systemctl restart kubelet"}, RestartedKubelet: true}}})
 	sum.members([]etcdclient.MemberStatus{{Name: "infra0", Healthy: true}})
 	sum.printf("cluster: %d/%d members healthy", 1, 1)
 	return sum.done(errors.New("stage 3 failed"))
@@ -47,7 +47,7 @@ func TestSummaryJSON(t *testing.T) {
 	if err := runTwoStages(newSummary(streams, "json")); err == nil || err.Error() != "stage 3 failed" {
 		t.Fatalf("err = %v", err)
 	}
-	var res apply.Result
+	var res execute.Result
 	dec := json.NewDecoder(out)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&res); err != nil || dec.More() {

@@ -1,0 +1,119 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/facts"
+	"github.com/etcdadm-io/etcdadm/pkg/manifests"
+)
+
+// KindWaitMember is the health gate after a member changed.
+const KindWaitMember Kind = "wait-member"
+
+// WaitMember waits for Member's new etcd process (when NewProcess), then
+// for the member healthy, caught up with the leader and, when Version is
+// set, reporting that version.
+type WaitMember struct {
+	Member     string `json:"member"`
+	NewProcess bool   `json:"newProcess,omitempty"`
+	Version    string `json:"version,omitempty"`
+	Why        string `json:"why,omitempty"`
+}
+
+func (WaitMember) Kind() Kind   { return KindWaitMember }
+func (o WaitMember) Meta() Meta { return Meta{Why: o.Why} }
+
+func (o WaitMember) String() string {
+	switch {
+	case o.Version != "":
+		return fmt.Sprintf("wait for %s's new etcd process, reporting version %s, healthy and caught up", o.Member, o.Version)
+	case o.NewProcess:
+		return fmt.Sprintf("wait for %s's new etcd process, healthy and caught up", o.Member)
+	}
+	return fmt.Sprintf("wait for %s healthy and caught up", o.Member)
+}
+
+func waitMember(ctx context.Context, e Env, o WaitMember) error {
+	return AwaitMember(ctx, e, o.NewProcess, o.Version, e.Before())
+}
+
+// AwaitMember is the health gate after the host's member changed: first
+// its new process (another PID or start time than before, when asked:
+// "healthy" alone could be the old process answering), then the member
+// healthy and caught up with the leader.
+func AwaitMember(ctx context.Context, e Env, newProcess bool, version string, before []facts.Process) error {
+	h, log := e.Host(), e.Log()
+	start := time.Now()
+	deadline := start.Add(e.HealthTimeout())
+	if newProcess {
+		log.Host(h.Name, "waiting for the new etcd process")
+		for {
+			now, err := Processes(ctx, e.Transport())
+			if err != nil {
+				return err
+			}
+			if NewProcess(before, now) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("no new etcd process after %s (before: %v, now: %v); look at the kubelet's log", e.HealthTimeout(), before, now)
+			}
+			if err := Sleep(ctx, 200*time.Millisecond); err != nil {
+				return err
+			}
+		}
+		log.Host(h.Name, "new etcd process after %s; waiting for the member to be healthy and caught up", time.Since(start).Round(time.Millisecond))
+	} else {
+		log.Host(h.Name, "waiting for the member to be healthy and caught up")
+	}
+	me := etcdclient.Endpoint{Name: h.Name, ClientURL: manifests.ClientURL(h)}
+	for {
+		ok, why := caughtUp(ctx, e, me, version)
+		if ok {
+			if version != "" {
+				log.Host(h.Name, "reports version %s, healthy and caught up after %s", version, time.Since(start).Round(time.Millisecond))
+				return nil
+			}
+			log.Host(h.Name, "healthy and caught up after %s", time.Since(start).Round(time.Millisecond))
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s is not healthy and caught up after %s: %s", h.Name, e.HealthTimeout(), why)
+		}
+		if err := Sleep(ctx, 250*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// CatchUpSlack is how many raft entries a member may trail the leader by
+// and count as caught up: the two are read one after the other while
+// clients keep writing.
+const CatchUpSlack = 100
+
+func caughtUp(ctx context.Context, e Env, me etcdclient.Endpoint, version string) (bool, string) {
+	all := e.Etcd().Status(ctx, Endpoints(e.Cluster()), 2*time.Second)
+	var leader *etcdclient.MemberStatus
+	for i := range all {
+		if all[i].Leader && all[i].Healthy {
+			leader = &all[i]
+		}
+	}
+	if leader == nil {
+		return false, fmt.Sprintf("no healthy leader (%v)", etcdclient.Unhealthy(all))
+	}
+	st := e.Etcd().Status(ctx, []etcdclient.Endpoint{me}, 2*time.Second)[0]
+	switch {
+	case !st.Healthy:
+		return false, st.Error
+	case st.RaftIndex+CatchUpSlack < leader.RaftIndex:
+		return false, fmt.Sprintf("raft index %d, the leader's %d", st.RaftIndex, leader.RaftIndex)
+	case version != "" && strings.TrimPrefix(st.Version, "v") != version:
+		return false, fmt.Sprintf("it reports version %s, not %s", st.Version, version)
+	}
+	return true, ""
+}

@@ -1,0 +1,157 @@
+package systemd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/etcdadm-io/etcdadm/internal/opstest"
+	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/pkg/hostfile"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
+	"github.com/etcdadm-io/etcdadm/pkg/release"
+	"github.com/etcdadm-io/etcdadm/pkg/remote"
+)
+
+// fakeSystemctl puts a systemctl stand-in first on PATH that records
+// its arguments, one call a line, in the returned file.
+func fakeSystemctl(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	calls := filepath.Join(dir, "calls")
+	if err := os.WriteFile(filepath.Join(dir, "systemctl"), []byte("#!/bin/sh\necho \"$*\" >> "+calls+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	return calls
+}
+
+// testRelease writes a release tarball whose etcd is big enough to take
+// many reads, and returns its Info.
+func testRelease(t *testing.T, dir string) (*release.Info, []byte) {
+	t.Helper()
+	etcd := bytes.Repeat([]byte("etcd binary "), 300000)
+	files := map[string]string{"etcd": filepath.Join(dir, "etcd.src"), "etcdctl": filepath.Join(dir, "etcdctl.src")}
+	if err := os.WriteFile(files["etcd"], etcd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(files["etcdctl"], []byte("etcdctl"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "etcd-v3.7.0-linux-amd64.tar.gz")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := release.Write(f, "etcd-v3.7.0-linux-amd64", []string{"etcd", "etcdctl"}, files); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	info, err := release.Read(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info, etcd
+}
+
+// localEnv runs a member's operations on this machine, under root (a
+// directory), with the systemd runtime.
+func localEnv(root string) *opstest.Env {
+	c := &config.Cluster{Spec: config.Spec{Etcd: config.Etcd{Runtime: config.RuntimeSystemd}, Hosts: []config.Host{{Name: "local", Address: "127.0.0.1"}}}}
+	return &opstest.Env{C: c, H: c.Spec.Hosts[0], T: remote.NewLocal("local", false), R: Runtime{}, State: filepath.Join(root, "state"), Backups: filepath.Join(root, "backup"), Stamp: "20300101T000000Z"}
+}
+
+func binaryWrite(info *release.Info, dst string) ops.Write {
+	b := info.Binaries["etcd"]
+	f := hostfile.File{Path: dst, Mode: 0o755, Part: hostfile.PartManifests, Source: &hostfile.Source{Archive: info.Path, Entry: b.Entry, Size: b.Size, SHA256: b.SHA256}}
+	return ops.Write{Path: dst, Change: &hostfile.Change{File: f, Path: dst, Kind: hostfile.Update}}
+}
+
+// A restart of a member run by systemd writes its environment file, then
+// has systemctl enable and restart the unit without blocking.
+func TestServiceRestart(t *testing.T) {
+	root := t.TempDir()
+	calls := fakeSystemctl(t)
+	env := filepath.Join(root, "etc", "etcd", "etcd.env")
+	if err := os.MkdirAll(filepath.Dir(env), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(env, []byte("ETCDADM_ARGS=\"--name=old\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := hostfile.File{Path: env, Mode: 0o644, Part: hostfile.PartManifests, Data: []byte("ETCDADM_ARGS=\"--name=local\"\n")}
+	op := ops.RestartEtcd{Path: env, Command: CmdRestartEtcd, Change: &hostfile.Change{File: f, Path: env, Kind: hostfile.Update}}
+	e := localEnv(root)
+	if err := ops.Execute(context.Background(), e, op); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(env); string(b) != string(f.Data) {
+		t.Errorf("environment file %q", b)
+	}
+	if b, _ := os.ReadFile(calls); string(b) != "enable etcd\nrestart --no-block etcd\n" {
+		t.Errorf("systemctl calls:\n%s", b)
+	}
+	if done := e.Done(); len(done) != 2 || done[0].Ran != CmdRestartEtcd || !done[1].RestartedEtcd || done[1].RestartedKubelet || done[1].Wrote != env {
+		t.Errorf("reported %+v", done)
+	}
+
+	// A restart for new certificates writes nothing.
+	os.Remove(calls)
+	if err := ops.Execute(context.Background(), localEnv(root), ops.RestartEtcd{Command: CmdRestartEtcd}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(calls); string(b) != "enable etcd\nrestart --no-block etcd\n" {
+		t.Errorf("systemctl calls:\n%s", b)
+	}
+}
+
+// A stop without a unit file stops the service by name.
+func TestServiceStop(t *testing.T) {
+	for _, p := range []string{"/etc/systemd/system/etcd.service", "/etc/etcd/etcd.env"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Skipf("this machine has %s, which the stop would take", p)
+		}
+	}
+	calls := fakeSystemctl(t)
+	if err := ops.Execute(context.Background(), localEnv(t.TempDir()), ops.StopEtcd{Command: CmdStopEtcd}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(calls); string(b) != "stop etcd\n" {
+		t.Errorf("systemctl calls:\n%s", b)
+	}
+}
+
+// A failed upgrade puts back the binaries the run replaced; one that
+// replaced none says so.
+func TestServiceRollBackBinaries(t *testing.T) {
+	root := t.TempDir()
+	info, _ := testRelease(t, root)
+	dst := filepath.Join(root, "bin", "etcd")
+	os.MkdirAll(filepath.Dir(dst), 0o755)
+	if err := os.WriteFile(dst, []byte("old etcd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e := localEnv(root)
+	if err := ops.Execute(context.Background(), e, binaryWrite(info, dst)); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", "/usr/bin:/bin")
+	if err := restoreBinaries(context.Background(), e.T, e.Replaced()); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(dst); string(b) != "old etcd" {
+		t.Errorf("after the rollback the binary is %d bytes", len(b))
+	}
+	if st, _ := os.Stat(dst); st.Mode().Perm() != 0o755 {
+		t.Errorf("mode %v", st.Mode())
+	}
+	cause := errors.New("not healthy")
+	err := Runtime{}.RollBack(context.Background(), localEnv(root), hostfile.File{}, nil, cause)
+	if !errors.Is(err, cause) || !strings.Contains(err.Error(), "this run replaced no binary of local") {
+		t.Errorf("rollback without binaries: %v", err)
+	}
+}
