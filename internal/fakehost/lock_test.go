@@ -3,12 +3,8 @@ package fakehost_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"io/fs"
 	"path"
-	"regexp"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,78 +12,13 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 )
 
-// flockHost is a fake host that plays the shell facts.Gather holds open to
-// lock a host: it takes the lock unless another run holds it, and keeps it
-// until its input ends.
-type flockHost struct {
-	host     *fakehost.Host
-	mu       sync.Mutex
-	holder   string
-	released chan string
-}
-
-var holderLine = regexp.MustCompile(`printf '%s\\n' '([^']*)' > '([^']*)'`)
-
-func newFlockHost(t *testing.T) *flockHost {
-	f := &flockHost{host: fakehost.New("node-1"), released: make(chan string, 4)}
-	f.host.HandleStart(fakehost.Contains("flock -n 9"), func(ctx context.Context, cmd string, stdin io.Reader, stdout io.Writer) error {
-		m := holderLine.FindStringSubmatch(cmd)
-		if m == nil {
-			t.Errorf("no holder in the lock's script:\n%s", cmd)
-			return fakehost.Exit(1, "")
-		}
-		holder, lockFile := m[1], m[2]
-		if err := f.host.MkdirAll(ctx, path.Dir(lockFile), 0o700); err != nil {
-			return err
-		}
-		f.mu.Lock()
-		if f.holder != "" {
-			fmt.Fprintf(stdout, "locked %s\n", f.holder)
-			f.mu.Unlock()
-			return fakehost.Exit(75, "")
-		}
-		f.holder = holder
-		f.mu.Unlock()
-		f.host.PutFile(lockFile, []byte(holder+"\n"), 0o644)
-		now := time.Now()
-		fmt.Fprintf(stdout, "clock %d.%09d\nuid 0\nend\n", now.Unix(), now.Nanosecond())
-
-		// Held until the input ends, as the script's `exec cat` holds it.
-		_, _ = io.Copy(io.Discard, stdin)
-		f.mu.Lock()
-		f.holder = ""
-		f.mu.Unlock()
-		f.released <- holder
-		return nil
-	})
-	return f
-}
-
-// waitRelease returns the holder whose lock is let go next.
-func (f *flockHost) waitRelease(t *testing.T, ctx context.Context) string {
-	t.Helper()
-	select {
-	case holder := <-f.released:
-		return holder
-	case <-ctx.Done():
-		t.Fatal("the lock was not let go")
-		return ""
-	}
-}
-
-func (f *flockHost) heldBy() string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.holder
-}
-
 // facts' host lock works on a fake host: it is taken, refused to another
 // run, and let go by Release and by a lost connection.
 func TestFactsLockOnFakeHost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	f := newFlockHost(t)
-	h := f.host
+	h := fakehost.New("node-1")
+	f := fakehost.HandleFlock(h)
 	req := facts.Request{NoMember: true, CAPath: "/etc/kubernetes/pki/etcd/ca.crt"}
 	lockFile := path.Join(facts.StateDir, "lock")
 
@@ -95,8 +26,8 @@ func TestFactsLockOnFakeHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if lockA == nil || hostA.Name != "node-1" || hostA.UID != 0 || f.heldBy() != "run A" {
-		t.Fatalf("Gather with a holder: host %+v, lock %v, held by %q", hostA, lockA, f.heldBy())
+	if lockA == nil || hostA.Name != "node-1" || hostA.UID != 0 || f.HeldBy() != "run A" {
+		t.Fatalf("Gather with a holder: host %+v, lock %v, held by %q", hostA, lockA, f.HeldBy())
 	}
 	if b, _, ok := h.File(lockFile); !ok || string(b) != "run A\n" {
 		t.Errorf("lock file: %q, %v", b, ok)
@@ -111,8 +42,8 @@ func TestFactsLockOnFakeHost(t *testing.T) {
 	}
 
 	lockA.Release()
-	if got := f.waitRelease(t, ctx); got != "run A" || f.heldBy() != "" {
-		t.Errorf("after Release: released %q, held by %q", got, f.heldBy())
+	if got := f.Released(ctx); got != "run A" || f.HeldBy() != "" {
+		t.Errorf("after Release: released %q, held by %q", got, f.HeldBy())
 	}
 
 	_, lockB, err = facts.Gather(ctx, h, req, "run B")
@@ -120,7 +51,7 @@ func TestFactsLockOnFakeHost(t *testing.T) {
 		t.Fatalf("Gather after the release: %v", err)
 	}
 	h.Disconnect()
-	if got := f.waitRelease(t, ctx); got != "run B" {
+	if got := f.Released(ctx); got != "run B" {
 		t.Errorf("a lost connection released %q, want run B", got)
 	}
 	lockB.Release()

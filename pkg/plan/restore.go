@@ -3,11 +3,13 @@ package plan
 import (
 	"fmt"
 	"path"
+	"path/filepath"
 	"strings"
 
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
 	"github.com/etcdadm-io/etcdadm/pkg/ops"
+	"github.com/etcdadm-io/etcdadm/pkg/snapshot"
 )
 
 // RestoreStaging is where a host receives its restored data before the
@@ -17,14 +19,21 @@ func RestoreStaging(dataDir string) string {
 	return path.Join(path.Dir(dataDir), "."+path.Base(dataDir)+".etcdadm-restore")
 }
 
-// Restore plans `etcdadm snapshot restore`: every host receives the data
-// directory made for its member (staged, by host name, on this machine)
-// while the cluster still runs; then every member stops, its data goes
-// under the backup directory and the restored data takes its place; then
-// every member starts as a member of the new cluster the snapshot makes.
-// Every host must be reachable and able to run etcd, with the files of
-// its plan but the manifest.
-func Restore(in Input, staged map[string]string) (*Plan, error) {
+// RestoreSource is what a restore makes the members' data from: the
+// snapshot File, made into a directory per member under Dir on this
+// machine, as a new cluster with Token.
+type RestoreSource struct {
+	File, Dir, Token string
+}
+
+// Restore plans `etcdadm snapshot restore`: each member's data directory
+// is made here from the snapshot, and every host receives its own while
+// the cluster still runs; then every member stops, its data goes under the
+// backup directory and the restored data takes its place; then every
+// member starts as a member of the new cluster the snapshot makes. Every
+// host must be reachable and able to run etcd, with the files of its plan
+// but the manifest.
+func Restore(in Input, src RestoreSource) (*Plan, error) {
 	if err := in.check(); err != nil {
 		return nil, err
 	}
@@ -44,9 +53,6 @@ func Restore(in Input, staged map[string]string) (*Plan, error) {
 		preflight(in, &host{cfg: ch, facts: hf}, &refused)
 		if c.Spec.Topology == config.TopologyExternal && rt.Name() == config.RuntimeKubelet && hf.KubeletActive != "active" {
 			refused.add(ch.Name, "its kubelet is %s, so it would not start the restored member: start it (or run `etcdadm apply`) first", orUnknown(hf.KubeletActive))
-		}
-		if staged[ch.Name] == "" {
-			refused.add(ch.Name, "no data directory was made for it")
 		}
 		hp, err := HostFiles(c, rt, in.PKI, ch, member, AllParts)
 		if err != nil {
@@ -73,6 +79,13 @@ func Restore(in Input, staged map[string]string) (*Plan, error) {
 	}
 	dataDir := c.Spec.Etcd.DataDir
 	staging := RestoreStaging(dataDir)
+	make := Stage{Name: "make the data directories here", Rollout: AllAtOnce,
+		Why: "etcd's own restore code, on this machine: neither the hosts nor the image need etcdutl"}
+	restore := ops.RestoreData{Snapshot: src.File, Dir: src.Dir, Token: src.Token}
+	for _, ch := range c.Spec.Hosts {
+		restore.Members = append(restore.Members, snapshot.RestoreMember{Name: ch.Name, PeerURL: manifests.PeerURL(ch)})
+	}
+	make.Hosts = []HostOps{{Host: LocalHost, Ops: []Op{restore}}}
 	push := Stage{Name: "push the restored data", Rollout: AllAtOnce,
 		Why: "each host receives its member's data directory, made here from the snapshot, while the cluster still runs"}
 	stop := Stage{Name: "stop every member", Rollout: AllAtOnce,
@@ -84,7 +97,7 @@ func Restore(in Input, staged map[string]string) (*Plan, error) {
 	stopEtcd := rt.StopOp()
 	stopEtcd.Disruptive = true
 	for i, ch := range c.Spec.Hosts {
-		push.Hosts = append(push.Hosts, HostOps{Host: ch.Name, Ops: []Op{ops.PushData{Path: staging, Source: staged[ch.Name]}}})
+		push.Hosts = append(push.Hosts, HostOps{Host: ch.Name, Ops: []Op{ops.PushData{Path: staging, Source: filepath.Join(src.Dir, ch.Name)}}})
 		stop.Hosts = append(stop.Hosts, HostOps{Host: ch.Name, Ops: []Op{stopEtcd}})
 		swap.Hosts = append(swap.Hosts, HostOps{Host: ch.Name, Ops: []Op{ops.SwapData{Path: dataDir, Source: staging}}})
 		var mf *Change
@@ -117,7 +130,7 @@ func Restore(in Input, staged map[string]string) (*Plan, error) {
 		start.Hosts = append(start.Hosts, HostOps{Host: ch.Name, Ops: steps})
 		start.Wait = append(start.Wait, ch.Name)
 	}
-	p.Stages = []Stage{push, stop, swap, start}
+	p.Stages = []Stage{make, push, stop, swap, start}
 	for _, m := range in.Etcd.Members {
 		known := false
 		for _, h := range c.Spec.Hosts {

@@ -509,20 +509,19 @@ func TestSystemdRemove(t *testing.T) {
 func TestSystemdRestore(t *testing.T) {
 	w := newSystemdWorld(t, 3)
 	hosts := w.allSystemd(t)
-	staged := map[string]string{"n0": "/tmp/n0", "n1": "/tmp/n1", "n2": "/tmp/n2"}
 	p, err := Restore(Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: etcdView(t, "n1", names3...), Now: fixedNow, Platform: testPlatform}, staged)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Stages) != 4 {
+	if len(p.Stages) != 5 {
 		t.Fatalf("stages:\n%s", planText(p))
 	}
 	for _, n := range names3 {
-		stopOps := stageOps(p.Stages[1], n)
+		stopOps := stageOps(p.Stages[2], n)
 		if len(stopOps) != 1 || stopOps[0].Kind() != ops.KindStopEtcd || as[ops.StopEtcd](t, stopOps[0]).Command != systemd.CmdStopEtcd || !stopOps[0].Meta().Disruptive {
 			t.Errorf("%s: stop %v", n, stopOps)
 		}
-		start := stageOps(p.Stages[3], n)
+		start := stageOps(p.Stages[4], n)
 		r, i := first[ops.RestartEtcd](start)
 		if i < 0 || r.Command != systemd.CmdRestartEtcd || r.Retry != nil || r.Change == nil || r.Change.Path != etcdservice.EnvPath || r.Change.Kind != Create {
 			t.Errorf("%s: start %+v", n, r)

@@ -206,8 +206,8 @@ func Save(ctx context.Context, s Stream, dst string, meta Meta) (*Info, error) {
 
 // RestoreMember is one member of the restored cluster.
 type RestoreMember struct {
-	Name    string
-	PeerURL string
+	Name    string `json:"name"`
+	PeerURL string `json:"peerURL"`
 }
 
 // RevisionBump is how far a restore moves the revision forward, as etcd's

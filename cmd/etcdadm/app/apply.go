@@ -10,17 +10,12 @@ import (
 
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
-	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/execute"
-	"github.com/etcdadm-io/etcdadm/pkg/gather"
 	"github.com/etcdadm-io/etcdadm/pkg/hosts"
-	"github.com/etcdadm-io/etcdadm/pkg/images"
-	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/pkg/pipeline"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 	"github.com/etcdadm-io/etcdadm/pkg/progress"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
-	"github.com/etcdadm-io/etcdadm/pkg/runtime"
 	"github.com/etcdadm-io/etcdadm/pkg/status"
 )
 
@@ -55,58 +50,17 @@ func (f *sshFlags) bind(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.askPassword, "ask-password", false, "allow SSH password authentication, asking on the terminal (keys and ssh-agent are tried first)")
 }
 
-// session is what the commands that reach the hosts share.
-type session struct {
-	cluster *config.Cluster
-	// rt runs the members: chosen once, from the inventory.
-	rt     runtime.Runtime
-	pki    *certs.PKI
-	events []certs.Event
-	hosts  *hosts.Hosts
-	// unreachable holds the hosts that could not be reached, when allowed.
-	unreachable map[string]error
-	etcd        *etcdclient.Client
-	log         *progress.Log
-	// images are the image archives to import from; nil for none.
-	images  *images.Set
-	release []func()
-}
-
-func (s *session) close() {
-	if s.etcd != nil {
-		s.etcd.Close()
-	}
-	if s.hosts != nil {
-		s.hosts.Close()
-	}
-	for i := len(s.release) - 1; i >= 0; i-- {
-		s.release[i]()
-	}
-}
-
 type openOptions struct {
-	// lockPKI takes the local PKI directory for a run that writes.
-	lockPKI bool
-	// certs say which certificates to reissue whatever their state.
-	certs certs.Options
-	// rotation is set for the command that runs a CA rotation: the others
-	// are refused while one is in progress.
-	rotation bool
-	// anyHost goes on without the hosts that cannot be reached.
-	anyHost bool
+	pipeline.Options
 	// withImages reads the image archives of --images (images) or
 	// spec.images.dir before any host is reached, refusing a bad one.
 	withImages bool
 	images     string
-	// controlPlane connects to the control-plane hosts too: for the
-	// commands that plan, renew or read their files.
-	controlPlane bool
 }
 
-// open loads the inventory, works out the PKI in memory (nothing is saved),
-// connects to the hosts and prepares an etcd client; the caller closes the
-// session.
-func (f *sshFlags) open(ctx context.Context, streams Streams, log *progress.Log, o openOptions) (*session, error) {
+// open loads the inventory and opens a run's session (see pipeline.Open);
+// the caller closes it.
+func (f *sshFlags) open(ctx context.Context, streams Streams, log *progress.Log, o openOptions) (*pipeline.Session, error) {
 	if f.concurrency < 1 {
 		return nil, &usageError{fmt.Errorf("invalid value %d for --concurrency: use 1 or more", f.concurrency)}
 	}
@@ -114,67 +68,16 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *progress.Log,
 	if err != nil {
 		return nil, err
 	}
-	var archives *images.Set
 	if o.withImages {
-		if archives, err = imageArchives(c, o.images, streams.progress()); err != nil {
+		if o.Images, err = imageArchives(c, o.images, streams.progress()); err != nil {
 			return nil, err
 		}
 	}
-	if certs.RotationInProgress(c) && !o.rotation {
-		return nil, fmt.Errorf("a CA rotation is in progress (%s exists in %s): finish it with 'etcdadm certs rotate-ca', or go back with 'etcdadm certs rotate-ca --abort'", certs.NewCABaseName+".crt", c.PKIDir())
-	}
-	s := &session{cluster: c, rt: pipeline.RuntimeFor(c), log: log, images: archives}
-	if o.lockPKI {
-		release, err := certs.Lock(c.PKIDir())
-		if err != nil {
-			return nil, err
-		}
-		s.release = append(s.release, release)
-	}
-	// A run that writes makes loose private keys private; the others only warn.
-	if err := certs.CheckKeyModes(c.PKIDir(), o.lockPKI, streams.ErrOut); err != nil {
-		s.close()
+	if o.Connect, err = f.connector(ctx, c, streams, log.Logger()); err != nil {
 		return nil, err
 	}
-	if s.pki, s.events, err = certs.Compute(c, o.certs); err != nil {
-		s.close()
-		return nil, err
-	}
-	connect, err := f.connector(ctx, c, streams, log.Logger())
-	if err != nil {
-		s.close()
-		return nil, err
-	}
-	targets := c.Spec.Hosts
-	if o.controlPlane {
-		targets = c.AllHosts()
-	}
-	if o.anyHost {
-		s.hosts, s.unreachable = hosts.ConnectAny(ctx, targets, connect, f.concurrency, log)
-	} else if s.hosts, err = hosts.Connect(ctx, targets, connect, f.concurrency, log); err != nil {
-		s.close()
-		return nil, err
-	}
-	if !s.pki.CACreated {
-		if s.etcd, err = etcdclient.FromPKI(s.pki, c.Spec.Hosts[0].Name, hosts.TunnelDialer(s.hosts)); err != nil {
-			s.close()
-			return nil, err
-		}
-	}
-	return s, nil
-}
-
-// gather reads the facts of the hosts and of etcd; with lock, every host is
-// locked for this run until the session closes.
-func (s *session) gather(ctx context.Context, f *sshFlags, lock bool) (*gather.Facts, error) {
-	facts, err := gather.Gather(ctx, s.cluster, s.rt, s.hosts, s.etcd, gather.Options{
-		Concurrency: f.concurrency, Lock: lock, EtcdTimeout: f.etcdTimeout,
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.release = append(s.release, facts.Release)
-	return facts, nil
+	o.Log, o.KeyWarnings, o.Concurrency, o.EtcdTimeout = log, streams.ErrOut, f.concurrency, f.etcdTimeout
+	return pipeline.Open(ctx, c, o.Options)
 }
 
 // connector dials the hosts with the run's logger: each command and file
@@ -263,7 +166,7 @@ spec.images.dir) before anything starts there. Re-running with nothing changed w
 nothing and restarts nothing.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return converge(cmd.Context(), streams, f, pf, convergeOptions{dryRun: dryRun, healthTimeout: healthTimeout, images: imagesDir})
+			return converge(cmd.Context(), streams, f, pf, pipeline.ConvergeOptions{DryRun: dryRun, ExecOptions: pipeline.ExecOptions{HealthTimeout: healthTimeout}}, certs.Options{}, imagesDir)
 		},
 	}
 	f.bind(cmd)
@@ -275,88 +178,53 @@ nothing and restarts nothing.`,
 	return cmd
 }
 
-type convergeOptions struct {
-	dryRun        bool
-	healthTimeout time.Duration
-	certs         certs.Options
-	// images is the directory of image archives (--images).
-	images string
-	// check refuses a plan the command does not want to run.
-	check func(*plan.Plan) error
-}
-
 // converge reads the hosts and etcd, plans, and runs the plan unless it is a
 // dry run: apply, and certs renew.
-func converge(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, o convergeOptions) error {
+func converge(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, o pipeline.ConvergeOptions, certOpts certs.Options, imagesDir string) error {
 	if err := pf.check(); err != nil {
 		return err
 	}
-	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{lockPKI: !o.dryRun, certs: o.certs, withImages: true, images: o.images, controlPlane: true})
+	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{Options: pipeline.Options{LockPKI: !o.DryRun, Certs: certOpts, ControlPlane: true}, withImages: true, images: imagesDir})
 	if err != nil {
 		return err
 	}
-	defer s.close()
-	facts, err := s.gather(ctx, f, !o.dryRun)
-	if err != nil {
-		return err
-	}
-	p, err := plan.Build(plan.Input{Cluster: s.cluster, Runtime: s.rt, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd, Images: s.images, Now: time.Now()})
-	if err == nil && o.check != nil {
-		err = o.check(p)
-	}
-	if o.dryRun && p != nil {
-		printCertEvents(streams, s.events, true)
-		if perr := pf.print(streams, p); perr != nil {
-			return perr
-		}
-	}
-	if err != nil || o.dryRun {
-		return err
-	}
-	return runApply(ctx, streams, s, p, facts, o.healthTimeout, f, pf)
-}
-
-// runApply saves what the PKI lacks, runs the plan and reports.
-func runApply(ctx context.Context, streams Streams, s *session, p *plan.Plan, facts *gather.Facts, healthTimeout time.Duration, f *sshFlags, pf *planFlags) error {
-	sum := newSummary(streams, pf.output)
-	sum.warn(p.Warnings)
-	if s.pki.Unsaved() {
-		if err := s.pki.Save(); err != nil {
-			return err
-		}
-		printCertEvents(streams, s.events, false)
-		if s.etcd == nil {
-			var err error
-			if s.etcd, err = etcdclient.FromPKI(s.pki, s.cluster.Spec.Hosts[0].Name, hosts.TunnelDialer(s.hosts)); err != nil {
-				return err
+	defer s.Close()
+	if o.DryRun {
+		out, err := pipeline.Converge(ctx, s, o, pipeline.Hooks{})
+		if out != nil && out.Plan != nil {
+			printCertEvents(streams, s.Events, true)
+			if perr := pf.print(streams, out.Plan); perr != nil {
+				return perr
 			}
 		}
-	}
-	if p.Empty() {
-		// The facts were read a moment ago: they say how healthy it is.
-		sts := status.Status(s.cluster, facts, nil, time.Now()).Statuses()
-		healthy, total := execute.Summary(sts)
-		sum.members(sts)
-		sum.printf("nothing to do: every host is as planned (nothing written, nothing restarted)")
-		sum.printf("cluster: %d/%d members healthy", healthy, total)
-		if healthy < total {
-			return sum.done(fmt.Errorf("members not healthy, and nothing in the inventory to change: %v", etcdclient.Unhealthy(sts)))
-		}
-		return sum.done(nil)
+		return err
 	}
 	if f.keepBackups < 0 {
 		return &usageError{fmt.Errorf("invalid value %d for --keep-backups: use 0 (keep all) or more", f.keepBackups)}
 	}
-	x := &execute.Executor{Cluster: s.cluster, Runtime: s.rt, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
-	res, err := x.Run(ctx, p)
-	sum.add(res)
-	if err != nil {
+	o.KeepBackups = f.keepBackups
+	sum := newSummary(streams, pf.output)
+	out, err := pipeline.Converge(ctx, s, o, pipeline.Hooks{
+		Confirm: func(p *plan.Plan) error { sum.warn(p.Warnings); return nil },
+		Saved:   func(events []certs.Event) { printCertEvents(streams, events, false) },
+	})
+	if out == nil || out.Plan == nil || (err != nil && out.Result == nil && out.Members == nil) {
+		return err
+	}
+	if out.Result == nil {
+		sum.warn(out.Plan.Warnings)
+		healthy, total := execute.Summary(out.Members)
+		sum.members(out.Members)
+		sum.printf("nothing to do: every host is as planned (nothing written, nothing restarted)")
+		sum.printf("cluster: %d/%d members healthy", healthy, total)
 		return sum.done(err)
 	}
-	sts, err := s.etcd.WaitHealthy(ctx, ops.Endpoints(s.cluster), healthTimeout, nil)
-	healthy, total := execute.Summary(sts)
-	sum.members(sts)
-	sum.printf("cluster: %d/%d members healthy", healthy, total)
+	sum.add(out.Result)
+	if out.Members != nil {
+		healthy, total := execute.Summary(out.Members)
+		sum.members(out.Members)
+		sum.printf("cluster: %d/%d members healthy", healthy, total)
+	}
 	return sum.done(err)
 }
 
@@ -372,19 +240,15 @@ func newDiffCommand(streams Streams) *cobra.Command {
 			if err := pf.check(); err != nil {
 				return err
 			}
-			s, err := f.open(cmd.Context(), streams, progress.NewLog(streams.progress()), openOptions{withImages: true, images: imagesDir, controlPlane: true})
+			s, err := f.open(cmd.Context(), streams, progress.NewLog(streams.progress()), openOptions{Options: pipeline.Options{ControlPlane: true}, withImages: true, images: imagesDir})
 			if err != nil {
 				return err
 			}
-			defer s.close()
-			facts, err := s.gather(cmd.Context(), f, false)
-			if err != nil {
-				return err
-			}
-			p, err := plan.Build(plan.Input{Cluster: s.cluster, Runtime: s.rt, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd, Images: s.images, Now: time.Now()})
-			if p != nil {
-				printCertEvents(streams, s.events, true)
-				if perr := pf.print(streams, p); perr != nil {
+			defer s.Close()
+			out, err := pipeline.Converge(cmd.Context(), s, pipeline.ConvergeOptions{DryRun: true}, pipeline.Hooks{})
+			if out != nil && out.Plan != nil {
+				printCertEvents(streams, s.Events, true)
+				if perr := pf.print(streams, out.Plan); perr != nil {
 					return perr
 				}
 			}
@@ -409,19 +273,19 @@ func newStatusCommand(streams Streams) *cobra.Command {
 				return &usageError{fmt.Errorf("invalid value %q for --output: use table or json", output)}
 			}
 			// The table is the output: progress only with --verbose.
-			s, err := f.open(cmd.Context(), streams, progress.NewLog(progress.Quiet(streams.progress())), openOptions{anyHost: true, controlPlane: true})
+			s, err := f.open(cmd.Context(), streams, progress.NewLog(progress.Quiet(streams.progress())), openOptions{Options: pipeline.Options{AnyHost: true, ControlPlane: true}})
 			if err != nil {
 				return err
 			}
-			defer s.close()
-			facts, err := s.gather(cmd.Context(), f, false)
+			defer s.Close()
+			facts, err := s.Gather(cmd.Context(), false)
 			if err != nil {
 				return err
 			}
-			if s.pki.CACreated {
-				s.log.Logger().Warn(fmt.Sprintf("%s has no etcd CA: etcd cannot be asked; only the hosts are shown", s.pki.Dir))
+			if s.PKI.CACreated {
+				s.Log.Logger().Warn(fmt.Sprintf("%s has no etcd CA: etcd cannot be asked; only the hosts are shown", s.PKI.Dir))
 			}
-			r := status.Status(s.cluster, facts, s.unreachable, time.Now())
+			r := status.Status(s.Cluster, facts, s.Unreachable, time.Now())
 			if output == "json" {
 				return status.WriteStatusJSON(streams.Out, r)
 			}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/gather"
-	"github.com/etcdadm-io/etcdadm/pkg/plan"
+	"github.com/etcdadm-io/etcdadm/pkg/pipeline"
 	"github.com/etcdadm-io/etcdadm/pkg/progress"
 	"github.com/etcdadm-io/etcdadm/pkg/status"
 )
@@ -105,17 +105,17 @@ and monitoring).`,
 			var unreachable []string
 			if remote {
 				// The table is the output: progress only with --verbose.
-				s, err := f.open(cmd.Context(), streams, progress.NewLog(progress.Quiet(streams.progress())), openOptions{anyHost: true, controlPlane: true})
+				s, err := f.open(cmd.Context(), streams, progress.NewLog(progress.Quiet(streams.progress())), openOptions{Options: pipeline.Options{AnyHost: true, ControlPlane: true}})
 				if err != nil {
 					return err
 				}
-				defer s.close()
-				facts, err := gather.Gather(cmd.Context(), s.cluster, s.rt, s.hosts, nil, gather.Options{Concurrency: f.concurrency})
+				defer s.Close()
+				facts, err := gather.Gather(cmd.Context(), s.Cluster, s.Runtime, s.Hosts, nil, gather.Options{Concurrency: f.concurrency})
 				if err != nil {
 					return err
 				}
 				for _, h := range c.AllHosts() {
-					if err := s.unreachable[h.Name]; err != nil {
+					if err := s.Unreachable[h.Name]; err != nil {
 						unreachable = append(unreachable, fmt.Sprintf("%s: %v", h.Name, err))
 						continue
 					}
@@ -199,11 +199,10 @@ connection, but --etcd-cafile only when it starts.`,
 					return &usageError{fmt.Errorf("invalid value %q for --hosts: not a host of the inventory (%s)", h, strings.Join(c.AllHostNames(), ", "))}
 				}
 			}
-			return converge(cmd.Context(), streams, f, pf, convergeOptions{
-				dryRun: dryRun, healthTimeout: healthTimeout,
-				certs: certs.Options{Renew: names, Hosts: hosts},
-				check: onlyCertificates,
-			})
+			return converge(cmd.Context(), streams, f, pf, pipeline.ConvergeOptions{
+				DryRun: dryRun, ExecOptions: pipeline.ExecOptions{HealthTimeout: healthTimeout},
+				Check: pipeline.OnlyCertificates,
+			}, certs.Options{Renew: names, Hosts: hosts}, "")
 		},
 	}
 	f.bind(cmd)
@@ -221,21 +220,4 @@ func leafNames() []string {
 		out = append(out, s.Name)
 	}
 	return out
-}
-
-// onlyCertificates refuses a renewal that would also change other files:
-// those are apply's to make, after review.
-func onlyCertificates(p *plan.Plan) error {
-	var others []string
-	for _, h := range p.Hosts {
-		for _, ch := range h.Changed() {
-			if ch.File.Part != plan.PartCerts {
-				others = append(others, h.Name+":"+ch.Path)
-			}
-		}
-	}
-	if len(others) > 0 {
-		return fmt.Errorf("the hosts differ from the inventory in more than certificates (%s): review them with 'etcdadm diff' and run 'etcdadm apply' first", strings.Join(others, ", "))
-	}
-	return nil
 }

@@ -11,9 +11,10 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
-	"github.com/etcdadm-io/etcdadm/pkg/execute"
 	"github.com/etcdadm-io/etcdadm/pkg/ops"
+	"github.com/etcdadm-io/etcdadm/pkg/pipeline"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 	"github.com/etcdadm-io/etcdadm/pkg/progress"
 )
@@ -125,69 +126,64 @@ func runMembership(ctx context.Context, streams Streams, f *changeFlags, what st
 	if !f.yes && !f.dryRun && !isTerminal(streams) {
 		return fmt.Errorf("refusing to %s without confirmation: run it on a terminal, or pass --yes", what)
 	}
-	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{lockPKI: !f.dryRun, anyHost: true})
+	if f.keepBackups < 0 {
+		return &usageError{fmt.Errorf("invalid value %d for --keep-backups: use 0 (keep all) or more", f.keepBackups)}
+	}
+	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{Options: pipeline.Options{LockPKI: !f.dryRun, AnyHost: true}})
 	if err != nil {
 		return err
 	}
-	defer s.close()
-	if s.etcd == nil {
-		return fmt.Errorf("%s has no etcd CA: etcdadm cannot authenticate to the cluster; copy the PKI from where it was created", s.pki.Dir)
-	}
-	for name, err := range s.unreachable {
-		s.log.Logger().Warn(fmt.Sprintf("%s cannot be reached: %v", name, err))
-	}
-	facts, err := s.gather(ctx, &f.sshFlags, !f.dryRun)
-	if err != nil {
-		return err
-	}
-	p, err := build(plan.Input{Cluster: s.cluster, Runtime: s.rt, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd, Now: time.Now()})
-	if err != nil {
-		return err
-	}
-	if f.dryRun {
-		return f.print(streams, p)
-	}
+	defer s.Close()
 	sum := newSummary(streams, f.output)
-	sum.warn(p.Warnings)
-	if p.Empty() {
-		sum.printf("nothing to do")
-		return sum.done(nil)
-	}
-	if !f.yes {
-		plan.WriteText(streams.ErrOut, p)
-		ok, err := confirm(ctx, streams, fmt.Sprintf("%s of cluster %s?", what, s.cluster.Metadata.Name))
+	o := pipeline.ConvergeOptions{DryRun: f.dryRun, ExecOptions: pipeline.ExecOptions{HealthTimeout: f.healthTimeout, KeepBackups: f.keepBackups}}
+	out, err := pipeline.Change(ctx, s, build, o, pipeline.Hooks{
+		Confirm: func(p *plan.Plan) error {
+			return confirmPlan(ctx, streams, f.yes, sum, p, fmt.Sprintf("%s of cluster %s?", what, s.Cluster.Metadata.Name), what)
+		},
+		Saved: func(events []certs.Event) { printCertEvents(streams, events, false) },
+	})
+	switch {
+	case out == nil || out.Plan == nil:
+		return err
+	case f.dryRun:
 		if err != nil {
 			return err
 		}
-		if !ok {
-			return fmt.Errorf("%s: not confirmed, nothing changed", what)
-		}
+		return f.print(streams, out.Plan)
+	case out.Result == nil && err == nil:
+		sum.warn(out.Plan.Warnings)
+		sum.printf("nothing to do")
+		return sum.done(nil)
+	case out.Result == nil:
+		return err
 	}
-	if s.pki.Unsaved() {
-		if err := s.pki.Save(); err != nil {
-			return err
-		}
-		printCertEvents(streams, s.events, false)
-	}
-	x := &execute.Executor{Cluster: s.cluster, Runtime: s.rt, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: f.healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
-	res, err := x.Run(ctx, p)
-	sum.add(res)
+	sum.add(out.Result)
 	if err != nil {
 		return sum.done(err)
 	}
-	list, err := s.etcd.MemberList(ctx, allClientURLs(s), f.etcdTimeout)
+	list, err := s.Etcd.MemberList(ctx, ops.ClientURLs(s.Cluster), f.etcdTimeout)
 	if err == nil {
 		sum.printf("cluster: %d member(s): %s", len(list.Members), describeMembers(list.Members))
 	}
 	return sum.done(nil)
 }
 
-func allClientURLs(s *session) []string {
-	var out []string
-	for _, e := range ops.Endpoints(s.cluster) {
-		out = append(out, e.ClientURL)
+// confirmPlan reports the plan's warnings, then, unless yes, shows the
+// plan and asks the question: a no stops the run with nothing changed.
+func confirmPlan(ctx context.Context, streams Streams, yes bool, sum *summary, p *plan.Plan, question, what string) error {
+	sum.warn(p.Warnings)
+	if yes {
+		return nil
 	}
-	return out
+	plan.WriteText(streams.ErrOut, p)
+	ok, err := confirm(ctx, streams, question)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%s: not confirmed, nothing changed", what)
+	}
+	return nil
 }
 
 func describeMembers(ms []etcdclient.Member) string {

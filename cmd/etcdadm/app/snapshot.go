@@ -3,16 +3,15 @@ package app
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/execute"
-	"github.com/etcdadm-io/etcdadm/pkg/manifests"
 	"github.com/etcdadm-io/etcdadm/pkg/ops"
+	"github.com/etcdadm-io/etcdadm/pkg/pipeline"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 	"github.com/etcdadm-io/etcdadm/pkg/progress"
 	"github.com/etcdadm-io/etcdadm/pkg/snapshot"
@@ -42,25 +41,25 @@ FILE is snapshots/<cluster>-<UTC time>.db next to the inventory.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{anyHost: true})
+			s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{Options: pipeline.Options{AnyHost: true}})
 			if err != nil {
 				return err
 			}
-			defer s.close()
-			if s.etcd == nil {
-				return fmt.Errorf("%s has no etcd CA: etcdadm cannot authenticate to the cluster; copy the PKI from where it was created", s.pki.Dir)
+			defer s.Close()
+			if err := s.NeedEtcd("etcdadm cannot authenticate to the cluster"); err != nil {
+				return err
 			}
 			dst := out
 			if dst == "" {
-				dst = filepath.Join(plan.SnapshotDir(s.cluster), snapshot.DefaultName(s.cluster.Metadata.Name, time.Now()))
+				dst = filepath.Join(plan.SnapshotDir(s.Cluster), snapshot.DefaultName(s.Cluster.Metadata.Name, time.Now()))
 			}
-			src, err := ops.SnapshotSource(ctx, s.cluster, s.etcd, member, f.etcdTimeout)
+			src, err := ops.SnapshotSource(ctx, s.Cluster, s.Etcd, member, f.etcdTimeout)
 			if err != nil {
 				return err
 			}
-			s.log.Printf("streaming a snapshot from %s (%s) to %s", src.Name, src.Endpoint, dst)
+			s.Log.Printf("streaming a snapshot from %s (%s) to %s", src.Name, src.Endpoint, dst)
 			start := time.Now()
-			info, err := ops.SaveSnapshot(ctx, s.cluster, s.etcd, src, dst)
+			info, err := ops.SaveSnapshot(ctx, s.Cluster, s.Etcd, src, dst)
 			if err != nil {
 				return err
 			}
@@ -137,24 +136,15 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 	sum := newSummary(streams, f.output)
 	sum.printf("snapshot %s checks out:", file)
 	printSnapshotInfo(sum, info)
-	meta, err := snapshot.ReadMeta(file)
+	meta, origin, err := pipeline.Origin(c, file, info)
 	if err != nil {
 		return err
 	}
-	var origin error
-	switch {
-	case meta == nil:
-		origin = fmt.Errorf("%s has no %s, so nothing says which cluster it is from", file, filepath.Base(snapshot.MetaPath(file)))
-	case meta.SHA256 != info.SHA256:
-		origin = fmt.Errorf("%s describes another file (sha256 %s, this one is %s)", snapshot.MetaPath(file), meta.SHA256, info.SHA256)
-	case meta.Cluster != c.Metadata.Name:
-		origin = fmt.Errorf("%s is a snapshot of cluster %q, taken from %s at %s; the inventory is cluster %q", file, meta.Cluster, meta.Member, meta.TakenAt.Format(time.RFC3339), c.Metadata.Name)
+	if origin != "" && !force {
+		return fmt.Errorf("not restoring: %s; pass --force if it is the data this cluster must have", origin)
 	}
-	if origin != nil && !force {
-		return fmt.Errorf("not restoring: %w; pass --force if it is the data this cluster must have", origin)
-	}
-	if origin != nil {
-		streams.progress().Warn(fmt.Sprintf("%v (--force)", origin))
+	if origin != "" {
+		streams.progress().Warn(origin + " (--force)")
 	} else {
 		sum.printf("  taken:    from %s of cluster %s at %s", meta.Member, meta.Cluster, meta.TakenAt.Format(time.RFC3339))
 	}
@@ -162,92 +152,43 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 	if !f.yes && !f.dryRun && !isTerminal(streams) {
 		return fmt.Errorf("refusing to %s without confirmation: run it on a terminal, or pass --yes", what)
 	}
-	log := progress.NewLog(streams.progress())
-	s, err := f.open(ctx, streams, log, openOptions{lockPKI: !f.dryRun})
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	if s.pki.CACreated {
-		return fmt.Errorf("%s has no etcd CA: a restore keeps the cluster's certificates; copy the PKI from where it was created", s.pki.Dir)
-	}
-	facts, err := s.gather(ctx, &f.sshFlags, !f.dryRun)
-	if err != nil {
-		return err
-	}
-	work := ""
-	staged := map[string]string{}
-	for _, h := range s.cluster.Spec.Hosts {
-		staged[h.Name] = filepath.Join("(made here)", h.Name)
-	}
-	if !f.dryRun {
-		if work, err = os.MkdirTemp("", "etcdadm-restore-"); err != nil {
-			return err
-		}
-		defer os.RemoveAll(work)
-		for _, h := range s.cluster.Spec.Hosts {
-			staged[h.Name] = filepath.Join(work, h.Name)
-		}
-	}
-	now := time.Now()
-	in := plan.Input{Cluster: s.cluster, Runtime: s.rt, PKI: s.pki, Hosts: facts.Hosts, Etcd: facts.Etcd, Now: now}
-	p, err := plan.Restore(in, staged)
-	if err != nil {
-		if p != nil && f.dryRun {
-			_ = f.print(streams, p)
-		}
-		return err
-	}
-	if f.dryRun {
-		return f.print(streams, p)
-	}
-	sum.warn(p.Warnings)
-	if !f.yes {
-		plan.WriteText(streams.ErrOut, p)
-		ok, err := confirm(ctx, streams, fmt.Sprintf("replace the data of every member of cluster %s with %s (revision %d)? The members stop until it is done", s.cluster.Metadata.Name, file, info.Revision))
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return fmt.Errorf("%s: not confirmed, nothing changed", what)
-		}
-	}
-	var members []snapshot.RestoreMember
-	for _, h := range s.cluster.Spec.Hosts {
-		members = append(members, snapshot.RestoreMember{Name: h.Name, PeerURL: manifests.PeerURL(h)})
-	}
-	token := fmt.Sprintf("%s-%s", s.cluster.Metadata.Name, now.UTC().Format("20060102T150405Z"))
-	start := time.Now()
-	if err := snapshot.Prepare(file, work, members, token); err != nil {
-		return err
-	}
-	log.Printf("made %d data directories from the snapshot in %s (cluster token %s)", len(members), time.Since(start).Round(time.Millisecond), token)
 	if f.keepBackups < 0 {
 		return &usageError{fmt.Errorf("invalid value %d for --keep-backups: use 0 (keep all) or more", f.keepBackups)}
 	}
-	x := &execute.Executor{Cluster: s.cluster, Runtime: s.rt, Hosts: s.hosts, Etcd: s.etcd, Log: s.log, HealthTimeout: f.healthTimeout, Concurrency: f.concurrency, KeepBackups: f.keepBackups}
-	res, err := x.Run(ctx, p)
-	sum.add(res)
-	// What the run did is reported however it ends.
-	defer func() { err = sum.done(err) }()
-	if err != nil {
-		return fmt.Errorf("restore: %w; the old data of each host that got that far is under %s", err, execute.DefaultBackupDir)
-	}
-	list, err := s.etcd.MemberList(ctx, allClientURLs(s), f.etcdTimeout)
+	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{Options: pipeline.Options{LockPKI: !f.dryRun}})
 	if err != nil {
 		return err
 	}
-	sts := s.etcd.Status(ctx, ops.Endpoints(s.cluster), f.etcdTimeout)
-	healthy, total := execute.Summary(sts)
-	var rev int64
-	if r, err := s.etcd.Revision(ctx, allClientURLs(s), f.etcdTimeout); err == nil {
-		rev = r
+	defer s.Close()
+	question := fmt.Sprintf("replace the data of every member of cluster %s with %s (revision %d)? The members stop until it is done", s.Cluster.Metadata.Name, file, info.Revision)
+	start := time.Now()
+	out, err := pipeline.Restore(ctx, s, file, pipeline.ConvergeOptions{DryRun: f.dryRun, ExecOptions: pipeline.ExecOptions{HealthTimeout: f.healthTimeout, KeepBackups: f.keepBackups}}, pipeline.Hooks{
+		Confirm: func(p *plan.Plan) error {
+			defer func() { start = time.Now() }()
+			return confirmPlan(ctx, streams, f.yes, sum, p, question, what)
+		},
+		Saved: func(events []certs.Event) { printCertEvents(streams, events, false) },
+	})
+	switch {
+	case out == nil || out.Plan == nil:
+		return err
+	case f.dryRun:
+		if perr := f.print(streams, out.Plan); perr != nil {
+			return perr
+		}
+		return err
+	case out.Result == nil:
+		return err
 	}
-	sum.members(sts)
-	sum.printf("restored in %s: %d/%d members healthy: %s", time.Since(start).Round(time.Millisecond), healthy, total, describeMembers(list.Members))
-	sum.printf("revision %d (the snapshot's %d, bumped by %d); restart the kube-apiservers, then the controllers and kubelets that watch them", rev, info.Revision, int64(snapshot.RevisionBump))
-	if healthy < total {
-		return fmt.Errorf("members not healthy after the restore: %v", etcdclient.Unhealthy(sts))
+	sum.add(out.Result)
+	// What the run did is reported however it ends.
+	defer func() { err = sum.done(err) }()
+	if out.List == nil {
+		return err
 	}
-	return nil
+	healthy, total := execute.Summary(out.Members)
+	sum.members(out.Members)
+	sum.printf("restored in %s: %d/%d members healthy: %s", time.Since(start).Round(time.Millisecond), healthy, total, describeMembers(out.List.Members))
+	sum.printf("revision %d (the snapshot's %d, bumped by %d); restart the kube-apiservers, then the controllers and kubelets that watch them", out.Revision, info.Revision, int64(snapshot.RevisionBump))
+	return err
 }
