@@ -65,9 +65,9 @@ type Session struct {
 	// Unreachable are the hosts that could not be reached (AnyHost).
 	Unreachable map[string]error
 	// Etcd is nil while the PKI has no CA.
-	Etcd   *etcdclient.Client
-	Log    *progress.Log
-	Images *images.Set
+	Etcd    *etcdclient.Client
+	Log     *progress.Log
+	Images  *images.Set
 	opts    Options
 	release []func()
 }
