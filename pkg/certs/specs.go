@@ -1,6 +1,8 @@
 // Package certs makes and checks the etcd PKI exactly as kubeadm v1.37 does:
 // the etcd CA and, per host, the etcd server, peer and healthcheck-client
 // certificates and the apiserver-etcd-client certificate.
+// It owns the PKI on this machine (spec.pki.dir) and is a leaf: it imports
+// nothing that plans, reaches a host or runs.
 package certs
 
 import (

@@ -1,5 +1,7 @@
 // Package config reads, defaults and validates the etcdadm inventory: one YAML
 // file that describes an etcd cluster, its hosts, its PKI and how to reach the hosts.
+// It owns the inventory's types and is a leaf: it imports nothing of
+// etcdadm's but the release reader.
 package config
 
 // APIVersion and Kind identify the inventory format.

@@ -5,6 +5,9 @@
 //
 // etcd 3.7's client connects lazily, so a dial timeout bounds nothing: every
 // call here carries its own deadline.
+//
+// etcdclient owns the calls to etcd; it is a leaf and imports nothing of
+// etcdadm's but the PKI.
 package etcdclient
 
 import (

@@ -1,6 +1,7 @@
 // Package etcdservice makes the files that run an etcd member as a systemd
 // service: the unit etcd.service, and the environment file that carries
 // the member's flags, the same flags its static Pod would run etcd with.
+// It is a leaf: it imports nothing of etcdadm's.
 package etcdservice
 
 import (

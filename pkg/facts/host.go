@@ -4,6 +4,10 @@
 // manifest, the state of every planned file and directory, the CA the host
 // trusts, its clock and the work a previous run left pending; from etcd, the
 // member list and every member's status.
+//
+// facts owns the one script per host and the parsing of what it prints;
+// it is a leaf: it imports no package that plans or runs (plan, ops,
+// gather, execute, pipeline).
 package facts
 
 import (

@@ -5,6 +5,7 @@
 // records once the archive is imported with `ctr images import`, and the
 // platforms whose content is whole in the archive. An archive is read as a
 // stream, once, and never held in memory: only its small JSON documents are.
+// It is a leaf: it imports nothing of etcdadm's but the inventory.
 package images
 
 import (

@@ -4,6 +4,7 @@
 // On stacked hosts it also writes the configuration kubeadm itself is run
 // with: `kubeadm init` on the inventory's first host, `kubeadm join
 // --control-plane` on the others.
+// It is a leaf: it imports nothing that plans, reaches a host or runs.
 package kubeadmconfig
 
 import (

@@ -1,6 +1,7 @@
 // Package kubelet writes the files that make a host's kubelet run the etcd
 // static Pod on its own, as in the kubeadm HA-etcd guide: a KubeletConfiguration
 // and a systemd drop-in that overrides the packaged kubelet's ExecStart.
+// It is a leaf: it imports nothing of etcdadm's but the inventory.
 package kubelet
 
 import (

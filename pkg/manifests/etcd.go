@@ -1,5 +1,6 @@
 // Package manifests builds the etcd static Pod exactly as kubeadm v1.37's
 // `init phase etcd local` does, from k8s.io/api/core/v1 objects.
+// It is a leaf: it imports nothing of etcdadm's but the inventory.
 package manifests
 
 import (

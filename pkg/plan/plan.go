@@ -1,6 +1,11 @@
 // Package plan computes, with no side effect, everything etcdadm would put on
 // each host: the files (path, mode, bytes), the directories they need and the
 // steps to run. Render, diff and apply all consume the same plan.
+//
+// plan owns the decisions: stages, rollouts, guards and refusals. It must
+// not reach a host or choose the runtime: it imports none of remote,
+// hosts, gather, execute, status, render, pipeline or the runtimes
+// themselves (its Input carries the runtime).
 package plan
 
 import (

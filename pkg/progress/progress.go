@@ -4,6 +4,7 @@
 // Warnings read "warning: message", errors "error: message"; the record's
 // other attributes follow the message as key=value. Lines are written whole,
 // so that hosts worked on at once never mix within a line.
+// It is a leaf: it imports nothing of etcdadm's.
 package progress
 
 import (

@@ -4,6 +4,7 @@
 // the version and platform its directory names, and the size and sha256 of
 // each binary. The binaries are streamed again from the tarball when they
 // are pushed, never held whole in memory.
+// It is a leaf: it imports nothing of etcdadm's.
 package release
 
 import (

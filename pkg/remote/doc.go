@@ -25,4 +25,6 @@
 // passphrases, passwords or file contents. Callers may log the commands
 // they run (etcdadm does with --verbose), so secrets belong in stdin or in
 // files, never in a command line.
+//
+// It is a leaf: it imports nothing of etcdadm's but shell quoting.
 package remote

@@ -2,6 +2,8 @@
 // DIR/<host>/ at their host paths, with an index to verify them by, for a
 // reviewer to read; and DIR/<host>.tar.gz, the same files owned by root, for
 // an air-gapped operator to unpack at / on the host.
+// It owns the layout of a rendered tree; it must not reach a host (no
+// remote, hosts, gather or execute).
 package render
 
 import (

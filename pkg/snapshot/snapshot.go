@@ -1,6 +1,7 @@
 // Package snapshot saves etcd snapshots to the operator's machine, checks
 // them, and makes the data directories a cluster is restored from. It needs
 // no etcdutl anywhere: the restore is etcd's own Go code, run here.
+// It is a leaf: it imports nothing that plans, reaches a host or runs.
 package snapshot
 
 import (
