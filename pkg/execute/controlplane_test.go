@@ -9,8 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/etcdadm-io/etcdadm/pkg/certs"
-	"github.com/etcdadm-io/etcdadm/pkg/config"
+	"github.com/etcdadm-io/etcdadm/internal/testinv"
 	"github.com/etcdadm-io/etcdadm/pkg/hosts"
 	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
@@ -19,35 +18,10 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/runtime/kubelet"
 )
 
-func controlPlaneCluster(t *testing.T) (*config.Cluster, *certs.PKI) {
-	t.Helper()
-	inv := `apiVersion: etcdadm/v1alpha1
-kind: Cluster
-metadata: {name: test}
-spec:
-  pki: {keyAlgorithm: ECDSA-P256}
-  hosts:
-  - {name: m0, address: 192.0.2.10}
-  controlPlane:
-    hosts:
-    - {name: cp0, address: 192.0.2.50}
-    - {name: cp1, address: 192.0.2.51}
-`
-	c, _, err := config.Parse([]byte(inv), "test", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pki, _, err := certs.Compute(c, certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, pki
-}
-
 // What a run does on a control-plane host is reported under its name, and
 // its old backups are pruned like a member's.
 func TestExecutorReportsControlPlaneHosts(t *testing.T) {
-	c, _ := controlPlaneCluster(t)
+	c, _ := testinv.ControlPlane(t)
 	root := t.TempDir()
 	backups := filepath.Join(root, "backup")
 	for _, d := range []string{"20300101T000000Z", "20300102T000000Z"} {

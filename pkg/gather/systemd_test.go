@@ -1,52 +1,22 @@
 package gather
 
 import (
-	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/etcdadm-io/etcdadm/internal/testinv"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
-	"github.com/etcdadm-io/etcdadm/pkg/release"
 	"github.com/etcdadm-io/etcdadm/pkg/runtime/systemd"
 )
-
-// testRelease writes a release tarball whose etcd is big enough to take
-// many reads, and returns its Info.
-func testRelease(t *testing.T, dir string) (*release.Info, []byte) {
-	t.Helper()
-	etcd := bytes.Repeat([]byte("etcd binary "), 300000)
-	files := map[string]string{"etcd": filepath.Join(dir, "etcd.src"), "etcdctl": filepath.Join(dir, "etcdctl.src")}
-	if err := os.WriteFile(files["etcd"], etcd, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(files["etcdctl"], []byte("etcdctl"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, "etcd-v3.7.0-linux-amd64.tar.gz")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := release.Write(f, "etcd-v3.7.0-linux-amd64", []string{"etcd", "etcdctl"}, files); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	info, err := release.Read(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info, etcd
-}
 
 // The facts of a host of the systemd runtime: its environment file as the
 // manifest, its unit's state, the binaries among its files.
 func TestRequestSystemd(t *testing.T) {
 	dir := t.TempDir()
-	info, _ := testRelease(t, dir)
+	info, _ := testinv.Release(t, dir)
 	inv := fmt.Sprintf("apiVersion: etcdadm/v1alpha1\nkind: Cluster\nmetadata: {name: t}\nspec:\n  etcd:\n    runtime: systemd\n    release: {file: %s, sha256: %s}\n  pki: {keyAlgorithm: ECDSA-P256}\n  hosts:\n  - {name: n0, address: 192.0.2.10}\n",
 		filepath.Base(info.Path), info.SHA256)
 	c, _, err := config.Parse([]byte(inv), "inventory", dir)

@@ -8,38 +8,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/etcdadm-io/etcdadm/internal/testinv"
 	"github.com/etcdadm-io/etcdadm/pkg/hostfile"
 	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/pkg/release"
 )
-
-// testRelease writes a release tarball whose etcd is big enough to take
-// many reads, and returns its Info.
-func testRelease(t *testing.T, dir string) (*release.Info, []byte) {
-	t.Helper()
-	etcd := bytes.Repeat([]byte("etcd binary "), 300000)
-	files := map[string]string{"etcd": filepath.Join(dir, "etcd.src"), "etcdctl": filepath.Join(dir, "etcdctl.src")}
-	if err := os.WriteFile(files["etcd"], etcd, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(files["etcdctl"], []byte("etcdctl"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, "etcd-v3.7.0-linux-amd64.tar.gz")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := release.Write(f, "etcd-v3.7.0-linux-amd64", []string{"etcd", "etcdctl"}, files); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	info, err := release.Read(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info, etcd
-}
 
 func binaryWrite(info *release.Info, dst string) ops.Write {
 	b := info.Binaries["etcd"]
@@ -52,7 +25,7 @@ func binaryWrite(info *release.Info, dst string) ops.Write {
 // under the run's backup directory for a rollback.
 func TestPushBinary(t *testing.T) {
 	root := t.TempDir()
-	info, etcd := testRelease(t, root)
+	info, etcd := testinv.Release(t, root)
 	dst := filepath.Join(root, "usr", "local", "bin", "etcd")
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		t.Fatal(err)

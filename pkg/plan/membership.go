@@ -38,6 +38,18 @@ func find(in Input, name string) target {
 	return t
 }
 
+// membership checks the input of a membership command (a cluster not
+// asked is one that said nothing) and finds the member or host it names.
+func membership(in Input, name string) (Input, target, error) {
+	if err := in.check(); err != nil {
+		return in, target{}, err
+	}
+	if in.Etcd == nil {
+		in.Etcd = &facts.Cluster{}
+	}
+	return in, find(in, name), nil
+}
+
 func (t target) reachable() bool { return t.facts != nil }
 
 // holdsEtcd reports whether the host has anything of etcd's left.
@@ -65,15 +77,12 @@ func newPlan(in Input) *Plan {
 // be reached, stop its etcd and move its data directory, manifest,
 // certificates and kubelet files under the backup directory.
 func Remove(in Input, name string) (*Plan, error) {
-	if err := in.check(); err != nil {
+	in, t, err := membership(in, name)
+	if err != nil {
 		return nil, err
-	}
-	if in.Etcd == nil {
-		in.Etcd = &facts.Cluster{}
 	}
 	var refused refusals
 	p := newPlan(in)
-	t := find(in, name)
 	switch {
 	case t.host == nil && !t.listed:
 		refused.add(name, "is neither a host of the inventory nor a member of the cluster")
@@ -199,14 +208,11 @@ func cleanOps(in Input, hf *facts.Host, all bool) []Op {
 
 // Reset plans `etcdadm reset NAME`: clean a host that is not a member.
 func Reset(in Input, name string) (*Plan, error) {
-	if err := in.check(); err != nil {
+	in, t, err := membership(in, name)
+	if err != nil {
 		return nil, err
 	}
-	if in.Etcd == nil {
-		in.Etcd = &facts.Cluster{}
-	}
 	var refused refusals
-	t := find(in, name)
 	switch {
 	case t.host == nil:
 		refused.add(name, "is not a host of the inventory: reset needs to reach it")
@@ -238,14 +244,11 @@ func Reset(in Input, name string) (*Plan, error) {
 // its stale ID, move what is left of its data aside, then add it again as a
 // learner, with the inventory's address, and promote it.
 func Replace(in Input, name string, force bool) (*Plan, error) {
-	if err := in.check(); err != nil {
+	in, t, err := membership(in, name)
+	if err != nil {
 		return nil, err
 	}
-	if in.Etcd == nil {
-		in.Etcd = &facts.Cluster{}
-	}
 	var refused refusals
-	t := find(in, name)
 	switch {
 	case t.host == nil:
 		refused.add(name, "is not a host of the inventory: add it there with its (new) address first")

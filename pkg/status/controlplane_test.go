@@ -7,41 +7,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcdadm-io/etcdadm/internal/testinv"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
-	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/gather"
 )
 
-func controlPlaneCluster(t *testing.T) (*config.Cluster, *certs.PKI) {
-	t.Helper()
-	inv := `apiVersion: etcdadm/v1alpha1
-kind: Cluster
-metadata: {name: test}
-spec:
-  pki: {keyAlgorithm: ECDSA-P256}
-  hosts:
-  - {name: m0, address: 192.0.2.10}
-  controlPlane:
-    hosts:
-    - {name: cp0, address: 192.0.2.50}
-    - {name: cp1, address: 192.0.2.51}
-`
-	c, _, err := config.Parse([]byte(inv), "test", t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pki, _, err := certs.Compute(c, certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, pki
-}
-
 // status has a line per control-plane host with its client certificate's
 // expiry, read on the host.
 func TestStatusShowsControlPlaneHosts(t *testing.T) {
-	c, pki := controlPlaneCluster(t)
+	c, pki := testinv.ControlPlane(t)
 	now := time.Now()
 	kp, _ := pki.Leaf("cp0", certs.APIServerEtcdClient)
 	hf := &facts.Host{Name: "cp0", Files: map[string]facts.FileState{

@@ -1,7 +1,6 @@
 package systemd
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/etcdadm-io/etcdadm/internal/opstest"
+	"github.com/etcdadm-io/etcdadm/internal/testinv"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/hostfile"
 	"github.com/etcdadm-io/etcdadm/pkg/ops"
@@ -28,34 +28,6 @@ func fakeSystemctl(t *testing.T) string {
 	}
 	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
 	return calls
-}
-
-// testRelease writes a release tarball whose etcd is big enough to take
-// many reads, and returns its Info.
-func testRelease(t *testing.T, dir string) (*release.Info, []byte) {
-	t.Helper()
-	etcd := bytes.Repeat([]byte("etcd binary "), 300000)
-	files := map[string]string{"etcd": filepath.Join(dir, "etcd.src"), "etcdctl": filepath.Join(dir, "etcdctl.src")}
-	if err := os.WriteFile(files["etcd"], etcd, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(files["etcdctl"], []byte("etcdctl"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, "etcd-v3.7.0-linux-amd64.tar.gz")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := release.Write(f, "etcd-v3.7.0-linux-amd64", []string{"etcd", "etcdctl"}, files); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	info, err := release.Read(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info, etcd
 }
 
 // localEnv runs a member's operations on this machine, under root (a
@@ -129,7 +101,7 @@ func TestServiceStop(t *testing.T) {
 // replaced none says so.
 func TestServiceRollBackBinaries(t *testing.T) {
 	root := t.TempDir()
-	info, _ := testRelease(t, root)
+	info, _ := testinv.Release(t, root)
 	dst := filepath.Join(root, "bin", "etcd")
 	os.MkdirAll(filepath.Dir(dst), 0o755)
 	if err := os.WriteFile(dst, []byte("old etcd"), 0o755); err != nil {
