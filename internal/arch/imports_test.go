@@ -24,12 +24,12 @@ var forbidden = map[string][]string{
 	"pkg/runtime/kubelet": {"pkg/runtime/systemd"},
 	"pkg/runtime/systemd": {"pkg/runtime/kubelet"},
 	// The plan is pure: it reaches no host and does not choose the runtime.
-	"pkg/plan":    {"pkg/remote", "pkg/hosts", "pkg/gather", "pkg/execute", "pkg/status", "pkg/render", "pkg/pipeline", "pkg/runtime/kubelet", "pkg/runtime/systemd"},
-	"pkg/hosts":   {"pkg/plan", "pkg/ops", "pkg/runtime", "pkg/gather", "pkg/execute", "pkg/status", "pkg/pipeline"},
-	"pkg/gather":  {"pkg/execute", "pkg/status", "pkg/render", "pkg/pipeline", "pkg/runtime/kubelet", "pkg/runtime/systemd"},
-	"pkg/execute": {"pkg/gather", "pkg/status", "pkg/render", "pkg/pipeline", "pkg/runtime/kubelet", "pkg/runtime/systemd"},
-	"pkg/status":  {"pkg/plan", "pkg/ops", "pkg/execute", "pkg/render", "pkg/pipeline", "pkg/runtime"},
-	"pkg/render":  {"pkg/remote", "pkg/hosts", "pkg/gather", "pkg/execute", "pkg/status", "pkg/pipeline"},
+	"pkg/plan":     {"pkg/remote", "pkg/hosts", "pkg/gather", "pkg/execute", "pkg/status", "pkg/render", "pkg/pipeline", "pkg/runtime/kubelet", "pkg/runtime/systemd"},
+	"pkg/hosts":    {"pkg/plan", "pkg/ops", "pkg/runtime", "pkg/gather", "pkg/execute", "pkg/status", "pkg/pipeline"},
+	"pkg/gather":   {"pkg/execute", "pkg/status", "pkg/render", "pkg/pipeline", "pkg/runtime/kubelet", "pkg/runtime/systemd"},
+	"pkg/execute":  {"pkg/gather", "pkg/status", "pkg/render", "pkg/pipeline", "pkg/runtime/kubelet", "pkg/runtime/systemd"},
+	"pkg/status":   {"pkg/plan", "pkg/ops", "pkg/execute", "pkg/render", "pkg/pipeline", "pkg/runtime"},
+	"pkg/render":   {"pkg/remote", "pkg/hosts", "pkg/gather", "pkg/execute", "pkg/status", "pkg/pipeline"},
 	"pkg/pipeline": {"cmd/"},
 }
 
