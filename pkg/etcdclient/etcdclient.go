@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 )
@@ -200,7 +201,7 @@ func (c *Client) memberStatus(ctx context.Context, m Endpoint, timeout time.Dura
 	start := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	resp, err := cli.Status(sctx, m.ClientURL)
+	resp, err := maintenance(cli).Status(sctx, m.ClientURL)
 	if err != nil {
 		st.Error = describe(err)
 		return st
@@ -240,6 +241,13 @@ func (c *Client) memberStatus(ctx context.Context, m Endpoint, timeout time.Dura
 	return st
 }
 
+// maintenance is cli's maintenance API on its kept connection: clientv3's
+// own opens a connection, a TLS handshake and through an SSH dialer a
+// channel, for every Status or Defragment call.
+func maintenance(cli *clientv3.Client) clientv3.Maintenance {
+	return clientv3.NewMaintenanceFromMaintenanceClient(clientv3.RetryMaintenanceClient(cli, cli.ActiveConnection()), cli)
+}
+
 // probe opens and closes a TCP connection to the member.
 func (c *Client) probe(ctx context.Context, clientURL string, timeout time.Duration) error {
 	addr, err := HostPort(clientURL)
@@ -260,6 +268,62 @@ func describe(err error) string {
 		return "no answer in time (member down, unreachable, or no quorum)"
 	}
 	return err.Error()
+}
+
+// endpointError is the failure of a call to one endpoint.
+type endpointError struct {
+	url string
+	err error
+}
+
+func (e *endpointError) Error() string { return e.url + ": " + describe(e.err) }
+func (e *endpointError) Unwrap() error { return e.err }
+
+// first makes call through each endpoint in turn, each try under its own
+// deadline, until one succeeds; the error holds every endpoint's. A request
+// a member refused for what it asks, which the others would refuse too, is
+// not tried further.
+func (c *Client) first(ctx context.Context, urls []string, timeout time.Duration, call func(ctx context.Context, cli *clientv3.Client, url string) error) error {
+	if timeout <= 0 {
+		timeout = DefaultCallTimeout
+	}
+	if len(urls) == 0 {
+		return errors.New("no endpoint to ask")
+	}
+	var errs []error
+	for _, u := range urls {
+		cli, err := c.endpoint(u)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		err = call(cctx, cli, u)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, &endpointError{u, err})
+		if refused(err) || ctx.Err() != nil {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// refused reports whether etcd refused the request itself (an unknown
+// member, a revision out of range, no space, an invalid request), which
+// every member would refuse, rather than for the state of the member that
+// answered.
+func refused(err error) bool {
+	for _, r := range []error{rpctypes.ErrMemberNotFound, rpctypes.ErrPeerURLExist, rpctypes.ErrCompacted,
+		rpctypes.ErrFutureRev, rpctypes.ErrNoSpace, rpctypes.ErrPermissionDenied} {
+		if errors.Is(err, r) {
+			return true
+		}
+	}
+	var ee rpctypes.EtcdError
+	return errors.As(err, &ee) && ee.Code() == codes.InvalidArgument
 }
 
 // FormatID prints a member ID as etcdctl does.
@@ -311,9 +375,10 @@ func HostPort(clientURL string) (string, error) {
 	return u.Host, nil
 }
 
-// Snapshot streams a snapshot of the database of the member at clientURL;
-// ServerVersion is its storage version. The stream has no deadline: the
-// caller's context ends it.
+// Snapshot streams a snapshot of the database of the member at clientURL,
+// with its storage version: empty in the first seconds of a new cluster,
+// before etcd wrote it. The stream has no deadline: the caller's context
+// ends it.
 func (c *Client) Snapshot(ctx context.Context, clientURL string) (io.ReadCloser, string, error) {
 	cli, err := c.endpoint(clientURL)
 	if err != nil {
@@ -329,21 +394,16 @@ func (c *Client) Snapshot(ctx context.Context, clientURL string) (io.ReadCloser,
 // Revision is the cluster's current revision, from a linearizable read
 // through the first member that answers.
 func (c *Client) Revision(ctx context.Context, urls []string, timeout time.Duration) (int64, error) {
-	var last error
-	for _, u := range urls {
-		cli, err := c.endpoint(u)
-		if err != nil {
-			last = err
-			continue
+	var rev int64
+	err := c.first(ctx, urls, timeout, func(ctx context.Context, cli *clientv3.Client, _ string) error {
+		resp, err := cli.Get(ctx, "health", clientv3.WithCountOnly())
+		if err == nil {
+			rev = resp.Header.Revision
 		}
-		cctx, cancel := context.WithTimeout(ctx, timeout)
-		resp, err := cli.Get(cctx, "health", clientv3.WithCountOnly())
-		cancel()
-		if err != nil {
-			last = fmt.Errorf("%s: %w", u, err)
-			continue
-		}
-		return resp.Header.Revision, nil
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read the revision: %w", err)
 	}
-	return 0, fmt.Errorf("read the revision: %w", last)
+	return rev, nil
 }

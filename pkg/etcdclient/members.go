@@ -67,30 +67,22 @@ func (c *Client) MemberList(ctx context.Context, urls []string, timeout time.Dur
 // MemberListOf asks the endpoints in turn for a linearizable member list,
 // or a serializable one (one member's own view, which needs no quorum).
 func (c *Client) MemberListOf(ctx context.Context, urls []string, timeout time.Duration, serializable bool) (*MemberList, error) {
-	if timeout <= 0 {
-		timeout = DefaultCallTimeout
+	var opts []clientv3.OpOption
+	if serializable {
+		opts = append(opts, clientv3.WithSerializable())
 	}
-	var errs []error
-	for _, u := range urls {
-		cli, err := c.endpoint(u)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+	var list *MemberList
+	err := c.first(ctx, urls, timeout, func(ctx context.Context, cli *clientv3.Client, u string) error {
+		resp, err := cli.MemberList(ctx, opts...)
+		if err == nil {
+			list = &MemberList{Members: fromPB(resp.Members), From: u, Serializable: serializable}
 		}
-		var opts []clientv3.OpOption
-		if serializable {
-			opts = append(opts, clientv3.WithSerializable())
-		}
-		cctx, cancel := context.WithTimeout(ctx, timeout)
-		resp, err := cli.MemberList(cctx, opts...)
-		cancel()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %s", u, describe(err)))
-			continue
-		}
-		return &MemberList{Members: fromPB(resp.Members), From: u, Serializable: serializable}, nil
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("no member answered the member list: %w", err)
 	}
-	return nil, fmt.Errorf("no member answered the member list: %w", errors.Join(errs...))
+	return list, nil
 }
 
 // AddLearner adds a learner with the given peer URL through the first
@@ -254,6 +246,7 @@ func (c *Client) Remove(ctx context.Context, urls []string, id uint64, deadline 
 // name, so empty names would collapse), and self under its own name.
 func InitialCluster(ms []Member, self, selfPeerURL string) string {
 	var parts []string
+	listed := false
 	for _, m := range ms {
 		if len(m.PeerURLs) == 0 {
 			continue
@@ -262,19 +255,16 @@ func InitialCluster(ms []Member, self, selfPeerURL string) string {
 		switch {
 		case m.HasPeerURL(selfPeerURL):
 			name = self
+			listed = listed || m.PeerURLs[0] == selfPeerURL
 		case name == "":
 			name = m.HexID()
 		}
 		parts = append(parts, name+"="+m.PeerURLs[0])
 	}
-	joined := strings.Join(parts, ",")
-	if !strings.Contains(joined, "="+selfPeerURL) {
-		if joined != "" {
-			joined += ","
-		}
-		joined += self + "=" + selfPeerURL
+	if !listed {
+		parts = append(parts, self+"="+selfPeerURL)
 	}
-	return joined
+	return strings.Join(parts, ",")
 }
 
 // MoveLeaderAway hands leadership to another healthy voting member when the
