@@ -1,5 +1,6 @@
 // Package etcdclient talks to a cluster's members over mTLS with the
-// healthcheck-client certificate: health, status and membership. Members are
+// healthcheck-client certificate: health, status, membership, alarms and
+// maintenance (compaction, defragmentation, leadership). Members are
 // dialled directly or through a caller's dialer (an SSH connection to the
 // member's host, when the operator cannot reach port 2379).
 //
@@ -16,7 +17,9 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -148,17 +151,28 @@ type MemberStatus struct {
 	Endpoint string `json:"endpoint"`
 	ID       string `json:"id,omitempty"`
 	// MemberID and LeaderID are the raw IDs (0 when unknown).
-	MemberID  uint64 `json:"-"`
-	LeaderID  uint64 `json:"-"`
-	Leader    bool   `json:"leader"`
-	Learner   bool   `json:"learner"`
-	Version   string `json:"version,omitempty"`
-	DBSize    int64  `json:"dbSize"`
-	RaftTerm  uint64 `json:"raftTerm"`
-	RaftIndex uint64 `json:"raftIndex"`
-	Healthy   bool   `json:"healthy"`
-	Error     string `json:"error,omitempty"`
-	Took      string `json:"took,omitempty"`
+	MemberID uint64 `json:"-"`
+	LeaderID uint64 `json:"-"`
+	Leader   bool   `json:"leader"`
+	Learner  bool   `json:"learner"`
+	Version  string `json:"version,omitempty"`
+	DBSize   int64  `json:"dbSize"`
+	// DBSizeInUse is the part of DBSize that holds data; the rest is free
+	// pages that a defragment gives back.
+	DBSizeInUse int64  `json:"dbSizeInUse"`
+	RaftTerm    uint64 `json:"raftTerm"`
+	RaftIndex   uint64 `json:"raftIndex"`
+	// RaftAppliedIndex is the last entry the member applied; it trails
+	// RaftIndex, the last one committed, while the member catches up.
+	RaftAppliedIndex uint64 `json:"raftAppliedIndex"`
+	// Alarms are the types of the cluster's active alarms ("NOSPACE",
+	// "CORRUPT"): an alarm raised by any member holds for all, and
+	// AlarmList says which member raised it. NOSPACE stops writes, not
+	// reads: a member under it alone can be healthy.
+	Alarms  []string `json:"alarms,omitempty"`
+	Healthy bool     `json:"healthy"`
+	Error   string   `json:"error,omitempty"`
+	Took    string   `json:"took,omitempty"`
 }
 
 // Answered reports whether the member answered its Status call.
@@ -167,7 +181,9 @@ func (s MemberStatus) Answered() bool { return s.MemberID != 0 }
 // Status asks every member, concurrently, for its status and health. A
 // voting member is healthy when it answers a linearizable read, which needs
 // quorum, as `etcdctl endpoint health` checks; a learner, which serves no
-// linearizable read, when it answers a serializable one.
+// linearizable read, when it answers a serializable one. An active alarm
+// but NOSPACE makes every member unhealthy, as etcd's /health?exclude=NOSPACE
+// says: NOSPACE stops writes only, CORRUPT says the data cannot be trusted.
 func (c *Client) Status(ctx context.Context, members []Endpoint, timeout time.Duration) []MemberStatus {
 	out := make([]MemberStatus, len(members))
 	var wg sync.WaitGroup
@@ -213,10 +229,26 @@ func (c *Client) memberStatus(ctx context.Context, m Endpoint, timeout time.Dura
 	st.Learner = resp.IsLearner
 	st.Version = resp.Version
 	st.DBSize = resp.DbSize
+	st.DBSizeInUse = resp.DbSizeInUse
 	st.RaftTerm = resp.RaftTerm
 	st.RaftIndex = resp.RaftIndex
-	if len(resp.Errors) > 0 {
-		st.Error = fmt.Sprint(resp.Errors)
+	st.RaftAppliedIndex = resp.RaftAppliedIndex
+	var errs []string
+	for _, e := range resp.Errors {
+		switch a, ok := alarmOf(e); {
+		case ok:
+			if !slices.Contains(st.Alarms, a) {
+				st.Alarms = append(st.Alarms, a)
+			}
+		case e == rpctypes.ErrNoLeader.Error() && resp.Leader == 0:
+			// Told below, with what it means.
+		default:
+			errs = append(errs, e)
+		}
+	}
+	slices.Sort(st.Alarms)
+	if len(errs) > 0 {
+		st.Error = fmt.Sprint(errs)
 		return st
 	}
 	if resp.Leader == 0 {
@@ -232,13 +264,31 @@ func (c *Client) memberStatus(ctx context.Context, m Endpoint, timeout time.Dura
 	}
 	_, err = cli.Get(gctx, "health", opts...)
 	// A cluster with auth enabled refuses the read but has answered it.
-	if err == nil || errors.Is(err, rpctypes.ErrPermissionDenied) {
-		st.Healthy = true
-	} else {
+	switch {
+	case err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied):
 		st.Error = describe(err)
+	case slices.ContainsFunc(st.Alarms, func(a string) bool { return a != "NOSPACE" }):
+		st.Error = "active alarm " + strings.Join(st.Alarms, ", ") + ": the cluster takes no writes until it is disarmed"
+	default:
+		st.Healthy = true
 	}
 	st.Took = time.Since(start).Round(time.Millisecond).String()
 	return st
+}
+
+// alarmOf returns the alarm type an error of a Status answer names: etcd
+// lists each active alarm there in the text form of its AlarmMember,
+// "memberID:10276657743932975437 alarm:NOSPACE".
+func alarmOf(e string) (string, bool) {
+	_, after, ok := strings.Cut(e, "alarm:")
+	if !ok {
+		return "", false
+	}
+	f := strings.Fields(after)
+	if len(f) == 0 {
+		return "", false
+	}
+	return f[0], true
 }
 
 // maintenance is cli's maintenance API on its kept connection: clientv3's
