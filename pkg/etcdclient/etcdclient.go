@@ -1,5 +1,6 @@
 // Package etcdclient talks to a cluster's members over mTLS with the
-// healthcheck-client certificate: health, status and membership. Members are
+// healthcheck-client certificate: health, status, membership, alarms and
+// maintenance (compaction, defragmentation, leadership). Members are
 // dialled directly or through a caller's dialer (an SSH connection to the
 // member's host, when the operator cannot reach port 2379).
 //
@@ -19,7 +20,9 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +31,7 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 )
@@ -150,17 +154,28 @@ type MemberStatus struct {
 	Endpoint string `json:"endpoint"`
 	ID       string `json:"id,omitempty"`
 	// MemberID and LeaderID are the raw IDs (0 when unknown).
-	MemberID  uint64 `json:"-"`
-	LeaderID  uint64 `json:"-"`
-	Leader    bool   `json:"leader"`
-	Learner   bool   `json:"learner"`
-	Version   string `json:"version,omitempty"`
-	DBSize    int64  `json:"dbSize"`
-	RaftTerm  uint64 `json:"raftTerm"`
-	RaftIndex uint64 `json:"raftIndex"`
-	Healthy   bool   `json:"healthy"`
-	Error     string `json:"error,omitempty"`
-	Took      string `json:"took,omitempty"`
+	MemberID uint64 `json:"-"`
+	LeaderID uint64 `json:"-"`
+	Leader   bool   `json:"leader"`
+	Learner  bool   `json:"learner"`
+	Version  string `json:"version,omitempty"`
+	DBSize   int64  `json:"dbSize"`
+	// DBSizeInUse is the part of DBSize that holds data; the rest is free
+	// pages that a defragment gives back.
+	DBSizeInUse int64  `json:"dbSizeInUse"`
+	RaftTerm    uint64 `json:"raftTerm"`
+	RaftIndex   uint64 `json:"raftIndex"`
+	// RaftAppliedIndex is the last entry the member applied; it trails
+	// RaftIndex, the last one committed, while the member catches up.
+	RaftAppliedIndex uint64 `json:"raftAppliedIndex"`
+	// Alarms are the types of the cluster's active alarms ("NOSPACE",
+	// "CORRUPT"): an alarm raised by any member holds for all, and
+	// AlarmList says which member raised it. NOSPACE stops writes, not
+	// reads: a member under it alone can be healthy.
+	Alarms  []string `json:"alarms,omitempty"`
+	Healthy bool     `json:"healthy"`
+	Error   string   `json:"error,omitempty"`
+	Took    string   `json:"took,omitempty"`
 }
 
 // Answered reports whether the member answered its Status call.
@@ -169,7 +184,9 @@ func (s MemberStatus) Answered() bool { return s.MemberID != 0 }
 // Status asks every member, concurrently, for its status and health. A
 // voting member is healthy when it answers a linearizable read, which needs
 // quorum, as `etcdctl endpoint health` checks; a learner, which serves no
-// linearizable read, when it answers a serializable one.
+// linearizable read, when it answers a serializable one. An active alarm
+// but NOSPACE makes every member unhealthy, as etcd's /health?exclude=NOSPACE
+// says: NOSPACE stops writes only, CORRUPT says the data cannot be trusted.
 func (c *Client) Status(ctx context.Context, members []Endpoint, timeout time.Duration) []MemberStatus {
 	out := make([]MemberStatus, len(members))
 	var wg sync.WaitGroup
@@ -203,7 +220,7 @@ func (c *Client) memberStatus(ctx context.Context, m Endpoint, timeout time.Dura
 	start := time.Now()
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	resp, err := cli.Status(sctx, m.ClientURL)
+	resp, err := maintenance(cli).Status(sctx, m.ClientURL)
 	if err != nil {
 		st.Error = describe(err)
 		return st
@@ -215,10 +232,26 @@ func (c *Client) memberStatus(ctx context.Context, m Endpoint, timeout time.Dura
 	st.Learner = resp.IsLearner
 	st.Version = resp.Version
 	st.DBSize = resp.DbSize
+	st.DBSizeInUse = resp.DbSizeInUse
 	st.RaftTerm = resp.RaftTerm
 	st.RaftIndex = resp.RaftIndex
-	if len(resp.Errors) > 0 {
-		st.Error = fmt.Sprint(resp.Errors)
+	st.RaftAppliedIndex = resp.RaftAppliedIndex
+	var errs []string
+	for _, e := range resp.Errors {
+		switch a, ok := alarmOf(e); {
+		case ok:
+			if !slices.Contains(st.Alarms, a) {
+				st.Alarms = append(st.Alarms, a)
+			}
+		case e == rpctypes.ErrNoLeader.Error() && resp.Leader == 0:
+			// Told below, with what it means.
+		default:
+			errs = append(errs, e)
+		}
+	}
+	slices.Sort(st.Alarms)
+	if len(errs) > 0 {
+		st.Error = fmt.Sprint(errs)
 		return st
 	}
 	if resp.Leader == 0 {
@@ -234,13 +267,38 @@ func (c *Client) memberStatus(ctx context.Context, m Endpoint, timeout time.Dura
 	}
 	_, err = cli.Get(gctx, "health", opts...)
 	// A cluster with auth enabled refuses the read but has answered it.
-	if err == nil || errors.Is(err, rpctypes.ErrPermissionDenied) {
-		st.Healthy = true
-	} else {
+	switch {
+	case err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied):
 		st.Error = describe(err)
+	case slices.ContainsFunc(st.Alarms, func(a string) bool { return a != "NOSPACE" }):
+		st.Error = "active alarm " + strings.Join(st.Alarms, ", ") + ": the cluster takes no writes until it is disarmed"
+	default:
+		st.Healthy = true
 	}
 	st.Took = time.Since(start).Round(time.Millisecond).String()
 	return st
+}
+
+// alarmOf returns the alarm type an error of a Status answer names: etcd
+// lists each active alarm there in the text form of its AlarmMember,
+// "memberID:10276657743932975437 alarm:NOSPACE".
+func alarmOf(e string) (string, bool) {
+	_, after, ok := strings.Cut(e, "alarm:")
+	if !ok {
+		return "", false
+	}
+	f := strings.Fields(after)
+	if len(f) == 0 {
+		return "", false
+	}
+	return f[0], true
+}
+
+// maintenance is cli's maintenance API on its kept connection: clientv3's
+// own opens a connection, a TLS handshake and through an SSH dialer a
+// channel, for every Status or Defragment call.
+func maintenance(cli *clientv3.Client) clientv3.Maintenance {
+	return clientv3.NewMaintenanceFromMaintenanceClient(clientv3.RetryMaintenanceClient(cli, cli.ActiveConnection()), cli)
 }
 
 // probe opens and closes a TCP connection to the member.
@@ -263,6 +321,62 @@ func describe(err error) string {
 		return "no answer in time (member down, unreachable, or no quorum)"
 	}
 	return err.Error()
+}
+
+// endpointError is the failure of a call to one endpoint.
+type endpointError struct {
+	url string
+	err error
+}
+
+func (e *endpointError) Error() string { return e.url + ": " + describe(e.err) }
+func (e *endpointError) Unwrap() error { return e.err }
+
+// first makes call through each endpoint in turn, each try under its own
+// deadline, until one succeeds; the error holds every endpoint's. A request
+// a member refused for what it asks, which the others would refuse too, is
+// not tried further.
+func (c *Client) first(ctx context.Context, urls []string, timeout time.Duration, call func(ctx context.Context, cli *clientv3.Client, url string) error) error {
+	if timeout <= 0 {
+		timeout = DefaultCallTimeout
+	}
+	if len(urls) == 0 {
+		return errors.New("no endpoint to ask")
+	}
+	var errs []error
+	for _, u := range urls {
+		cli, err := c.endpoint(u)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		err = call(cctx, cli, u)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, &endpointError{u, err})
+		if refused(err) || ctx.Err() != nil {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// refused reports whether etcd refused the request itself (an unknown
+// member, a revision out of range, no space, an invalid request), which
+// every member would refuse, rather than for the state of the member that
+// answered.
+func refused(err error) bool {
+	for _, r := range []error{rpctypes.ErrMemberNotFound, rpctypes.ErrPeerURLExist, rpctypes.ErrCompacted,
+		rpctypes.ErrFutureRev, rpctypes.ErrNoSpace, rpctypes.ErrPermissionDenied} {
+		if errors.Is(err, r) {
+			return true
+		}
+	}
+	var ee rpctypes.EtcdError
+	return errors.As(err, &ee) && ee.Code() == codes.InvalidArgument
 }
 
 // FormatID prints a member ID as etcdctl does.
@@ -314,9 +428,10 @@ func HostPort(clientURL string) (string, error) {
 	return u.Host, nil
 }
 
-// Snapshot streams a snapshot of the database of the member at clientURL;
-// ServerVersion is its storage version. The stream has no deadline: the
-// caller's context ends it.
+// Snapshot streams a snapshot of the database of the member at clientURL,
+// with its storage version: empty in the first seconds of a new cluster,
+// before etcd wrote it. The stream has no deadline: the caller's context
+// ends it.
 func (c *Client) Snapshot(ctx context.Context, clientURL string) (io.ReadCloser, string, error) {
 	cli, err := c.endpoint(clientURL)
 	if err != nil {
@@ -332,21 +447,16 @@ func (c *Client) Snapshot(ctx context.Context, clientURL string) (io.ReadCloser,
 // Revision is the cluster's current revision, from a linearizable read
 // through the first member that answers.
 func (c *Client) Revision(ctx context.Context, urls []string, timeout time.Duration) (int64, error) {
-	var last error
-	for _, u := range urls {
-		cli, err := c.endpoint(u)
-		if err != nil {
-			last = err
-			continue
+	var rev int64
+	err := c.first(ctx, urls, timeout, func(ctx context.Context, cli *clientv3.Client, _ string) error {
+		resp, err := cli.Get(ctx, "health", clientv3.WithCountOnly())
+		if err == nil {
+			rev = resp.Header.Revision
 		}
-		cctx, cancel := context.WithTimeout(ctx, timeout)
-		resp, err := cli.Get(cctx, "health", clientv3.WithCountOnly())
-		cancel()
-		if err != nil {
-			last = fmt.Errorf("%s: %w", u, err)
-			continue
-		}
-		return resp.Header.Revision, nil
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read the revision: %w", err)
 	}
-	return 0, fmt.Errorf("read the revision: %w", last)
+	return rev, nil
 }

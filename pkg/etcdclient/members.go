@@ -67,30 +67,36 @@ func (c *Client) MemberList(ctx context.Context, urls []string, timeout time.Dur
 // MemberListOf asks the endpoints in turn for a linearizable member list,
 // or a serializable one (one member's own view, which needs no quorum).
 func (c *Client) MemberListOf(ctx context.Context, urls []string, timeout time.Duration, serializable bool) (*MemberList, error) {
-	if timeout <= 0 {
-		timeout = DefaultCallTimeout
+	var opts []clientv3.OpOption
+	if serializable {
+		opts = append(opts, clientv3.WithSerializable())
 	}
-	var errs []error
-	for _, u := range urls {
-		cli, err := c.endpoint(u)
-		if err != nil {
-			errs = append(errs, err)
-			continue
+	var list *MemberList
+	err := c.first(ctx, urls, timeout, func(ctx context.Context, cli *clientv3.Client, u string) error {
+		resp, err := cli.MemberList(ctx, opts...)
+		if err == nil {
+			list = &MemberList{Members: fromPB(resp.Members), From: u, Serializable: serializable}
 		}
-		var opts []clientv3.OpOption
-		if serializable {
-			opts = append(opts, clientv3.WithSerializable())
-		}
-		cctx, cancel := context.WithTimeout(ctx, timeout)
-		resp, err := cli.MemberList(cctx, opts...)
-		cancel()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %s", u, describe(err)))
-			continue
-		}
-		return &MemberList{Members: fromPB(resp.Members), From: u, Serializable: serializable}, nil
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("no member answered the member list: %w", err)
 	}
-	return nil, fmt.Errorf("no member answered the member list: %w", errors.Join(errs...))
+	return list, nil
+}
+
+// MemberUpdate sets the peer URLs of member id, through the first endpoint
+// that takes it; the member's process must then advertise them. Setting the
+// URLs it has already is a success.
+func (c *Client) MemberUpdate(ctx context.Context, urls []string, id uint64, peerURLs []string, timeout time.Duration) error {
+	err := c.first(ctx, urls, timeout, func(ctx context.Context, cli *clientv3.Client, _ string) error {
+		_, err := cli.MemberUpdate(ctx, id, peerURLs)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set the peer URLs of member %s to %v: %w", FormatID(id), peerURLs, err)
+	}
+	return nil
 }
 
 // AddLearner adds a learner with the given peer URL through the first
@@ -254,6 +260,7 @@ func (c *Client) Remove(ctx context.Context, urls []string, id uint64, deadline 
 // name, so empty names would collapse), and self under its own name.
 func InitialCluster(ms []Member, self, selfPeerURL string) string {
 	var parts []string
+	listed := false
 	for _, m := range ms {
 		if len(m.PeerURLs) == 0 {
 			continue
@@ -262,54 +269,102 @@ func InitialCluster(ms []Member, self, selfPeerURL string) string {
 		switch {
 		case m.HasPeerURL(selfPeerURL):
 			name = self
+			listed = listed || m.PeerURLs[0] == selfPeerURL
 		case name == "":
 			name = m.HexID()
 		}
 		parts = append(parts, name+"="+m.PeerURLs[0])
 	}
-	joined := strings.Join(parts, ",")
-	if !strings.Contains(joined, "="+selfPeerURL) {
-		if joined != "" {
-			joined += ","
-		}
-		joined += self + "=" + selfPeerURL
+	if !listed {
+		parts = append(parts, self+"="+selfPeerURL)
 	}
-	return joined
+	return strings.Join(parts, ",")
 }
 
 // MoveLeaderAway hands leadership to another healthy voting member when the
 // member with the hex ID leads, so that removing or stopping it costs no
 // election; otherwise it does nothing.
 func (c *Client) MoveLeaderAway(ctx context.Context, urls []string, hexID string) error {
-	var eps []Endpoint
-	for _, u := range urls {
-		eps = append(eps, Endpoint{ClientURL: u})
-	}
-	sts := c.Status(ctx, eps, DefaultCallTimeout)
-	var leader *MemberStatus
-	var to uint64
-	for i, st := range sts {
-		switch {
-		case st.Leader && st.ID == hexID:
-			leader = &sts[i]
-		case st.Healthy && !st.Learner && st.ID != hexID && to == 0:
-			to = st.MemberID
-		}
+	sts := c.Status(ctx, endpointsOf(urls), DefaultCallTimeout)
+	leader, leaderID := leaderOf(sts)
+	if leaderID == 0 || FormatID(leaderID) != hexID {
+		return nil
 	}
 	if leader == nil {
-		return nil
+		return fmt.Errorf("move leadership away from %s: it leads, but is not among the endpoints %v", hexID, urls)
+	}
+	var to uint64
+	for _, st := range sts {
+		if st.Healthy && !st.Learner && st.ID != hexID {
+			to = st.MemberID
+			break
+		}
 	}
 	if to == 0 {
 		return fmt.Errorf("move leadership away from %s: no other healthy voting member", hexID)
 	}
+	return c.transferLeadership(ctx, *leader, to, 10*time.Second)
+}
+
+// MoveLeader hands leadership to the voting member toID. Only the leader
+// can, so the call goes to the member of urls that leads, found from their
+// status; a member that leads already is a success.
+func (c *Client) MoveLeader(ctx context.Context, urls []string, toID uint64, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = DefaultCallTimeout
+	}
+	sts := c.Status(ctx, endpointsOf(urls), timeout)
+	leader, leaderID := leaderOf(sts)
+	switch {
+	case leaderID == 0:
+		return fmt.Errorf("move leadership to %s: no leader (%s)", FormatID(toID), strings.Join(Unhealthy(sts), "; "))
+	case leaderID == toID:
+		return nil
+	case leader == nil:
+		return fmt.Errorf("move leadership to %s: the leader %s is not among the endpoints %v", FormatID(toID), FormatID(leaderID), urls)
+	}
+	return c.transferLeadership(ctx, *leader, toID, timeout)
+}
+
+// leaderOf returns, among the members' statuses, the one of the member
+// that leads, and the leader's ID as the members of the latest term see it;
+// the status is nil when the leader is not among them.
+func leaderOf(sts []MemberStatus) (*MemberStatus, uint64) {
+	var leader *MemberStatus
+	var id, term uint64
+	for i, st := range sts {
+		if st.Leader && (leader == nil || st.RaftTerm > leader.RaftTerm) {
+			leader = &sts[i]
+		}
+		if st.LeaderID != 0 && st.RaftTerm >= term {
+			id, term = st.LeaderID, st.RaftTerm
+		}
+	}
+	if leader != nil && leader.RaftTerm >= term {
+		return leader, leader.MemberID
+	}
+	return nil, id
+}
+
+// transferLeadership asks the leader to hand over to the member to; the call
+// returns once to leads.
+func (c *Client) transferLeadership(ctx context.Context, leader MemberStatus, to uint64, timeout time.Duration) error {
 	cli, err := c.endpoint(leader.Endpoint)
 	if err != nil {
 		return err
 	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	if _, err := cli.MoveLeader(cctx, to); err != nil {
-		return fmt.Errorf("move leadership from %s to %s: %s", hexID, FormatID(to), describe(err))
+		return fmt.Errorf("move leadership from %s to %s: %w", leader.ID, FormatID(to), &endpointError{leader.Endpoint, err})
 	}
 	return nil
+}
+
+func endpointsOf(urls []string) []Endpoint {
+	eps := make([]Endpoint, len(urls))
+	for i, u := range urls {
+		eps[i] = Endpoint{ClientURL: u}
+	}
+	return eps
 }
