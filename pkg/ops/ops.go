@@ -136,6 +136,7 @@ var registry = map[Kind]handler{
 	KindPushData:     handle(true, pushData, nil),
 	KindSwapData:     handle(true, swapData, nil),
 	KindImportImage:  handle(true, importImage, nil),
+	KindRestoreData:  handle(false, restoreData, nil),
 }
 
 // handle adapts the functions of one payload type to a handler.
