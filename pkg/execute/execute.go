@@ -162,17 +162,6 @@ func (r *Result) Add(o *Result) {
 	}
 }
 
-// endpoints are the inventory's members of the given names.
-func endpoints(c *config.Cluster, names []string) []etcdclient.Endpoint {
-	var out []etcdclient.Endpoint
-	for _, e := range ops.Endpoints(c) {
-		if slices.Contains(names, e.Name) {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 func (x *Executor) allAtOnce(ctx context.Context, st plan.Stage) error {
 	var targets []config.Host
 	steps := map[string][]plan.Op{}
@@ -188,7 +177,7 @@ func (x *Executor) allAtOnce(ctx context.Context, st plan.Stage) error {
 	}
 	if len(st.Wait) > 0 {
 		x.Log.Printf("waiting for %d member(s) to be healthy (mTLS, healthcheck-client certificate)", len(st.Wait))
-		if _, err := x.Etcd.WaitHealthy(ctx, endpoints(x.Cluster, st.Wait), x.HealthTimeout, nil); err != nil {
+		if _, err := x.Etcd.WaitHealthy(ctx, ops.EndpointsOf(x.Cluster, st.Wait), x.HealthTimeout, nil); err != nil {
 			return err
 		}
 	}

@@ -26,8 +26,9 @@ func ClientURLs(c *config.Cluster) []string {
 	return urls
 }
 
-// endpointsOf are the inventory's members of the given names.
-func endpointsOf(c *config.Cluster, names []string) []etcdclient.Endpoint {
+// EndpointsOf are the inventory's members of the given names, in
+// inventory order.
+func EndpointsOf(c *config.Cluster, names []string) []etcdclient.Endpoint {
 	var out []etcdclient.Endpoint
 	for _, e := range Endpoints(c) {
 		for _, n := range names {

@@ -20,6 +20,6 @@ func (o WaitCluster) String() string { return fmt.Sprintf("wait for %v healthy",
 
 func waitCluster(ctx context.Context, e Env, o WaitCluster) error {
 	e.Log().Host(e.Host().Name, "waiting for %v to be healthy", o.Members)
-	_, err := e.Etcd().WaitHealthy(ctx, endpointsOf(e.Cluster(), o.Members), e.HealthTimeout(), nil)
+	_, err := e.Etcd().WaitHealthy(ctx, EndpointsOf(e.Cluster(), o.Members), e.HealthTimeout(), nil)
 	return err
 }

@@ -57,7 +57,7 @@ func Restore(ctx context.Context, s *Session, file string, o ConvergeOptions, h 
 	}
 	out := &RestoreOutcome{Outcome: Outcome{Facts: f}}
 	now := time.Now()
-	src := plan.RestoreSource{File: file, Dir: filepath.Join("(made here)"), Token: fmt.Sprintf("%s-%s", s.Cluster.Metadata.Name, now.UTC().Format("20060102T150405Z"))}
+	src := plan.RestoreSource{File: file, Dir: "(made here)", Token: fmt.Sprintf("%s-%s", s.Cluster.Metadata.Name, now.UTC().Format("20060102T150405Z"))}
 	if !o.DryRun {
 		if src.Dir, err = os.MkdirTemp("", "etcdadm-restore-"); err != nil {
 			return out, err
