@@ -210,11 +210,13 @@ func Script(req Request) (string, error) {
 		b.WriteString(`for f in "$@"; do case "$f" in *.crt) show "data $f" "$f";; esac; done; fi` + "\n")
 	}
 	if len(req.Dirs) > 0 {
-		b.WriteString("for f in")
+		// One stat for every directory there, as for the files.
+		b.WriteString("set --\nfor f in")
 		for _, f := range req.Dirs {
 			b.WriteString(" " + q(f))
 		}
-		b.WriteString(`; do [ -e "$f" ] && printf 'other %s\n' "$f" && stat -L -c 'omode %f %u %g' -- "$f"; done` + "\n")
+		b.WriteString(`; do [ -e "$f" ] && set -- "$@" "$f"; done` + "\n")
+		b.WriteString(`if [ $# -gt 0 ]; then printf 'other %s\n' "$@"; stat -L -c 'omode %f %u %g' -- "$@"; fi` + "\n")
 	}
 	addr := req.ContainerdAddress
 	if addr == "" {
