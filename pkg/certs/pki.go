@@ -292,14 +292,14 @@ func loadCA(base string, now time.Time) (KeyPair, crypto.Signer, error) {
 	case !certOK && keyOK:
 		return KeyPair{}, nil, fmt.Errorf("%s has no certificate beside it: put the CA certificate at %s, or move the key away to let etcdadm create a new CA", keyPath, certPath)
 	}
-	cert, err := readCert(certPath)
+	cert, certPEM, err := readCertPEM(certPath)
 	if err != nil {
 		return KeyPair{}, nil, err
 	}
 	if !cert.IsCA || !cert.BasicConstraintsValid || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return KeyPair{}, nil, fmt.Errorf("%s (CN=%s) is not a CA certificate (it needs basicConstraints CA:TRUE and the keyCertSign usage); put the etcd CA there", certPath, cert.Subject.CommonName)
 	}
-	key, err := readKey(keyPath)
+	key, keyPEM, err := readKey(keyPath)
 	if err != nil {
 		return KeyPair{}, nil, err
 	}
@@ -314,12 +314,7 @@ func loadCA(base string, now time.Time) (KeyPair, crypto.Signer, error) {
 		return KeyPair{}, nil, err
 	}
 	// Keep the user's own PEM bytes: re-encoding could change a file nobody asked to change.
-	if kp.CertPEM, err = os.ReadFile(certPath); err != nil {
-		return KeyPair{}, nil, fmt.Errorf("read %s: %w", certPath, err)
-	}
-	if kp.KeyPEM, err = os.ReadFile(keyPath); err != nil {
-		return KeyPair{}, nil, fmt.Errorf("read %s: %w", keyPath, err)
-	}
+	kp.CertPEM, kp.KeyPEM = certPEM, keyPEM
 	return kp, key, nil
 }
 
@@ -338,11 +333,11 @@ func loadLeaf(base string, spec Spec, c *config.Cluster, h config.Host, ca *x509
 	case !keyOK:
 		return KeyPair{}, "key missing beside its certificate", nil
 	}
-	cert, err := readCert(certPath)
+	cert, certPEM, err := readCertPEM(certPath)
 	if err != nil {
 		return KeyPair{}, "unreadable certificate: " + err.Error(), nil
 	}
-	key, err := readKey(keyPath)
+	key, keyPEM, err := readKey(keyPath)
 	if err != nil {
 		return KeyPair{}, "unreadable key: " + err.Error(), nil
 	}
@@ -368,14 +363,7 @@ func loadLeaf(base string, spec Spec, c *config.Cluster, h config.Host, ca *x509
 		}
 		return KeyPair{}, fmt.Sprintf("expires in %s", HumanDuration(left)), nil
 	}
-	kp := KeyPair{Name: spec.Name, BaseName: spec.BaseName, Cert: cert}
-	if kp.CertPEM, err = os.ReadFile(certPath); err != nil {
-		return KeyPair{}, "", fmt.Errorf("read %s: %w", certPath, err)
-	}
-	if kp.KeyPEM, err = os.ReadFile(keyPath); err != nil {
-		return KeyPair{}, "", fmt.Errorf("read %s: %w", keyPath, err)
-	}
-	return kp, "", nil
+	return KeyPair{Name: spec.Name, BaseName: spec.BaseName, Cert: cert, CertPEM: certPEM, KeyPEM: keyPEM}, "", nil
 }
 
 func wantsRenewal(opts Options, name, host string) bool {
@@ -420,23 +408,40 @@ func encode(name, base string, cert *x509.Certificate, key crypto.Signer) (KeyPa
 }
 
 func readCert(path string) (*x509.Certificate, error) {
-	certs, err := certutil.CertsFromFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read certificate %s: %w", path, err)
-	}
-	return certs[0], nil
+	cert, _, err := readCertPEM(path)
+	return cert, err
 }
 
-func readKey(path string) (crypto.Signer, error) {
-	k, err := keyutil.PrivateKeyFromFile(path)
+// readCertPEM reads the first certificate of a PEM file, and the file.
+func readCertPEM(path string) (*x509.Certificate, []byte, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read key %s: %w", path, err)
+		return nil, nil, fmt.Errorf("read certificate %s: %w", path, err)
+	}
+	certs, err := certutil.ParseCertsPEM(data)
+	if err != nil {
+		// certutil.CertsFromFile's words.
+		return nil, nil, fmt.Errorf("read certificate %s: error reading %s: %s", path, path, err)
+	}
+	return certs[0], data, nil
+}
+
+// readKey reads a PEM private key, and the file.
+func readKey(path string) (crypto.Signer, []byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read key %s: %w", path, err)
+	}
+	k, err := keyutil.ParsePrivateKeyPEM(data)
+	if err != nil {
+		// keyutil.PrivateKeyFromFile's words.
+		return nil, nil, fmt.Errorf("read key %s: error reading private key file %s: %v", path, path, err)
 	}
 	s, ok := k.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("key %s cannot sign: use an RSA or ECDSA key", path)
+		return nil, nil, fmt.Errorf("key %s cannot sign: use an RSA or ECDSA key", path)
 	}
-	return s, nil
+	return s, data, nil
 }
 
 func publicKeysEqual(a, b crypto.PublicKey) bool {
