@@ -194,16 +194,36 @@ func Compute(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 		write int
 	}
 	var jobs []job
+	// The leaves there are read and checked (their signatures above all)
+	// on every core first: that grows with the hosts too.
+	type found struct {
+		host   config.Host
+		spec   Spec
+		base   string
+		kp     KeyPair
+		reason string
+		err    error
+	}
+	var existing []found
 	for _, h := range c.AllHosts() {
-		hostDir := HostDir(dir, h.Name)
+		for _, spec := range SpecsFor(c, h.Name) {
+			existing = append(existing, found{host: h, spec: spec, base: filepath.Join(HostDir(dir, h.Name), spec.BaseName)})
+		}
+	}
+	onCores(len(existing), func(i int) {
+		l := &existing[i]
+		l.kp, l.reason, l.err = loadLeaf(l.base, l.spec, c, l.host, ca.Cert, t, opts)
+	})
+	for _, h := range c.AllHosts() {
 		specs := SpecsFor(c, h.Name)
 		leaves := make([]KeyPair, len(specs))
 		for i, spec := range specs {
-			base := filepath.Join(hostDir, spec.BaseName)
+			l := existing[0]
+			existing = existing[1:]
+			base, kp, reason := l.base, l.kp, l.reason
 			ev := Event{Host: h.Name, Name: spec.Name, Path: base + ".crt"}
-			kp, reason, err := loadLeaf(base, spec, c, h, ca.Cert, t, opts)
-			if err != nil {
-				return nil, nil, err
+			if l.err != nil {
+				return nil, nil, l.err
 			}
 			if reason == "" {
 				ev.Action = Reused
@@ -222,23 +242,16 @@ func Compute(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 	}
 	// Key generation dominates; spread it over the machine's cores.
 	errs := make([]error, len(jobs))
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	var wg sync.WaitGroup
-	for i, j := range jobs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			kp, err := p.newLeaf(j.spec, c, j.host, t)
-			if err != nil {
-				errs[i] = fmt.Errorf("%s certificate for %s: %w", j.spec.Name, j.host.Name, err)
-				return
-			}
-			*j.slot = kp
-			writes[j.write].kp = kp
-		}()
-	}
-	wg.Wait()
+	onCores(len(jobs), func(i int) {
+		j := jobs[i]
+		kp, err := p.newLeaf(j.spec, c, j.host, t)
+		if err != nil {
+			errs[i] = fmt.Errorf("%s certificate for %s: %w", j.spec.Name, j.host.Name, err)
+			return
+		}
+		*j.slot = kp
+		writes[j.write].kp = kp
+	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
 	}
@@ -249,6 +262,21 @@ func Compute(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 			atomicfile.File{Path: w.base + ".crt", Data: w.kp.CertPEM, Mode: CertMode})
 	}
 	return p, events, nil
+}
+
+// onCores calls fn(0) to fn(n-1), as many at once as the machine has cores.
+func onCores(n int, fn func(i int)) {
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
 }
 
 // loadOrNewCA returns the CA in dir, or a new one when neither file exists.
