@@ -194,16 +194,36 @@ func Compute(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 		write int
 	}
 	var jobs []job
+	// The leaves there are read and checked (their signatures above all)
+	// on every core first: that grows with the hosts too.
+	type found struct {
+		host   config.Host
+		spec   Spec
+		base   string
+		kp     KeyPair
+		reason string
+		err    error
+	}
+	var existing []found
 	for _, h := range c.AllHosts() {
-		hostDir := HostDir(dir, h.Name)
+		for _, spec := range SpecsFor(c, h.Name) {
+			existing = append(existing, found{host: h, spec: spec, base: filepath.Join(HostDir(dir, h.Name), spec.BaseName)})
+		}
+	}
+	onCores(len(existing), func(i int) {
+		l := &existing[i]
+		l.kp, l.reason, l.err = loadLeaf(l.base, l.spec, c, l.host, ca.Cert, t, opts)
+	})
+	for _, h := range c.AllHosts() {
 		specs := SpecsFor(c, h.Name)
 		leaves := make([]KeyPair, len(specs))
 		for i, spec := range specs {
-			base := filepath.Join(hostDir, spec.BaseName)
+			l := existing[0]
+			existing = existing[1:]
+			base, kp, reason := l.base, l.kp, l.reason
 			ev := Event{Host: h.Name, Name: spec.Name, Path: base + ".crt"}
-			kp, reason, err := loadLeaf(base, spec, c, h, ca.Cert, t, opts)
-			if err != nil {
-				return nil, nil, err
+			if l.err != nil {
+				return nil, nil, l.err
 			}
 			if reason == "" {
 				ev.Action = Reused
@@ -222,23 +242,16 @@ func Compute(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 	}
 	// Key generation dominates; spread it over the machine's cores.
 	errs := make([]error, len(jobs))
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	var wg sync.WaitGroup
-	for i, j := range jobs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			kp, err := p.newLeaf(j.spec, c, j.host, t)
-			if err != nil {
-				errs[i] = fmt.Errorf("%s certificate for %s: %w", j.spec.Name, j.host.Name, err)
-				return
-			}
-			*j.slot = kp
-			writes[j.write].kp = kp
-		}()
-	}
-	wg.Wait()
+	onCores(len(jobs), func(i int) {
+		j := jobs[i]
+		kp, err := p.newLeaf(j.spec, c, j.host, t)
+		if err != nil {
+			errs[i] = fmt.Errorf("%s certificate for %s: %w", j.spec.Name, j.host.Name, err)
+			return
+		}
+		*j.slot = kp
+		writes[j.write].kp = kp
+	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
 	}
@@ -249,6 +262,21 @@ func Compute(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 			atomicfile.File{Path: w.base + ".crt", Data: w.kp.CertPEM, Mode: CertMode})
 	}
 	return p, events, nil
+}
+
+// onCores calls fn(0) to fn(n-1), as many at once as the machine has cores.
+func onCores(n int, fn func(i int)) {
+	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
 }
 
 // loadOrNewCA returns the CA in dir, or a new one when neither file exists.
@@ -292,14 +320,14 @@ func loadCA(base string, now time.Time) (KeyPair, crypto.Signer, error) {
 	case !certOK && keyOK:
 		return KeyPair{}, nil, fmt.Errorf("%s has no certificate beside it: put the CA certificate at %s, or move the key away to let etcdadm create a new CA", keyPath, certPath)
 	}
-	cert, err := readCert(certPath)
+	cert, certPEM, err := readCertPEM(certPath)
 	if err != nil {
 		return KeyPair{}, nil, err
 	}
 	if !cert.IsCA || !cert.BasicConstraintsValid || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return KeyPair{}, nil, fmt.Errorf("%s (CN=%s) is not a CA certificate (it needs basicConstraints CA:TRUE and the keyCertSign usage); put the etcd CA there", certPath, cert.Subject.CommonName)
 	}
-	key, err := readKey(keyPath)
+	key, keyPEM, err := readKey(keyPath)
 	if err != nil {
 		return KeyPair{}, nil, err
 	}
@@ -314,12 +342,7 @@ func loadCA(base string, now time.Time) (KeyPair, crypto.Signer, error) {
 		return KeyPair{}, nil, err
 	}
 	// Keep the user's own PEM bytes: re-encoding could change a file nobody asked to change.
-	if kp.CertPEM, err = os.ReadFile(certPath); err != nil {
-		return KeyPair{}, nil, fmt.Errorf("read %s: %w", certPath, err)
-	}
-	if kp.KeyPEM, err = os.ReadFile(keyPath); err != nil {
-		return KeyPair{}, nil, fmt.Errorf("read %s: %w", keyPath, err)
-	}
+	kp.CertPEM, kp.KeyPEM = certPEM, keyPEM
 	return kp, key, nil
 }
 
@@ -338,11 +361,11 @@ func loadLeaf(base string, spec Spec, c *config.Cluster, h config.Host, ca *x509
 	case !keyOK:
 		return KeyPair{}, "key missing beside its certificate", nil
 	}
-	cert, err := readCert(certPath)
+	cert, certPEM, err := readCertPEM(certPath)
 	if err != nil {
 		return KeyPair{}, "unreadable certificate: " + err.Error(), nil
 	}
-	key, err := readKey(keyPath)
+	key, keyPEM, err := readKey(keyPath)
 	if err != nil {
 		return KeyPair{}, "unreadable key: " + err.Error(), nil
 	}
@@ -368,14 +391,7 @@ func loadLeaf(base string, spec Spec, c *config.Cluster, h config.Host, ca *x509
 		}
 		return KeyPair{}, fmt.Sprintf("expires in %s", HumanDuration(left)), nil
 	}
-	kp := KeyPair{Name: spec.Name, BaseName: spec.BaseName, Cert: cert}
-	if kp.CertPEM, err = os.ReadFile(certPath); err != nil {
-		return KeyPair{}, "", fmt.Errorf("read %s: %w", certPath, err)
-	}
-	if kp.KeyPEM, err = os.ReadFile(keyPath); err != nil {
-		return KeyPair{}, "", fmt.Errorf("read %s: %w", keyPath, err)
-	}
-	return kp, "", nil
+	return KeyPair{Name: spec.Name, BaseName: spec.BaseName, Cert: cert, CertPEM: certPEM, KeyPEM: keyPEM}, "", nil
 }
 
 func wantsRenewal(opts Options, name, host string) bool {
@@ -420,23 +436,40 @@ func encode(name, base string, cert *x509.Certificate, key crypto.Signer) (KeyPa
 }
 
 func readCert(path string) (*x509.Certificate, error) {
-	certs, err := certutil.CertsFromFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read certificate %s: %w", path, err)
-	}
-	return certs[0], nil
+	cert, _, err := readCertPEM(path)
+	return cert, err
 }
 
-func readKey(path string) (crypto.Signer, error) {
-	k, err := keyutil.PrivateKeyFromFile(path)
+// readCertPEM reads the first certificate of a PEM file, and the file.
+func readCertPEM(path string) (*x509.Certificate, []byte, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read key %s: %w", path, err)
+		return nil, nil, fmt.Errorf("read certificate %s: %w", path, err)
+	}
+	certs, err := certutil.ParseCertsPEM(data)
+	if err != nil {
+		// certutil.CertsFromFile's words.
+		return nil, nil, fmt.Errorf("read certificate %s: error reading %s: %s", path, path, err)
+	}
+	return certs[0], data, nil
+}
+
+// readKey reads a PEM private key, and the file.
+func readKey(path string) (crypto.Signer, []byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read key %s: %w", path, err)
+	}
+	k, err := keyutil.ParsePrivateKeyPEM(data)
+	if err != nil {
+		// keyutil.PrivateKeyFromFile's words.
+		return nil, nil, fmt.Errorf("read key %s: error reading private key file %s: %v", path, path, err)
 	}
 	s, ok := k.(crypto.Signer)
 	if !ok {
-		return nil, fmt.Errorf("key %s cannot sign: use an RSA or ECDSA key", path)
+		return nil, nil, fmt.Errorf("key %s cannot sign: use an RSA or ECDSA key", path)
 	}
-	return s, nil
+	return s, data, nil
 }
 
 func publicKeysEqual(a, b crypto.PublicKey) bool {

@@ -74,12 +74,14 @@ func ctrWith(address string) string {
 // containerdScript prints the images of containerd's k8s.io namespace
 // ("image" lines, as `ctr images ls` prints them), or why they are unknown,
 // and the CRI plugin's sandbox image and snapshotter from `containerd
-// config dump` ("containerd-conf" lines): two processes at most.
+// config dump` ("containerd-conf" lines): two processes at most. Both are
+// Go programs that live a few milliseconds: without a garbage collection
+// (GOGC=off) they print the same and cost a quarter less CPU.
 func containerdScript(address string) string {
 	return fmt.Sprintf(`a=%[1]s
 if ! command -v ctr >/dev/null 2>&1; then echo "containerd no-ctr"
 elif [ ! -S "$a" ]; then echo "containerd no-socket"
-elif out=$(%[2]s --timeout 20s images ls 2>&1); then echo "containerd ok"
+elif out=$(GOGC=off %[2]s --timeout 20s images ls 2>&1); then echo "containerd ok"
 while IFS= read -r l; do [ -n "$l" ] && printf 'image %%s\n' "$l"; done <<EOF
 $out
 EOF
@@ -87,7 +89,7 @@ else while IFS= read -r l; do [ -n "$l" ] && printf 'containerd error %%s\n' "$l
 $out
 EOF
 fi
-if command -v containerd >/dev/null 2>&1 && conf=$(containerd config dump 2>/dev/null); then sec=
+if command -v containerd >/dev/null 2>&1 && conf=$(GOGC=off containerd config dump 2>/dev/null); then sec=
 while read -r l; do case $l in \[*) sec=$l;; sandbox_image\ =*|sandbox\ =*|snapshotter\ =*) printf 'containerd-conf %%s %%s\n' "$sec" "$l";; esac; done <<EOF
 $conf
 EOF

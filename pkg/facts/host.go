@@ -215,11 +215,13 @@ func Script(req Request) (string, error) {
 		b.WriteString(`for f in "$@"; do case "$f" in *.crt) show "data $f" "$f";; esac; done; fi` + "\n")
 	}
 	if len(req.Dirs) > 0 {
-		b.WriteString("for f in")
+		// One stat for every directory there, as for the files.
+		b.WriteString("set --\nfor f in")
 		for _, f := range req.Dirs {
 			b.WriteString(" " + q(f))
 		}
-		b.WriteString(`; do [ -e "$f" ] && printf 'other %s\n' "$f" && stat -L -c 'omode %f %u %g' -- "$f"; done` + "\n")
+		b.WriteString(`; do [ -e "$f" ] && set -- "$@" "$f"; done` + "\n")
+		b.WriteString(`if [ $# -gt 0 ]; then printf 'other %s\n' "$@"; stat -L -c 'omode %f %u %g' -- "$@"; fi` + "\n")
 	}
 	addr := req.ContainerdAddress
 	if addr == "" {
@@ -643,13 +645,15 @@ func ProcessScript(port int) string {
 
 // processes lists the listeners on the ss filter's ports (when listen is
 // set) and the processes on the client port, with shell builtins only but
-// for one ss.
+// for ss. `ss -p` reads the file descriptors of every process on the host
+// to name the listeners' owners, the most costly part of the facts: it runs
+// only when a plain `ss` shows something listening on those ports.
 func processes(filter string, port int, listen bool) string {
 	printListen := ""
 	if listen {
 		printListen = `case $l in *:2379\ *|*:2380\ *|*:2381\ *) printf 'listen %s\n' "$l";; esac; `
 	}
-	return fmt.Sprintf(`ssout=$(ss -Hltnp '( sport = :%[1]s )' 2>/dev/null); pids=
+	return fmt.Sprintf(`ssout=$(ss -Hltn '( sport = :%[1]s )' 2>/dev/null); [ -z "$ssout" ] || ssout=$(ss -Hltnp '( sport = :%[1]s )' 2>/dev/null); pids=
 while IFS= read -r l; do [ -n "$l" ] || continue; %[3]scase $l in *:%[2]d\ *) r=$l; while :; do case $r in *pid=*) r=${r#*pid=}; p=${r%%%%,*}; case " $pids " in *" $p "*) ;; *) pids="$pids $p";; esac;; *) break;; esac; done;; esac; done <<EOF
 $ssout
 EOF

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"path"
+	goruntime "runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
@@ -123,18 +125,24 @@ func buildMembers(in Input) (*Plan, error) {
 	p.Warnings = append(p.Warnings, planImages(in, hosts, &refused)...)
 	p.Warnings = append(p.Warnings, unknownMembers(in)...)
 	early := len(refused) > 0
+	// How each member starts is decided host after host (a host that joins
+	// counts for the next); the files that follow, the part of a plan that
+	// grows with the hosts, are rendered on every core.
+	members := make([]Member, len(hosts))
 	var joined []etcdclient.Member
-	for _, h := range hosts {
-		m := Bootstrap(c)
+	for i, h := range hosts {
+		members[i] = Bootstrap(c)
 		if !early {
-			m = memberFor(in, hosts, h, formed, &joined)
+			members[i] = memberFor(in, hosts, h, formed, &joined)
 		}
-		hp, err := HostFiles(c, in.Runtime, in.PKI, h.cfg, m, AllParts)
+	}
+	p.Hosts = make([]Host, len(hosts))
+	errs := make([]error, len(hosts))
+	onCores(len(hosts), func(i int) { errs[i] = renderHost(in, hosts[i], members[i], &p.Hosts[i]) })
+	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
-		Compare(&hp, h.facts)
-		p.Hosts = append(p.Hosts, hp)
 	}
 	// The plan's hosts are copies; keep h.plan pointing at them.
 	for i, h := range hosts {
@@ -167,6 +175,32 @@ func buildMembers(in Input) (*Plan, error) {
 		return p, err
 	}
 	return p, nil
+}
+
+// renderHost makes host h's files for its member m into hp, compared with
+// the host's, and the manifests of a restart of the member and of its retry.
+func renderHost(in Input, h *host, m Member, hp *Host) error {
+	var err error
+	if *hp, err = HostFiles(in.Cluster, in.Runtime, in.PKI, h.cfg, m, AllParts); err != nil {
+		return err
+	}
+	Compare(hp, h.facts)
+	return nil
+}
+
+// onCores calls fn(0) to fn(n-1), as many at once as the machine has cores.
+func onCores(n int, fn func(i int)) {
+	sem := make(chan struct{}, goruntime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
 }
 
 // checkPKI refuses a local PKI that is not the one the hosts trust.

@@ -26,13 +26,51 @@ import (
 // the key, and passwords by user@host, so that a second connection (another
 // host behind the same jump host) does not ask again. Connections are made
 // in parallel, but their questions take turns: one prompt on the terminal
-// at a time. The zero value is ready to use.
+// at a time. It also keeps each identity file as first read and parsed:
+// parsing an RSA key checks it, which takes milliseconds, and every host
+// reads the same files. The zero value is ready to use.
 type KeyCache struct {
 	once sync.Once
 	// turn holds a token while someone asks the user; it also guards the maps.
 	turn      chan struct{}
 	signers   map[string]ssh.Signer
 	passwords map[string][]byte
+
+	filesMu sync.Mutex
+	files   map[string]*identityFile
+}
+
+// identityFile is a private key file as read and parsed once for the run.
+type identityFile struct {
+	once     sync.Once
+	data     []byte
+	readErr  error
+	signer   ssh.Signer
+	parseErr error // *ssh.PassphraseMissingError for an encrypted key
+}
+
+// identity reads and parses the identity file at path, once per cache.
+func (c *KeyCache) identity(path string) *identityFile {
+	var f *identityFile
+	if c == nil {
+		f = &identityFile{}
+	} else {
+		c.filesMu.Lock()
+		if f = c.files[path]; f == nil {
+			if c.files == nil {
+				c.files = map[string]*identityFile{}
+			}
+			f = &identityFile{}
+			c.files[path] = f
+		}
+		c.filesMu.Unlock()
+	}
+	f.once.Do(func() {
+		if f.data, f.readErr = os.ReadFile(path); f.readErr == nil {
+			f.signer, f.parseErr = ssh.ParsePrivateKey(f.data)
+		}
+	})
+	return f
 }
 
 // take waits for the user's attention, or for ctx to be done.
@@ -404,11 +442,11 @@ func (a *authenticator) password(ep endpoint) ([]byte, error) {
 // readable (in the file, or in path.pub) is decrypted only if a server asks
 // for a signature with it.
 func (a *authenticator) loadKey(path string) (ssh.Signer, error) {
-	pemBytes, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read identity file: %w", err)
+	f := a.cfg.KeyCache.identity(path)
+	if f.readErr != nil {
+		return nil, fmt.Errorf("read identity file: %w", f.readErr)
 	}
-	s, err := ssh.ParsePrivateKey(pemBytes)
+	pemBytes, s, err := f.data, f.signer, f.parseErr
 	if err == nil {
 		return s, nil
 	}

@@ -163,6 +163,9 @@ func (d *connector) handshake(ctx context.Context, auth *authenticator, ep endpo
 		}
 		return nil, fmt.Errorf("dial %s: %w", ep.addr(), err)
 	}
+	if prev == nil {
+		raw = quickAck(raw)
+	}
 
 	config := &ssh.ClientConfig{
 		User:              ep.User,

@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -61,8 +62,13 @@ func readKnownHosts(files []string) (*knownHosts, []skippedLine, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		entries, s, err := parseKnownHosts(f, file)
+		data, err := io.ReadAll(f)
 		f.Close()
+		var entries []knownHostsEntry
+		var s []skippedLine
+		if err == nil {
+			entries, s, err = parsedKnownHosts(file, data)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", file, err)
 		}
@@ -70,6 +76,53 @@ func readKnownHosts(files []string) (*knownHosts, []skippedLine, error) {
 		skipped = append(skipped, s...)
 	}
 	return db, skipped, nil
+}
+
+// knownHostsParsed keeps the last parse of each known_hosts file with the
+// content it was made from. Every connection reads the files again, so that
+// it sees a key recorded since, but parses them again only when their
+// content changed: a known_hosts of a few thousand lines takes milliseconds
+// to parse, once per host of a run otherwise.
+var knownHostsParsed struct {
+	sync.Mutex
+	files map[string]*parsedKnownHostsFile
+}
+
+// parsedKnownHostsFile is one file's last parse; mu makes the connections
+// of a run, which start together, wait for one parse rather than each make
+// its own.
+type parsedKnownHostsFile struct {
+	mu      sync.Mutex
+	data    []byte
+	entries []knownHostsEntry
+	skipped []skippedLine
+}
+
+// parsedKnownHosts is parseKnownHosts of data, the content of file, from
+// the cache when file had that content last time. The entries are shared:
+// callers copy them and do not change them.
+func parsedKnownHosts(file string, data []byte) ([]knownHostsEntry, []skippedLine, error) {
+	knownHostsParsed.Lock()
+	p := knownHostsParsed.files[file]
+	if p == nil {
+		if knownHostsParsed.files == nil {
+			knownHostsParsed.files = map[string]*parsedKnownHostsFile{}
+		}
+		p = &parsedKnownHostsFile{}
+		knownHostsParsed.files[file] = p
+	}
+	knownHostsParsed.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.data != nil && bytes.Equal(p.data, data) {
+		return p.entries, p.skipped, nil
+	}
+	entries, skipped, err := parseKnownHosts(bytes.NewReader(data), file)
+	if err != nil {
+		return nil, nil, err
+	}
+	p.data, p.entries, p.skipped = data, entries, skipped
+	return entries, skipped, nil
 }
 
 func parseKnownHosts(r io.Reader, file string) ([]knownHostsEntry, []skippedLine, error) {

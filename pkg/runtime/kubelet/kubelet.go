@@ -213,12 +213,12 @@ func (Runtime) Work(h *runtime.Host) (runtime.Work, error) {
 		w.Prepare = append(w.Prepare, ops.Run{Command: ops.CmdStartKube, Why: "the kubelet runs etcd and is " + hf.KubeletActive})
 		w.Kubelet = true
 	}
-	retry, err := restartFile(h, true)
-	if err != nil {
-		return w, err
-	}
 	switch {
 	case manifest != nil && running:
+		retry, err := restartFile(h, true)
+		if err != nil {
+			return w, err
+		}
 		w.Start = append(w.Start, ops.RestartEtcd{Path: manifest.Path, Change: manifest, Retry: &retry, Disruptive: true, Why: "its manifest changes"})
 		w.Restarts = true
 		w.Why = append(w.Why, "its manifest changes")
@@ -236,6 +236,10 @@ func (Runtime) Work(h *runtime.Host) (runtime.Work, error) {
 			why = "the CA or its server or peer certificate changes"
 		}
 		f, err := restartFile(h, false)
+		if err != nil {
+			return w, err
+		}
+		retry, err := restartFile(h, true)
 		if err != nil {
 			return w, err
 		}
