@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"sync"
 
 	"sigs.k8s.io/yaml"
 )
@@ -18,7 +19,7 @@ func Marshal(obj any, extra map[string]any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	zero, err := toMap(reflect.New(reflect.TypeOf(obj).Elem()).Interface())
+	zero, err := zeroOf(reflect.TypeOf(obj).Elem())
 	if err != nil {
 		return nil, err
 	}
@@ -29,6 +30,22 @@ func Marshal(obj any, extra map[string]any) ([]byte, error) {
 		return nil, fmt.Errorf("marshal %T to YAML: %w", obj, err)
 	}
 	return b, nil
+}
+
+// zeros holds, by type, the zero object as a map: the same for every value
+// of the type, and read only.
+var zeros sync.Map
+
+func zeroOf(t reflect.Type) (map[string]any, error) {
+	if z, ok := zeros.Load(t); ok {
+		return z.(map[string]any), nil
+	}
+	z, err := toMap(reflect.New(t).Interface())
+	if err != nil {
+		return nil, err
+	}
+	zeros.Store(t, z)
+	return z, nil
 }
 
 func toMap(obj any) (map[string]any, error) {
