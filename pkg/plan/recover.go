@@ -408,7 +408,7 @@ func (r *recovery) restartWithoutFlag() (*Stage, Host, error) {
 	restart.Disruptive = true
 	restart.Why = "without --force-new-cluster, which a later start would apply again"
 	return &Stage{Name: "restart " + name + " without --force-new-cluster", Rollout: AllAtOnce,
-		Why: "the recovered cluster of one member restarts as any member does",
+		Why:   "the recovered cluster of one member restarts as any member does",
 		Hosts: []HostOps{{Host: name, Ops: []Op{restart, ops.WaitMember{Member: name, NewProcess: true}}}},
 		Wait:  []string{name}}, hp, nil
 }
