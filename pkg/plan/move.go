@@ -175,7 +175,11 @@ func Move(in Input, name string, from MoveFrom) (*Plan, error) {
 	if old != nil && (old.Manifest != nil || old.RunsEtcd()) {
 		var steps []Op
 		if e.Leader() == m.ID && e.Healthy(m.ID) {
-			steps = append(steps, ops.MoveLeader{Member: name, MemberID: m.HexID(), Why: "a stopped leader would cost an election"})
+			ml := ops.MoveLeader{Member: name, MemberID: m.HexID(), Why: "a stopped leader would cost an election"}
+			if !updated && len(m.ClientURLs) > 0 {
+				ml.ClientURL = m.ClientURLs[0]
+			}
+			steps = append(steps, ml)
 		}
 		stop := in.Runtime.StopOp()
 		stop.Disruptive = true
