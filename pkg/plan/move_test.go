@@ -77,7 +77,7 @@ func TestMoveStages(t *testing.T) {
 	w, in, from := moved(t)
 	in.Etcd.LeaderID = idOf(t, "n2")
 	p := mustPlan(t)(Move(in, "n2", from))
-	want := []string{
+	wantStages(t, p,
 		"record the move on n2",
 		"stop n2 on its old host",
 		"copy n2's data to its new host",
@@ -85,10 +85,7 @@ func TestMoveStages(t *testing.T) {
 		"start n2 on its new host",
 		"clean n2's old host",
 		"finish the move",
-	}
-	if diff := cmp.Diff(want, stageNames(p)); diff != "" {
-		t.Fatalf("stages (-want +got):\n%s\n%s", diff, planText(p))
-	}
+	)
 	if diff := cmp.Diff([]string{"mark move-from-" + addrOf("n2")}, kinds(stageOps(p.Stages[0], "n2"))); diff != "" {
 		t.Errorf("record (-want +got):\n%s", diff)
 	}
@@ -223,9 +220,7 @@ func TestMoveContinues(t *testing.T) {
 	}
 	from.Facts = old
 	p := mustPlan(t)(Move(in, "n2", from))
-	if diff := cmp.Diff([]string{"start n2 on its new host", "clean n2's old host", "finish the move"}, stageNames(p)); diff != "" {
-		t.Fatalf("stages (-want +got):\n%s\n%s", diff, planText(p))
-	}
+	wantStages(t, p, "start n2 on its new host", "clean n2's old host", "finish the move")
 }
 
 // apply on an inventory whose member moved names member move, and adds no

@@ -142,7 +142,7 @@ func recoverySource(in Input, from string, refused *refusals) (string, []string)
 	best := ""
 	for _, h := range c.Spec.Hosts {
 		for _, st := range e.Status {
-			if st.Name == h.Name && in.Hosts[h.Name] != nil {
+			if st.Name == h.Name && in.Hosts[h.Name] != nil && !st.Learner {
 				index[h.Name] = st.RaftIndex
 				if best == "" || st.RaftIndex > index[best] {
 					best = h.Name
@@ -220,6 +220,8 @@ func (r *recovery) check(refused *refusals) {
 		refused.add(name, "its data directory %s holds no etcd member whose ID can be read, so there is nothing to recover from", c.Spec.Etcd.DataDir)
 	case listed && m.ID != dd.MemberID:
 		refused.add(name, "its data directory holds member %s, but the cluster knows %s as member %s: it is not this cluster's data", etcdclient.FormatID(dd.MemberID), name, m.HexID())
+	case listed && m.Learner:
+		refused.add(name, "is a learner, which cannot lead a cluster of its own: name a voting member with --from")
 	case listed && !m.HasPeerURL(peer):
 		refused.add(name, "the cluster knows it at %v, the inventory at %s: the recovered member keeps the address its data has; put that address back in the inventory", m.PeerURLs, peer)
 	case e.Known() && !listed:

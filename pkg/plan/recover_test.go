@@ -61,6 +61,14 @@ func stageNames(p *Plan) []string {
 	return out
 }
 
+// wantStages fails the test unless p's stages are names, in order.
+func wantStages(t *testing.T, p *Plan, names ...string) {
+	t.Helper()
+	if diff := cmp.Diff(names, stageNames(p)); diff != "" {
+		t.Fatalf("stages (-want +got):\n%s\n%s", diff, planText(p))
+	}
+}
+
 func hasWarning(p *Plan, parts ...string) bool {
 	return slices.ContainsFunc(p.Warnings, func(w string) bool {
 		for _, s := range parts {
@@ -143,6 +151,15 @@ func TestRecoverSource(t *testing.T) {
 			t.Errorf("with --from n1 and no member running: kept %s", source(t, p))
 		}
 	})
+	t.Run("a learner", func(t *testing.T) {
+		in := setup(t)
+		learner(t, in.Etcd, "n1")
+		if got := source(t, mustPlan(t)(Recover(in, ""))); got != "n0" {
+			t.Errorf("kept %s, want n0: a learner's data cannot lead", got)
+		}
+		p, err := checked(t)(Recover(in, "n1"))
+		refusedWith(t, p, err, "n1", "is a learner", "--from")
+	})
 	t.Run("bad --from", func(t *testing.T) {
 		in := setup(t)
 		p, err := checked(t)(Recover(in, "n9"))
@@ -187,7 +204,7 @@ func TestRecoverStages(t *testing.T) {
 	in.Hosts["n1"] = w.bootstrapped(t, "n1")
 	stop(in.Hosts["n1"])
 	p := mustPlan(t)(Recover(in, "n0"))
-	want := []string{
+	wantStages(t, p,
 		"record the recovery on n0",
 		"stop every member",
 		"start n0 alone with --force-new-cluster",
@@ -195,10 +212,7 @@ func TestRecoverStages(t *testing.T) {
 		"add member n1",
 		"add member n2",
 		"finish the recovery",
-	}
-	if diff := cmp.Diff(want, stageNames(p)); diff != "" {
-		t.Fatalf("stages (-want +got):\n%s\n%s", diff, planText(p))
-	}
+	)
 	rec := stageOps(p.Stages[0], "n0")
 	if diff := cmp.Diff([]string{"mark recover", "mark rejoin-n1", "mark rejoin-n2"}, kinds(rec)); diff != "" {
 		t.Errorf("record (-want +got):\n%s", diff)
@@ -314,10 +328,7 @@ func TestRecoverContinues(t *testing.T) {
 	in.Etcd = etcdView(t, "n0", "n0")
 	t.Run("after the first start", func(t *testing.T) {
 		p := mustPlan(t)(Recover(in, ""))
-		want := []string{"restart n0 without --force-new-cluster", "add member n1", "add member n2", "finish the recovery"}
-		if diff := cmp.Diff(want, stageNames(p)); diff != "" {
-			t.Fatalf("stages (-want +got):\n%s\n%s", diff, planText(p))
-		}
+		wantStages(t, p, "restart n0 without --force-new-cluster", "add member n1", "add member n2", "finish the recovery")
 		rs := as[ops.RestartEtcd](t, stageOps(p.Stages[0], "n0")[0])
 		if rs.Change.Kind != Update || facts.ParseManifest(rs.Change.File.Data).Flags["force-new-cluster"] != "" {
 			t.Errorf("restart: %s of a manifest with flags %v", rs.Change.Kind, facts.ParseManifest(rs.Change.File.Data).Flags)
@@ -334,9 +345,7 @@ func TestRecoverContinues(t *testing.T) {
 		in.Hosts["n1"] = w.asPlanned(t, "n1", Member{InitialCluster: "n0=" + peerOf("n0") + ",n1=" + peerOf("n1"), State: manifests.StateExisting})
 		in.Etcd = etcdView(t, "n0", "n0", "n1")
 		p := mustPlan(t)(Recover(in, ""))
-		if diff := cmp.Diff([]string{"add member n2", "finish the recovery"}, stageNames(p)); diff != "" {
-			t.Fatalf("stages (-want +got):\n%s\n%s", diff, planText(p))
-		}
+		wantStages(t, p, "add member n2", "finish the recovery")
 		if st := p.Stages[0]; st.Quorum != 2 || !slices.Equal(as[ops.WaitCluster](t, stageOps(st, "n2")[len(stageOps(st, "n2"))-1]).Members, []string{"n0", "n1", "n2"}) {
 			t.Errorf("adding n2: quorum %d, ops %v", st.Quorum, kinds(stageOps(st, "n2")))
 		}
@@ -356,10 +365,7 @@ func TestRecoverContinues(t *testing.T) {
 		w.dropManifest(in.Hosts["n0"])
 		in.Etcd = &facts.Cluster{ListError: "no member runs"}
 		p := mustPlan(t)(Recover(in, ""))
-		want := []string{"start n0 alone with --force-new-cluster", "restart n0 without --force-new-cluster", "add member n1", "add member n2", "finish the recovery"}
-		if diff := cmp.Diff(want, stageNames(p)); diff != "" {
-			t.Fatalf("stages (-want +got):\n%s\n%s", diff, planText(p))
-		}
+		wantStages(t, p, "start n0 alone with --force-new-cluster", "restart n0 without --force-new-cluster", "add member n1", "add member n2", "finish the recovery")
 	})
 }
 
@@ -452,9 +458,7 @@ func TestApplyRejoinsADroppedHost(t *testing.T) {
 	e := etcdView(t, "n0", "n0", "n1")
 	in := Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow}
 	p := mustBuild(t, in)
-	if diff := cmp.Diff([]string{"add member n2"}, stageNames(p)); diff != "" {
-		t.Fatalf("stages (-want +got):\n%s\n%s", diff, planText(p))
-	}
+	wantStages(t, p, "add member n2")
 	steps := stageOps(p.Stages[0], "n2")
 	if len(steps) < 3 || steps[0].Kind() != ops.KindStopEtcd || as[ops.Backup](t, steps[1]).Path != w.c.Spec.Etcd.DataDir {
 		t.Fatalf("n2: %v; want its old member stopped and its data moved aside first", kinds(steps))

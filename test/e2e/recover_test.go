@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/execute"
@@ -238,26 +237,12 @@ func stepMove(t *testing.T, s *recoverStory) {
 	}
 }
 
-// startWriterOn writes continuously to the members of hosts, as the
-// inventory's first host's kube-apiserver would.
+// startWriterOn writes continuously to the members of hosts only.
 func (s *recoverStory) startWriterOn(t *testing.T, hosts []*lab.Host) *writer.Writer {
 	t.Helper()
-	c, pki, _ := s.cluster(t)
-	kp, ok := pki.Leaf(c.Spec.Hosts[0].Name, certs.APIServerEtcdClient)
-	if !ok {
-		t.Fatal("no apiserver-etcd-client certificate")
-	}
-	tlsConfig, err := etcdclient.TLSConfig(pki.CA.CertPEM, kp.CertPEM, kp.KeyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var endpoints []string
 	for _, h := range hosts {
 		endpoints = append(endpoints, manifests.ClientURL(config.Host{Name: h.Name, Address: h.Address}))
 	}
-	w, err := writer.Start(context.Background(), writer.Options{Endpoints: endpoints, TLS: tlsConfig, Rate: 100, Timeout: time.Second, Prefix: "/e2e-writer/" + t.Name() + "/"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return w
+	return s.startWriterTo(t, endpoints)
 }
