@@ -53,6 +53,7 @@ func TestIntegrationRecover(t *testing.T) {
 		{"three members with keys; recover is refused while they have quorum and nothing changes", stepRecoverBringUp},
 		{"two members lost for good: recover --from the third gives three healthy voters with every key", stepRecover},
 		{"member move keeps the member's ID and every key under a writer; apply then has nothing to do", stepMove},
+		{"a host a recovery left out comes back with its old data: apply adds it again", stepRejoin},
 	}
 	for _, st := range steps {
 		if !t.Run(st.name, func(t *testing.T) { st.run(t, s) }) {
@@ -104,24 +105,13 @@ func stepRecover(t *testing.T, s *recoverStory) {
 		st := client.Status(ctx, ops.Endpoints(c)[2:], 3*time.Second)[0]
 		return st.RaftAppliedIndex >= committed
 	})
+	kill(t, lost...)
 	for _, h := range lost {
-		if _, err := h.Exec(ctx, "systemctl", "stop", "kubelet"); err != nil {
-			t.Fatal(err)
-		}
-		for _, pid := range h.PIDs("etcd") {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-	for _, h := range lost {
-		waitFor(t, "etcd to stop on "+h.Name, time.Minute, func() bool { return len(h.PIDs("etcd")) == 0 })
 		if _, err := h.Exec(ctx, "sh", "-c", "rm -rf /var/lib/etcd/*"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, kept.Name+" to have no leader", time.Minute, func() bool {
-		st := client.Status(ctx, ops.Endpoints(c)[2:], 3*time.Second)[0]
-		return st.Answered() && st.LeaderID == 0
-	})
+	s.waitNoLeader(t, 2)
 	start := time.Now()
 	r := s.etcdadm(t, "recover", "-f", s.file, "--from", kept.Name, "--yes")
 	took := time.Since(start)
@@ -234,6 +224,91 @@ func stepMove(t *testing.T, s *recoverStory) {
 	}
 	if got := pids(hosts, "etcd"); fmt.Sprint(got) != fmt.Sprint(etcdPIDs) {
 		t.Errorf("apply after the move restarted etcd: %v -> %v", etcdPIDs, got)
+	}
+}
+
+// kill stops the hosts' members for good: their kubelets stopped, etcd
+// killed; their data stays.
+func kill(t *testing.T, hosts ...*lab.Host) {
+	t.Helper()
+	for _, h := range hosts {
+		if _, err := h.Exec(context.Background(), "systemctl", "stop", "kubelet"); err != nil {
+			t.Fatal(err)
+		}
+		for _, pid := range h.PIDs("etcd") {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	for _, h := range hosts {
+		waitFor(t, "etcd to stop on "+h.Name, time.Minute, func() bool { return len(h.PIDs("etcd")) == 0 })
+	}
+}
+
+// waitNoLeader waits until the inventory's i-th member, alone, answers
+// without a leader.
+func (s *recoverStory) waitNoLeader(t *testing.T, i int) {
+	t.Helper()
+	c, _, client := s.cluster(t)
+	waitFor(t, c.Spec.Hosts[i].Name+" to have no leader", time.Minute, func() bool {
+		st := client.Status(context.Background(), ops.Endpoints(c)[i:i+1], 3*time.Second)[0]
+		return st.Answered() && st.LeaderID == 0
+	})
+}
+
+// stepRejoin loses quorum again, with one lost host unreachable: recover
+// leaves it out and says how it comes back; once it is back, its old
+// member crash-looping on its old data, apply moves that data aside and
+// adds it again.
+func stepRejoin(t *testing.T, s *recoverStory) {
+	ctx := context.Background()
+	back, other := s.lab.Hosts[1], s.lab.Hosts[0]
+	old := s.members(t)
+	kill(t, other, back)
+	if err := back.StopSSHD(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.waitNoLeader(t, 2)
+	r := s.etcdadm(t, "recover", "-f", s.file, "--yes", "--connect-timeout", "3s")
+	if err := back.StartSSHD(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !strings.Contains(r.stderr, back.Name+" cannot be reached: it is left out") || !strings.Contains(r.stderr, "`etcdadm apply`") {
+		t.Errorf("no warning saying how %s comes back:\n%s", back.Name, r.stderr)
+	}
+	if ms := s.members(t); len(ms) != 2 || ms[s.kept].ID != old[s.kept].ID {
+		t.Fatalf("members after the recovery without %s: %v", back.Name, ms)
+	}
+	// It comes back: its kubelet starts its old member, which the others refuse.
+	if _, err := back.Exec(ctx, "systemctl", "start", "kubelet"); err != nil {
+		t.Fatal(err)
+	}
+	r = s.etcdadm(t, "apply", "-f", s.file)
+	if r.err != nil {
+		t.Logf("%s kubelet log:\n%s", back.Name, back.LogTail("kubelet.log", 30))
+		t.Fatal(r.err)
+	}
+	if !strings.Contains(r.stdout, "cluster: 3/3 members healthy") || !strings.Contains(r.stderr, "added to etcd as learner") {
+		t.Errorf("apply with %s back:\n%s\n%s", back.Name, r.stdout, r.stderr)
+	}
+	now := s.members(t)
+	if m := now[back.Name]; len(now) != 3 || m.ID == old[back.Name].ID || m.Learner {
+		t.Errorf("%s after apply: %+v (was %s); members %v", back.Name, m, old[back.Name].HexID(), now)
+	}
+	if out, err := back.Exec(ctx, "sh", "-c", "ls -d /var/lib/etcdadm/backup/*/var/lib/etcd/member/wal"); err != nil {
+		t.Errorf("%s: its old data must be under the backup directory: %v\n%s", back.Name, err, out)
+	}
+	v, err := s.keys.Verify(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.OK() {
+		t.Errorf("keys lost: missing %v, wrong %v", head(v.Missing), head(v.Wrong))
+	}
+	if r := s.etcdadm(t, "apply", "-f", s.file); r.err != nil || !strings.Contains(r.stdout, "nothing to do") {
+		t.Errorf("apply again: %v\n%s", r.err, r.stdout)
 	}
 }
 
