@@ -30,6 +30,8 @@ type Env struct {
 	Stamp     string
 	Health    time.Duration
 	Promotion time.Duration
+	// Others are the other hosts' transports, by the names stages give them.
+	Others map[string]remote.Transport
 
 	mu   sync.Mutex
 	done []ops.Done
@@ -53,6 +55,9 @@ func (e *Env) Log() *progress.Log {
 	}
 	return e.L
 }
+
+// TransportOf is the named one of Others.
+func (e *Env) TransportOf(host string) remote.Transport { return e.Others[host] }
 
 // BackupDir is Backups/Stamp.
 func (e *Env) BackupDir() string { return path.Join(e.Backups, e.Stamp) }

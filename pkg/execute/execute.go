@@ -274,6 +274,9 @@ func (e *hostEnv) PromoteTimeout() time.Duration { return e.x.PromoteTimeout }
 func (e *hostEnv) StateDir() string              { return e.x.StateDir }
 func (e *hostEnv) BackupDir() string             { return path.Join(e.x.BackupDir, e.x.stamp) }
 
+// TransportOf reaches another host of the run, by the name its stage gives it.
+func (e *hostEnv) TransportOf(host string) remote.Transport { return e.x.Hosts.T[host] }
+
 // Report adds what an operation did to the host's result, or the run's.
 func (e *hostEnv) Report(d ops.Done) {
 	x := e.x

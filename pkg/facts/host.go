@@ -47,6 +47,17 @@ const (
 const (
 	PendingKubeletRestart = "kubelet-restart"
 	PendingEtcdRestart    = "etcd-restart"
+	// PendingRecover is on the host whose data a recovery keeps, from
+	// before its first change until every reachable host is back.
+	PendingRecover = "recover"
+	// PendingRejoin, followed by a host's name, is on the host whose data
+	// a recovery keeps, one for each other host the recovery dropped: that
+	// host's old data is the recovered cluster's, and it joins again once
+	// it is back.
+	PendingRejoin = "rejoin-"
+	// PendingMoveFrom, followed by an address, is on the new host of a
+	// member that moves from that address, until the move is done.
+	PendingMoveFrom = "move-from-"
 )
 
 // Request says what to read on one host.

@@ -26,6 +26,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
 	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
+	"github.com/etcdadm-io/etcdadm/pkg/remote"
 	"github.com/etcdadm-io/etcdadm/pkg/runtime"
 )
 
@@ -91,11 +92,7 @@ func Gather(ctx context.Context, c *config.Cluster, rt runtime.Runtime, hs *host
 		}
 	}
 	gather := func(ctx context.Context, h config.Host) error {
-		req := Request(c, rt, h)
-		hf, lock, err := facts.Gather(ctx, hs.T[h.Name], req, holder)
-		if errors.Is(err, facts.ErrLocked) {
-			return fmt.Errorf("%w (%s): wait for it to finish, or stop it", err, hf.LockHolder)
-		}
+		hf, lock, err := hostFacts(ctx, c, rt, hs.T[h.Name], h, holder)
 		if err != nil {
 			return err
 		}
@@ -127,6 +124,28 @@ func Gather(ctx context.Context, c *config.Cluster, rt runtime.Runtime, hs *host
 		f.Etcd = Etcd(ctx, c, f, client, opts.EtcdTimeout)
 	}
 	return f, nil
+}
+
+// hostFacts reads host h's facts through t, taking its lock for holder
+// ("" for a run that writes nothing).
+func hostFacts(ctx context.Context, c *config.Cluster, rt runtime.Runtime, t remote.Transport, h config.Host, holder string) (*facts.Host, *facts.Lock, error) {
+	hf, lock, err := facts.Gather(ctx, t, Request(c, rt, h), holder)
+	if errors.Is(err, facts.ErrLocked) {
+		return nil, nil, fmt.Errorf("%w (%s): wait for it to finish, or stop it", err, hf.LockHolder)
+	}
+	return hf, lock, err
+}
+
+// Another reads, as Gather does, the facts of inventory host h through
+// another transport than the run's for it: the old host of a member that
+// moves, reached at its old address. With lock it takes the host's lock,
+// held until the returned lock is released.
+func Another(ctx context.Context, c *config.Cluster, rt runtime.Runtime, t remote.Transport, h config.Host, lock bool) (*facts.Host, *facts.Lock, error) {
+	holder := ""
+	if lock {
+		holder = lockHolder()
+	}
+	return hostFacts(ctx, c, rt, t, h, holder)
 }
 
 // Etcd asks etcd, through the members whose hosts have something

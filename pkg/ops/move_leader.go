@@ -13,7 +13,10 @@ const KindMoveLeader Kind = "move-leader"
 type MoveLeader struct {
 	Member   string `json:"member"`
 	MemberID string `json:"memberID"`
-	Why      string `json:"why,omitempty"`
+	// ClientURL, when set, is the member's client URL where the inventory
+	// gives another (a member that moves).
+	ClientURL string `json:"clientURL,omitempty"`
+	Why       string `json:"why,omitempty"`
 }
 
 func (MoveLeader) Kind() Kind   { return KindMoveLeader }
@@ -23,7 +26,11 @@ func (o MoveLeader) String() string {
 }
 
 func moveLeader(ctx context.Context, e Env, o MoveLeader) error {
-	if err := e.Etcd().MoveLeaderAway(ctx, ClientURLs(e.Cluster()), o.MemberID); err != nil {
+	urls := ClientURLs(e.Cluster())
+	if o.ClientURL != "" {
+		urls = append(urls, o.ClientURL)
+	}
+	if err := e.Etcd().MoveLeaderAway(ctx, urls, o.MemberID); err != nil {
 		return err
 	}
 	e.Log().Host(o.Member, "leadership moved to another member")

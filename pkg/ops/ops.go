@@ -54,6 +54,9 @@ type Env interface {
 	Host() config.Host
 	// Transport reaches the host; nil when it cannot be reached.
 	Transport() remote.Transport
+	// TransportOf reaches another host of the run by the name its stage
+	// gives it (the old host of a member that moves); nil for none.
+	TransportOf(host string) remote.Transport
 	Etcd() *etcdclient.Client
 	Log() *progress.Log
 	// Runtime runs the host's member.
@@ -137,6 +140,8 @@ var registry = map[Kind]handler{
 	KindSwapData:     handle(true, swapData, nil),
 	KindImportImage:  handle(true, importImage, nil),
 	KindRestoreData:  handle(false, restoreData, nil),
+	KindCopyData:     handle(true, copyData, nil),
+	KindUpdatePeer:   handle(false, updatePeer, verifyPeer),
 }
 
 // handle adapts the functions of one payload type to a handler.

@@ -35,9 +35,9 @@ mkdir -p "$dd" "$bk"; chmod 0700 "$dd"
 find "$dd" -mindepth 1 -maxdepth 1 -exec mv -t "$bk" {} +
 mv "$src/member" "$dd/member"; rmdir "$src"`, q(o.Path), q(o.Source), q(bk))
 	if _, err := e.Transport().Run(ctx, script, nil); err != nil {
-		return fmt.Errorf("swap %s for the restored data: %w", o.Path, err)
+		return fmt.Errorf("swap %s for the data in %s: %w", o.Path, o.Source, err)
 	}
-	e.Log().Host(e.Host().Name, "moved the old data of %s to %s; the restored data is in place", o.Path, bk)
+	e.Log().Host(e.Host().Name, "moved the old data of %s to %s; the data from %s is in place", o.Path, bk, o.Source)
 	e.Report(Done{Ran: "backup " + o.Path})
 	return nil
 }

@@ -88,6 +88,12 @@ type host struct {
 	imports []Op
 	// work is what its runtime does to bring it to its plan.
 	work runtime.Work
+	// clean stops an old member's etcd and moves its data aside before
+	// the host joins (a host a recovery dropped, back with its old data).
+	clean []Op
+	// rejoin names the host that records this one's rejoin: the record is
+	// cleared once it has joined.
+	rejoin string
 }
 
 func (h *host) runs() bool { return h.facts.RunsEtcd() }
@@ -113,6 +119,7 @@ func buildMembers(in Input) (*Plan, error) {
 	p := &Plan{Cluster: c.Metadata.Name, Topology: c.Spec.Topology}
 	var refused refusals
 	checkPKI(in, &refused)
+	checkRecovery(in, &refused)
 	hosts := make([]*host, 0, len(c.Spec.Hosts))
 	for _, ch := range c.Spec.Hosts {
 		hf := in.Hosts[ch.Name]
@@ -267,10 +274,12 @@ func classify(in Input, hosts []*host, refused *refusals) bool {
 		dd := h.facts.DataDir
 		switch {
 		case h.listed && !h.member.HasPeerURL(peer):
-			refused.add(name, "the cluster knows member %s (%s) at %v but the inventory puts it at %s; a member's address does not change in place: replace it with `etcdadm member replace %s`",
-				name, h.member.HexID(), h.member.PeerURLs, peer, name)
+			refused.add(name, "the cluster knows member %s (%s) at %v but the inventory puts it at %s; a member's address does not change in place: move it there, with its ID and data, with `etcdadm member move %s` (or, if its old host is gone for good, `etcdadm member replace %s`)",
+				name, h.member.HexID(), h.member.PeerURLs, peer, name, name)
 		case dd.HasWAL || h.runs():
 			switch {
+			case e.Known() && !h.listed && rejoinRecord(in, h) != "":
+				markRejoin(in, h, rejoinRecord(in, h))
 			case e.Known() && !h.listed:
 				refused.add(name, "its data directory %s holds etcd member %s, which is not a member of this cluster (it was removed, or belongs to another cluster): `etcdadm reset %s` moves it under the backup directory so that the host can join again",
 					dataDir, idOrUnknown(dd.MemberID), name)

@@ -206,6 +206,24 @@ func cleanOps(in Input, hf *facts.Host, all bool) []Op {
 	return append(steps, rt.CleanOps(c, paths)...)
 }
 
+// stopped is the host as it will be once its member is stopped: no
+// manifest (or environment file), no etcd process; its data is kept.
+func stopped(in Input, hf *facts.Host) *facts.Host {
+	out := *hf
+	out.Manifest, out.Etcd = nil, nil
+	out.Files = maps.Clone(hf.Files)
+	delete(out.Files, in.Runtime.StartPath(in.Cluster))
+	return &out
+}
+
+// withoutMember is the host as it will be once its old member is gone:
+// stopped, and its data directory emptied.
+func withoutMember(in Input, hf *facts.Host) *facts.Host {
+	out := stopped(in, hf)
+	out.DataDir = facts.DataDir{Exists: true}
+	return out
+}
+
 // Reset plans `etcdadm reset NAME`: clean a host that is not a member.
 func Reset(in Input, name string) (*Plan, error) {
 	in, t, err := membership(in, name)
@@ -282,20 +300,16 @@ func Replace(in Input, name string, force bool) (*Plan, error) {
 		stages = append(stages, Stage{Name: "remove the failed member " + name, Rollout: OneAtATime, Hosts: []HostOps{{Host: name, Ops: steps}}})
 		members = slices.DeleteFunc(slices.Clone(members), func(m etcdclient.Member) bool { return m.ID == t.member.ID })
 	}
-	// The host as it will be once its old member is gone.
-	hf := *t.facts
-	hf.Manifest, hf.Etcd, hf.DataDir = nil, nil, facts.DataDir{Exists: true}
-	hf.Files = maps.Clone(t.facts.Files)
-	delete(hf.Files, in.Runtime.StartPath(in.Cluster))
+	hf := withoutMember(in, t.facts)
 	peer := manifests.PeerURL(*t.host)
 	m := Member{InitialCluster: etcdclient.InitialCluster(members, name, peer), State: manifests.StateExisting, Why: "joins the running cluster as a learner, replacing the failed member"}
 	hp, err := HostFiles(in.Cluster, in.Runtime, in.PKI, *t.host, m, AllParts)
 	if err != nil {
 		return nil, err
 	}
-	Compare(&hp, &hf)
+	Compare(&hp, hf)
 	p.Hosts = []Host{hp}
-	h := &host{cfg: *t.host, facts: &hf, role: roleJoin, plan: &p.Hosts[0]}
+	h := &host{cfg: *t.host, facts: hf, role: roleJoin, plan: &p.Hosts[0]}
 	if h.work, err = in.Runtime.Work(runtimeHost(in, h)); err != nil {
 		return nil, fmt.Errorf("plan for %s: %w", name, err)
 	}

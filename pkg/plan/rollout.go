@@ -214,7 +214,7 @@ func join(in Input, h *host, voters []string, earlier int) Stage {
 	w := h.work
 	st := Stage{Name: "add member " + name, Rollout: OneAtATime, Quorum: facts.Quorum(len(in.Etcd.Voters()) + earlier),
 		Why: "a new member joins as a learner, which does not count towards quorum until it caught up and is promoted"}
-	steps := slices.Clone(w.Prepare)
+	steps := append(slices.Clone(h.clean), w.Prepare...)
 	if !h.listed {
 		steps = append(steps, ops.AddLearner{Member: name, PeerURL: peer})
 	} else {
@@ -227,6 +227,9 @@ func join(in Input, h *host, voters []string, earlier int) Stage {
 	}
 	steps = append(steps, ops.WaitCluster{Members: append(slices.Clone(voters), name)})
 	st.Hosts = []HostOps{{Host: name, Ops: steps}}
+	if h.rejoin != "" {
+		st.Hosts = append(st.Hosts, HostOps{Host: h.rejoin, Ops: []Op{ops.Unmark{Marker: facts.PendingRejoin + name, Why: name + " is back"}}})
+	}
 	return st
 }
 

@@ -92,15 +92,21 @@ func (t *localTransport) Start(ctx context.Context, cmd string) (*Process, error
 	if err != nil {
 		return nil, fail(err)
 	}
-	stdout, err := c.StdoutPipe()
+	// A pipe of our own: exec's would be closed by Wait as soon as the
+	// command exits, losing what the reader has not read yet.
+	stdout, w, err := os.Pipe()
 	if err != nil {
 		return nil, fail(err)
 	}
+	c.Stdout = w
 	stderr := &tailBuffer{max: 64 << 10}
 	c.Stderr = stderr
 	// Its own process group, as Run's commands: a terminal's Ctrl-C is for etcdadm.
 	setProcessGroup(c)
-	if err := c.Start(); err != nil {
+	err = c.Start()
+	_ = w.Close()
+	if err != nil {
+		_ = stdout.Close()
 		return nil, fail(err)
 	}
 	wait := func() error {
@@ -120,7 +126,26 @@ func (t *localTransport) Start(ctx context.Context, cmd string) (*Process, error
 			_ = c.Process.Kill()
 		}
 	}
-	return newProcess(stdin, stdout, wait, kill), nil
+	return newProcess(stdin, &closeAtEOF{f: stdout}, wait, kill), nil
+}
+
+// closeAtEOF closes a pipe once it is read to its end, then keeps saying
+// so; one never read to its end is closed when it is collected.
+type closeAtEOF struct {
+	f    *os.File
+	done error
+}
+
+func (r *closeAtEOF) Read(p []byte) (int, error) {
+	if r.done != nil {
+		return 0, r.done
+	}
+	n, err := r.f.Read(p)
+	if err != nil {
+		r.done = err
+		_ = r.f.Close()
+	}
+	return n, err
 }
 
 func (t *localTransport) startSFTP(context.Context) (*sftpSession, error) {

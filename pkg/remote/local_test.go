@@ -56,6 +56,34 @@ func TestLocalRun(t *testing.T) {
 	}
 }
 
+// What a started command wrote is read whole, even once it has exited.
+func TestLocalStartOutputOutlivesTheCommand(t *testing.T) {
+	tr := NewLocal("node-1", false)
+	defer tr.Close()
+	p, err := tr.Start(context.Background(), "head -c 30000 /dev/zero")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	read := make(chan error, 1)
+	go func() {
+		// The reader starts only once the command is done writing.
+		time.Sleep(200 * time.Millisecond)
+		var err error
+		got, err = io.ReadAll(p.Stdout)
+		read <- err
+	}()
+	if err := p.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-read; err != nil || len(got) != 30000 {
+		t.Errorf("read %d of 30000 bytes: %v", len(got), err)
+	}
+	if n, err := p.Stdout.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("a read after the end: %d, %v", n, err)
+	}
+}
+
 func TestLocalFiles(t *testing.T) {
 	requireRoot(t)
 	tr := NewLocal("node-1", true)

@@ -78,8 +78,25 @@ type Member struct {
 	State          string `json:"initialClusterState"`
 	// Restart is the manifest's restart annotation, kept as the host has it.
 	Restart string `json:"restart,omitempty"`
+	// ForceNewCluster starts the member's data as a cluster of that member
+	// alone (etcd's --force-new-cluster): a recovery's first start, never
+	// kept, since every later start would drop the members added since.
+	ForceNewCluster bool `json:"forceNewCluster,omitempty"`
 	// Why says where the values come from.
 	Why string `json:"why,omitempty"`
+}
+
+// ForceNewClusterFlag is the flag a member with ForceNewCluster starts
+// with, after the inventory's flags; the facts read it back as the flag
+// "force-new-cluster".
+const ForceNewClusterFlag = "--force-new-cluster=true"
+
+// Flags are the flags m adds to the member's own (manifests.Flags).
+func (m Member) Flags() []string {
+	if m.ForceNewCluster {
+		return []string{ForceNewClusterFlag}
+	}
+	return nil
 }
 
 // Host is what a runtime plans one host from.

@@ -103,6 +103,17 @@ func (s *story) members(t *testing.T) map[string]etcdclient.Member {
 // apiserver-etcd-client identity, as a kube-apiserver would.
 func (s *story) startWriter(t *testing.T) *writer.Writer {
 	t.Helper()
+	c, _, _ := s.cluster(t)
+	var endpoints []string
+	for _, h := range c.Spec.Hosts {
+		endpoints = append(endpoints, manifests.ClientURL(h))
+	}
+	return s.startWriterTo(t, endpoints)
+}
+
+// startWriterTo is startWriter for the given client URLs only.
+func (s *story) startWriterTo(t *testing.T, endpoints []string) *writer.Writer {
+	t.Helper()
 	c, pki, _ := s.cluster(t)
 	kp, ok := pki.Leaf(c.Spec.Hosts[0].Name, certs.APIServerEtcdClient)
 	if !ok {
@@ -111,10 +122,6 @@ func (s *story) startWriter(t *testing.T) *writer.Writer {
 	tlsConfig, err := etcdclient.TLSConfig(pki.CA.CertPEM, kp.CertPEM, kp.KeyPEM)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var endpoints []string
-	for _, h := range c.Spec.Hosts {
-		endpoints = append(endpoints, manifests.ClientURL(h))
 	}
 	w, err := writer.Start(context.Background(), writer.Options{Endpoints: endpoints, TLS: tlsConfig, Rate: 100, Timeout: time.Second, Prefix: "/e2e-writer/" + t.Name() + "/"})
 	if err != nil {

@@ -42,7 +42,7 @@ func newMemberCommand(streams Streams) *cobra.Command {
 		Use:   "member",
 		Short: "Change the cluster's membership",
 	}
-	cmd.AddCommand(newMemberRemoveCommand(streams), newMemberReplaceCommand(streams))
+	cmd.AddCommand(newMemberRemoveCommand(streams), newMemberReplaceCommand(streams), newMemberMoveCommand(streams))
 	return cmd
 }
 
@@ -92,6 +92,32 @@ could not keep quorum.`,
 	return cmd
 }
 
+func newMemberMoveCommand(streams Streams) *cobra.Command {
+	f := &changeFlags{}
+	cmd := &cobra.Command{
+		Use:   "move NAME -f cluster.yaml",
+		Short: "Move a member to the new address the inventory gives it, keeping its ID and its data",
+		Long: `move is for a member whose machine changes: write its new address in the inventory
+(same name), then run it. The old address is the member's peer URL in the member list;
+the old host is reached there over SSH, with the inventory's SSH settings for NAME.
+etcd stops on the old host (its manifest kept under /var/lib/etcdadm/backup); its data
+directory streams to the new host through this machine, its sha256 checked on both
+hosts; the member's peer URL changes through the other members, which keep quorum; etcd
+starts on the new host with certificates for the new address, with the same member ID
+and data; the old host's etcd files, its data included, go under its backup directory.
+It is refused when the other members could not keep quorum without it, and when the
+old host cannot be reached (replace the member then: 'etcdadm member replace NAME').`,
+		Args: exactlyOneName,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runChange(cmd.Context(), streams, f, "move member "+args[0], func(ctx context.Context, s *pipeline.Session, o pipeline.ConvergeOptions, h pipeline.Hooks) (*pipeline.Outcome, error) {
+				return pipeline.Move(ctx, s, args[0], o, h)
+			})
+		},
+	}
+	f.bind(cmd)
+	return cmd
+}
+
 func newResetCommand(streams Streams) *cobra.Command {
 	f := &changeFlags{}
 	cmd := &cobra.Command{
@@ -118,8 +144,16 @@ func exactlyOneName(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// runMembership reads the facts, plans, asks, and runs.
+// runMembership reads the facts, plans with build, asks, and runs.
 func runMembership(ctx context.Context, streams Streams, f *changeFlags, what string, build func(plan.Input) (*plan.Plan, error)) error {
+	return runChange(ctx, streams, f, what, func(ctx context.Context, s *pipeline.Session, o pipeline.ConvergeOptions, h pipeline.Hooks) (*pipeline.Outcome, error) {
+		return pipeline.Change(ctx, s, build, o, h)
+	})
+}
+
+// runChange runs a command that changes the cluster through the pipeline
+// function run: it reads the facts, plans, asks, and runs.
+func runChange(ctx context.Context, streams Streams, f *changeFlags, what string, run func(context.Context, *pipeline.Session, pipeline.ConvergeOptions, pipeline.Hooks) (*pipeline.Outcome, error)) error {
 	if err := f.check(); err != nil {
 		return err
 	}
@@ -136,7 +170,7 @@ func runMembership(ctx context.Context, streams Streams, f *changeFlags, what st
 	defer s.Close()
 	sum := newSummary(streams, f.output)
 	o := pipeline.ConvergeOptions{DryRun: f.dryRun, ExecOptions: pipeline.ExecOptions{HealthTimeout: f.healthTimeout, KeepBackups: f.keepBackups}}
-	out, err := pipeline.Change(ctx, s, build, o, pipeline.Hooks{
+	out, err := run(ctx, s, o, pipeline.Hooks{
 		Confirm: func(p *plan.Plan) error {
 			return confirmPlan(ctx, streams, f.yes, sum, p, fmt.Sprintf("%s of cluster %s?", what, s.Cluster.Metadata.Name), what)
 		},

@@ -93,6 +93,7 @@ of a whole cluster from one inventory file, exactly as kubeadm would, and puts t
 		newStatusCommand(streams),
 		newMemberCommand(streams),
 		newResetCommand(streams),
+		newRecoverCommand(streams),
 		newSnapshotCommand(streams),
 		newRenderCommand(streams),
 		newImagesCommand(streams),

@@ -91,7 +91,7 @@ func (Runtime) FilePaths(*config.Cluster) []string {
 // EnvFile is the environment file of host h's service, whose member
 // starts as m: the flags of its static Pod.
 func EnvFile(c *config.Cluster, h config.Host, m runtime.Member) (hostfile.File, error) {
-	b, err := etcdservice.EnvFile(h.Name, manifests.Flags(c, h, m.InitialCluster, m.State))
+	b, err := etcdservice.EnvFile(h.Name, append(manifests.Flags(c, h, m.InitialCluster, m.State), m.Flags()...))
 	if err != nil {
 		return hostfile.File{}, fmt.Errorf("the environment file of %s: %w", h.Name, err)
 	}
