@@ -62,7 +62,7 @@ func AwaitMember(ctx context.Context, e Env, newProcess bool, version string, be
 			if time.Now().After(deadline) {
 				return fmt.Errorf("no new etcd process after %s (before: %v, now: %v); look at the kubelet's log", e.HealthTimeout(), before, now)
 			}
-			if err := Sleep(ctx, 200*time.Millisecond); err != nil {
+			if err := Sleep(ctx, newProcessPoll); err != nil {
 				return err
 			}
 		}
@@ -89,6 +89,11 @@ func AwaitMember(ctx context.Context, e Env, newProcess bool, version string, be
 		}
 	}
 }
+
+// newProcessPoll is how often a host is asked for the member's new
+// process: the wait is most of a member's start, and one look costs the
+// host a few milliseconds of ss.
+const newProcessPoll = 100 * time.Millisecond
 
 // CatchUpSlack is how many raft entries a member may trail the leader by
 // and count as caught up: the two are read one after the other while

@@ -240,6 +240,48 @@ func BenchmarkAddMember(b *testing.B) {
 			down(b, l)
 		}
 	})
+	// What the kubelet adds: the member's files, its manifest and the
+	// kubelet's own placed by hand, a learner added through the API, the
+	// kubelet restarted, until the four are healthy.
+	b.Run("floor-member-add-kubelet-restarted-by-hand", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			l, inv := setup(b)
+			c, pki, client := loadCluster(b, inv)
+			h := c.Spec.Hosts[3]
+			ctx := context.Background()
+			list, err := client.MemberList(ctx, []string{manifests.ClientURL(c.Spec.Hosts[0])}, 5*time.Second)
+			if err != nil {
+				b.Fatal(err)
+			}
+			m := plan.Member{InitialCluster: etcdclient.InitialCluster(list.Members, h.Name, manifests.PeerURL(h)), State: manifests.StateExisting}
+			hp, err := plan.HostFiles(c, pipeline.RuntimeFor(c), pki, h, m, plan.AllParts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			lh := l.Host(h.Name)
+			var manifest []plan.File
+			for _, f := range hp.Files {
+				if f.Part == plan.PartManifests {
+					manifest = append(manifest, f)
+				} else {
+					place(b, lh, []plan.File{f})
+				}
+			}
+			b.StartTimer()
+			if _, _, err := client.AddLearner(ctx, []string{manifests.ClientURL(c.Spec.Hosts[0])}, manifests.PeerURL(h), 5*time.Second, 10*time.Second); err != nil {
+				b.Fatal(err)
+			}
+			place(b, lh, manifest)
+			restartKubelets(b, []*lab.Host{lh})
+			if _, err := client.WaitHealthy(ctx, ops.Endpoints(c), time.Minute, nil); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			client.Close()
+			down(b, l)
+		}
+	})
 	b.Run("floor-member-add-etcd-started-directly", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
