@@ -137,6 +137,10 @@ var registry = map[Kind]handler{
 	KindSwapData:     handle(true, swapData, nil),
 	KindImportImage:  handle(true, importImage, nil),
 	KindRestoreData:  handle(false, restoreData, nil),
+	KindCompact:      handle(false, compact, nil),
+	KindDefragment:   handle(false, defragment, nil),
+	KindMoveLeaderTo: handle(false, moveLeaderTo, verifyLeads),
+	KindDisarmAlarm:  handle(false, disarmAlarm, verifyDisarmed),
 }
 
 // handle adapts the functions of one payload type to a handler.

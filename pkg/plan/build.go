@@ -111,6 +111,7 @@ func buildMembers(in Input) (*Plan, error) {
 	p := &Plan{Cluster: c.Metadata.Name, Topology: c.Spec.Topology}
 	var refused refusals
 	checkPKI(in, &refused)
+	checkCorrupt(in, &refused)
 	hosts := make([]*host, 0, len(c.Spec.Hosts))
 	for _, ch := range c.Spec.Hosts {
 		hf := in.Hosts[ch.Name]
