@@ -4,6 +4,7 @@
 package etcdtest
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -27,6 +28,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
+	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 )
 
@@ -35,7 +37,8 @@ import (
 const DNSName = "etcd.test"
 
 // PKI is a CA with a certificate for the members (server and peer, for
-// 127.0.0.1 and DNSName) and one for the client, as files in Dir and PEM.
+// 127.0.0.1 to 127.0.0.9 and DNSName) and one for the client, as files in
+// Dir and PEM.
 type PKI struct {
 	Dir                   string
 	CAPEM                 []byte
@@ -79,7 +82,7 @@ func NewPKI(t testing.TB) *PKI {
 			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
 			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
 			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usages,
-			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost", DNSName},
+			IPAddresses: loopbacks(), DNSNames: []string{"localhost", DNSName},
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 		if err != nil {
@@ -97,6 +100,15 @@ func NewPKI(t testing.TB) *PKI {
 	p.write(t, "member.key", memberKey)
 	p.ClientCert, p.ClientKey = leaf(3, "healthcheck-client", x509.ExtKeyUsageClientAuth)
 	return p
+}
+
+// loopbacks are the addresses Hosts gives members: 127.0.0.1 to 127.0.0.9.
+func loopbacks() []net.IP {
+	var out []net.IP
+	for i := 1; i <= 9; i++ {
+		out = append(out, net.IPv4(127, 0, 0, byte(i)))
+	}
+	return out
 }
 
 func (p *PKI) write(t testing.TB, name string, data []byte) {
@@ -330,6 +342,34 @@ func (c *Cluster) URLs() []string {
 		out = append(out, m.ClientURL)
 	}
 	return out
+}
+
+// Hosts are the members as an inventory's hosts: member i at 127.0.0.(i+1),
+// whose client URL, https://127.0.0.(i+1):2379, Dialer maps to the member.
+func (c *Cluster) Hosts() []config.Host {
+	var out []config.Host
+	for i, m := range c.Members {
+		out = append(out, config.Host{Name: m.Name, Address: loopbacks()[i].String()})
+	}
+	return out
+}
+
+// Dialer reaches member i at 127.0.0.(i+1):2379, as Hosts names it; any
+// other address is refused.
+func (c *Cluster) Dialer() etcdclient.Dialer {
+	var d net.Dialer
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		for i, m := range c.Members {
+			if addr == net.JoinHostPort(loopbacks()[i].String(), "2379") {
+				real, err := etcdclient.HostPort(m.ClientURL)
+				if err != nil {
+					return nil, err
+				}
+				return d.DialContext(ctx, "tcp", real)
+			}
+		}
+		return nil, fmt.Errorf("dial %s: connection refused", addr)
+	}
 }
 
 // Client is an etcdclient.Client with the client certificate, through

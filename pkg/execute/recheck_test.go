@@ -2,14 +2,11 @@ package execute
 
 import (
 	"context"
-	"errors"
-	"net"
 	"strings"
 	"testing"
 
 	"github.com/etcdadm-io/etcdadm/internal/etcdtest"
 	"github.com/etcdadm-io/etcdadm/internal/fakehost"
-	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 )
@@ -52,21 +49,11 @@ func TestStartStageRunsWhileNoLeader(t *testing.T) {
 // stops the stage before any member starts, saying to run again.
 func TestStartStageStopsWhenALeaderIsBack(t *testing.T) {
 	x, fakes, _ := fakeHosts("a", "b", "c")
-	c := etcdtest.Start(t, 1)
-	real, err := etcdclient.HostPort(c.Members[0].ClientURL)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Host a's client URL, https://127.0.0.1:2379, reaches the member; b and
 	// c are down.
-	var d net.Dialer
-	x.Etcd = c.Client(t, func(ctx context.Context, addr string) (net.Conn, error) {
-		if addr == "127.0.0.1:2379" {
-			return d.DialContext(ctx, "tcp", real)
-		}
-		return nil, errors.New("connection refused")
-	})
-	_, err = x.Run(context.Background(), &plan.Plan{Stages: []plan.Stage{startStage()}})
+	c := etcdtest.Start(t, 1)
+	x.Etcd = c.Client(t, c.Dialer())
+	_, err := x.Run(context.Background(), &plan.Plan{Stages: []plan.Stage{startStage()}})
 	if err == nil || !strings.Contains(err.Error(), "stopped before starting any member: a names a as its leader") ||
 		!strings.Contains(err.Error(), "nothing was started: run the command again") {
 		t.Fatalf("err = %v", err)

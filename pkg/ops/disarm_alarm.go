@@ -15,8 +15,8 @@ const KindDisarmAlarm Kind = "disarm-alarm"
 
 // DisarmAlarm disarms alarm Type of member MemberID (hex), which the alarm
 // list calls Member. With UnderQuota (NOSPACE), only once every member's
-// database is under its quota when it runs: the next write would raise
-// the alarm again otherwise.
+// database is under its quota when it runs, with room to write (see
+// QuotaUse): the next writes would raise the alarm again otherwise.
 type DisarmAlarm struct {
 	Member     string `json:"member"`
 	MemberID   string `json:"memberID"`
@@ -56,9 +56,18 @@ func disarmAlarm(ctx context.Context, e Env, o DisarmAlarm) error {
 		}
 		var eps []etcdclient.Endpoint
 		for _, m := range list.Members {
-			if m.Started() {
-				eps = append(eps, etcdclient.Endpoint{Name: m.Name, ClientURL: m.ClientURLs[0]})
+			if !m.Started() {
+				continue
 			}
+			// The inventory's endpoint, as every other call; a member it
+			// does not name, at the URL it advertises.
+			ep := etcdclient.Endpoint{Name: m.Name, ClientURL: m.ClientURLs[0]}
+			for _, known := range Endpoints(e.Cluster()) {
+				if known.Name == m.Name {
+					ep = known
+				}
+			}
+			eps = append(eps, ep)
 		}
 		if over := OverQuota(e.Cluster(), e.Etcd().Status(ctx, eps, etcdclient.DefaultCallTimeout)); len(over) > 0 {
 			return fmt.Errorf("%s of %s not disarmed: %s; it would be raised again by the next write. Delete keys or raise quota-backend-bytes in spec.etcd.extraArgs (then `etcdadm apply`), then run `etcdadm defrag` again", o.Type, o.Member, strings.Join(over, "; "))
@@ -89,16 +98,24 @@ func verifyDisarmed(ctx context.Context, e Env, o DisarmAlarm) error {
 	return nil
 }
 
-// OverQuota describes each member whose database is at or over its quota,
-// or whose size is unknown because it did not answer.
+// QuotaUse is the share of its quota, in percent, a member's database may
+// take for NOSPACE to be disarmed: etcd refuses a write that would take
+// it past the quota, so a database just under it would raise the alarm
+// again with the next writes. etcd-defrag's default threshold is the same.
+const QuotaUse = 90
+
+// OverQuota describes each member whose database takes more than QuotaUse
+// percent of its quota, or whose size is unknown because it did not answer.
 func OverQuota(c *config.Cluster, sts []etcdclient.MemberStatus) []string {
 	var over []string
 	for _, st := range sts {
-		switch q := Quota(c, st); {
+		q := Quota(c, st)
+		limit := q / 100 * QuotaUse
+		switch {
 		case !st.Answered():
 			over = append(over, fmt.Sprintf("%s did not answer (%s), so its database size is unknown", st.Name, st.Error))
-		case st.DBSize >= q:
-			over = append(over, fmt.Sprintf("%s's database is %s, %s over its quota of %s", st.Name, Bytes(st.DBSize), Bytes(st.DBSize-q), Bytes(q)))
+		case st.DBSize > limit:
+			over = append(over, fmt.Sprintf("%s's database is %s, %s over %d%% of its quota of %s", st.Name, Bytes(st.DBSize), Bytes(st.DBSize-limit), QuotaUse, Bytes(q)))
 		}
 	}
 	return over

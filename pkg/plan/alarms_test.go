@@ -217,7 +217,7 @@ func TestDisarmNoSpace(t *testing.T) {
 	if !errors.As(err, &re) || len(re.Refusals) != 1 || !strings.HasPrefix(err.Error(), "alarm disarm refused, nothing was changed") {
 		t.Fatalf("over quota: %v", err)
 	}
-	for _, want := range []string{"n0's database is 17.0 MiB, 1.0 MiB over its quota of 16.0 MiB", "n2's database", "Run `etcdadm defrag`"} {
+	for _, want := range []string{"n0's database is 17.0 MiB, 2.6 MiB over 90% of its quota of 16.0 MiB", "n2's database", "Run `etcdadm defrag`"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("refusal lacks %q: %v", want, err)
 		}
