@@ -118,8 +118,20 @@ func exactlyOneName(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// runMembership reads the facts, plans, asks, and runs.
+// runMembership reads the facts, plans, asks, runs, and prints the
+// members.
 func runMembership(ctx context.Context, streams Streams, f *changeFlags, what string, build func(plan.Input) (*plan.Plan, error)) error {
+	return runChange(ctx, streams, f, what, build, func(s *pipeline.Session, _ *pipeline.Outcome, sum *summary) {
+		if list, err := s.Etcd.MemberList(ctx, ops.ClientURLs(s.Cluster), f.etcdTimeout); err == nil {
+			sum.printf("cluster: %d member(s): %s", len(list.Members), describeMembers(list.Members))
+		}
+	})
+}
+
+// runChange reads the facts, plans with build, asks, runs, and, when the
+// run succeeded, reports what it did with report: the commands that
+// change the cluster through a plan of their own.
+func runChange(ctx context.Context, streams Streams, f *changeFlags, what string, build func(plan.Input) (*plan.Plan, error), report func(*pipeline.Session, *pipeline.Outcome, *summary)) error {
 	if err := f.check(); err != nil {
 		return err
 	}
@@ -161,10 +173,7 @@ func runMembership(ctx context.Context, streams Streams, f *changeFlags, what st
 	if err != nil {
 		return sum.done(err)
 	}
-	list, err := s.Etcd.MemberList(ctx, ops.ClientURLs(s.Cluster), f.etcdTimeout)
-	if err == nil {
-		sum.printf("cluster: %d member(s): %s", len(list.Members), describeMembers(list.Members))
-	}
+	report(s, out, sum)
 	return sum.done(nil)
 }
 
