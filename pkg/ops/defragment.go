@@ -13,9 +13,9 @@ import (
 const KindDefragment Kind = "defragment"
 
 // Defragment rewrites the database of Member, which must not lead: while
-// it runs the member applies nothing, and a leader that applies nothing
-// holds every write of the cluster. Then it waits for the member healthy
-// and caught up.
+// it runs the member applies nothing and holds the requests sent to it,
+// and every proposal and lease renewal goes through the leader. Then it
+// waits for the member healthy and caught up.
 type Defragment struct {
 	Member string `json:"member"`
 	// Alone is set for the only member of a cluster, which leads and has
@@ -27,8 +27,9 @@ type Defragment struct {
 func (Defragment) Kind() Kind { return KindDefragment }
 
 // Meta says the member is out while its database is rewritten: the
-// executor checks, before it, that the others keep quorum.
-func (o Defragment) Meta() Meta { return Meta{Why: o.Why, Disruptive: true} }
+// executor checks, before it, that the others keep quorum. A cluster's
+// only member has no others.
+func (o Defragment) Meta() Meta { return Meta{Why: o.Why, Disruptive: !o.Alone} }
 func (o Defragment) String() string {
 	return fmt.Sprintf("etcd: defragment %s's database, then wait for it healthy and caught up", o.Member)
 }
@@ -45,7 +46,7 @@ func defragment(ctx context.Context, e Env, o Defragment) error {
 		return fmt.Errorf("%s is not healthy (%s): not defragmented", o.Member, before.Error)
 	case before.Leader && !o.Alone:
 		// Leadership moved to it after the plan was made.
-		return fmt.Errorf("%s leads now, and a leader's defragment holds every write of the cluster: not defragmented; run `etcdadm defrag` again, which defragments the leader last, after handing its leadership over", o.Member)
+		return fmt.Errorf("%s leads now, and the cluster's proposals and lease renewals go through its leader: not defragmented; run `etcdadm defrag` again, which defragments the leader last, after handing its leadership over", o.Member)
 	}
 	log := e.Log()
 	log.Host(o.Member, "defragmenting its database: %s, of which %s in use", Bytes(before.DBSize), Bytes(before.DBSizeInUse))

@@ -22,8 +22,8 @@ type DefragOptions struct {
 // Defrag plans `etcdadm defrag`: the history compacted, then one member
 // at a time, followers first, each defragmented behind a health gate; the
 // leader last, once its leadership went to a follower defragmented
-// already, for a leader that applies nothing holds every write of the
-// cluster. NOSPACE is disarmed at the end, if every member's database is
+// already: a member applies nothing while its database is rewritten, and
+// every proposal and lease renewal goes through the leader. NOSPACE is disarmed at the end, if every member's database is
 // then under its quota. Refused while a member is not healthy: the others
 // must keep quorum while one is out.
 func Defrag(in Input, o DefragOptions) (*Plan, error) {
@@ -89,7 +89,7 @@ func Defrag(in Input, o DefragOptions) (*Plan, error) {
 	}
 	voters := len(e.Voters())
 	defrag := Stage{Name: "defragment the members", Rollout: OneAtATime, Quorum: facts.Quorum(voters),
-		Why: "one member at a time, each healthy and caught up before the next; followers first, the leader last, after its leadership moved to a follower defragmented already: a member applies nothing while its database is rewritten, and a leader that applies nothing holds every write"}
+		Why: "one member at a time, each healthy and caught up before the next; followers first, the leader last, after its leadership moved to a follower defragmented already: a member applies nothing while its database is rewritten, and every proposal and lease renewal goes through the leader"}
 	for _, t := range followers {
 		defrag.Hosts = append(defrag.Hosts, HostOps{Host: t.name, Ops: []Op{ops.Defragment{Member: t.name}}})
 	}

@@ -103,6 +103,7 @@ func TestDefragRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkInvariants(t, p)
 	if steps := stageOps(p.Stages[0], "n0"); len(steps) != 1 || !as[ops.Defragment](t, steps[0]).Alone || !strings.Contains(strings.Join(p.Warnings, "\n"), "only member") {
 		t.Errorf("a cluster of one:\n%s", planText(p))
 	}
