@@ -30,7 +30,7 @@ func (o DisarmAlarm) Meta() Meta { return Meta{Why: o.Why} }
 func (o DisarmAlarm) String() string {
 	s := fmt.Sprintf("etcd: disarm the %s alarm of member %s", o.Type, o.Member)
 	if o.UnderQuota {
-		s += ", once every member's database is under its quota"
+		s += fmt.Sprintf(", once every member's database takes at most %d%% of its quota", QuotaUse)
 	}
 	return s
 }

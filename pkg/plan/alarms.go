@@ -89,8 +89,9 @@ func corrupt(in Input, what string) error {
 
 // Disarm plans `etcdadm alarm disarm`: one operation per active alarm. A
 // NOSPACE alarm is disarmed only once every member's database is under its
-// quota again (the next write would raise it again otherwise); a CORRUPT
-// alarm only once the member that raised it is no longer a member.
+// quota again, with room to write (ops.QuotaUse; the next writes would
+// raise it again otherwise); a CORRUPT alarm only once the member it names
+// is no longer a member.
 func Disarm(in Input) (*Plan, error) {
 	if err := in.check(); err != nil {
 		return nil, err

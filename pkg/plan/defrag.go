@@ -23,9 +23,10 @@ type DefragOptions struct {
 // at a time, followers first, each defragmented behind a health gate; the
 // leader last, once its leadership went to a follower defragmented
 // already: a member applies nothing while its database is rewritten, and
-// every proposal and lease renewal goes through the leader. NOSPACE is disarmed at the end, if every member's database is
-// then under its quota. Refused while a member is not healthy: the others
-// must keep quorum while one is out.
+// every proposal and lease renewal goes through the leader. NOSPACE is
+// disarmed at the end, if every member's database is then under its quota
+// (ops.QuotaUse). Refused while a member is not healthy: the others must
+// keep quorum while one is out.
 func Defrag(in Input, o DefragOptions) (*Plan, error) {
 	if err := in.check(); err != nil {
 		return nil, err
@@ -102,7 +103,7 @@ func Defrag(in Input, o DefragOptions) (*Plan, error) {
 			refused.add(leader.name, "leads, and no other healthy voting member can take its leadership before it is defragmented")
 		default:
 			steps = append([]Op{ops.MoveLeaderTo{Member: to.name, MemberID: to.member.HexID(), From: leader.name,
-				Why: "a leader's defragment would hold every write"}}, steps...)
+				Why: "no member is defragmented while it leads"}}, steps...)
 		}
 		defrag.Hosts = append(defrag.Hosts, HostOps{Host: leader.name, Ops: steps})
 	}
@@ -121,7 +122,7 @@ func Defrag(in Input, o DefragOptions) (*Plan, error) {
 	}
 	if len(disarm) > 0 {
 		stages = append(stages, Stage{Name: "disarm NOSPACE", Rollout: OneAtATime,
-			Why:   "writes resume once every member's database is under its quota; checked when it runs",
+			Why:   "writes resume once every member's database takes at most 90% of its quota; checked when it runs",
 			Hosts: []HostOps{{Host: LocalHost, Ops: disarm}}})
 	}
 	p.Stages = stages
