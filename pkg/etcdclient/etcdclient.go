@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 )
@@ -162,7 +163,10 @@ type MemberStatus struct {
 	DBSize   int64  `json:"dbSize"`
 	// DBSizeInUse is the part of DBSize that holds data; the rest is free
 	// pages that a defragment gives back.
-	DBSizeInUse int64  `json:"dbSizeInUse"`
+	DBSizeInUse int64 `json:"dbSizeInUse"`
+	// DBSizeQuota is the member's --quota-backend-bytes (etcd's default
+	// when unset): a member whose DBSize reaches it raises NOSPACE.
+	DBSizeQuota int64  `json:"dbSizeQuota,omitempty"`
 	RaftTerm    uint64 `json:"raftTerm"`
 	RaftIndex   uint64 `json:"raftIndex"`
 	// RaftAppliedIndex is the last entry the member applied; it trails
@@ -175,7 +179,13 @@ type MemberStatus struct {
 	Alarms  []string `json:"alarms,omitempty"`
 	Healthy bool     `json:"healthy"`
 	Error   string   `json:"error,omitempty"`
-	Took    string   `json:"took,omitempty"`
+	// TimedOut is set when the member took the connection but its status
+	// or its read did not come back in time: slow or busy, not known down.
+	TimedOut bool `json:"timedOut,omitempty"`
+	// Refused is set when nothing took a connection to the member's client
+	// port: its etcd does not run, or its host cannot be reached.
+	Refused bool   `json:"refused,omitempty"`
+	Took    string `json:"took,omitempty"`
 }
 
 // Answered reports whether the member answered its Status call.
@@ -209,7 +219,7 @@ func (c *Client) memberStatus(ctx context.Context, m Endpoint, timeout time.Dura
 	// A member that is down would hold the call until its deadline: the
 	// client waits for a connection. A refused one is told at once.
 	if err := c.probe(ctx, m.ClientURL, min(timeout, time.Second)); err != nil {
-		st.Error = "not reachable: " + err.Error()
+		st.Error, st.Refused = "not reachable: "+err.Error(), true
 		return st
 	}
 	cli, err := c.endpoint(m.ClientURL)
@@ -222,7 +232,7 @@ func (c *Client) memberStatus(ctx context.Context, m Endpoint, timeout time.Dura
 	defer cancel()
 	resp, err := maintenance(cli).Status(sctx, m.ClientURL)
 	if err != nil {
-		st.Error = describe(err)
+		st.Error, st.TimedOut = describe(err), timedOut(err)
 		return st
 	}
 	st.MemberID = resp.Header.MemberId
@@ -233,6 +243,7 @@ func (c *Client) memberStatus(ctx context.Context, m Endpoint, timeout time.Dura
 	st.Version = resp.Version
 	st.DBSize = resp.DbSize
 	st.DBSizeInUse = resp.DbSizeInUse
+	st.DBSizeQuota = resp.DbSizeQuota
 	st.RaftTerm = resp.RaftTerm
 	st.RaftIndex = resp.RaftIndex
 	st.RaftAppliedIndex = resp.RaftAppliedIndex
@@ -269,7 +280,7 @@ func (c *Client) memberStatus(ctx context.Context, m Endpoint, timeout time.Dura
 	// A cluster with auth enabled refuses the read but has answered it.
 	switch {
 	case err != nil && !errors.Is(err, rpctypes.ErrPermissionDenied):
-		st.Error = describe(err)
+		st.Error, st.TimedOut = describe(err), timedOut(err)
 	case slices.ContainsFunc(st.Alarms, func(a string) bool { return a != "NOSPACE" }):
 		st.Error = "active alarm " + strings.Join(st.Alarms, ", ") + ": the cluster takes no writes until it is disarmed"
 	default:
@@ -314,6 +325,12 @@ func (c *Client) probe(ctx context.Context, clientURL string, timeout time.Durat
 		return err
 	}
 	return conn.Close()
+}
+
+// timedOut reports whether a call ran out of its deadline, as etcd's client
+// reports it: the context's own error, or gRPC's DeadlineExceeded.
+func timedOut(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded
 }
 
 func describe(err error) string {

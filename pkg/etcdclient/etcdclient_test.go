@@ -14,31 +14,32 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcdadm-io/etcdadm/internal/etcdtest"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 )
 
 func TestTLSConfig(t *testing.T) {
-	p := newTestPKI(t)
-	cfg, err := etcdclient.TLSConfig(p.caPEM, p.clientCert, p.client)
+	p := etcdtest.NewPKI(t)
+	cfg, err := etcdclient.TLSConfig(p.CAPEM, p.ClientCert, p.ClientKey)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cfg.Certificates) != 1 || cfg.RootCAs == nil || cfg.MinVersion != tls.VersionTLS12 {
 		t.Errorf("config = %+v", cfg)
 	}
-	if _, err := etcdclient.TLSConfig([]byte("not PEM"), p.clientCert, p.client); err == nil || !strings.Contains(err.Error(), "no CA certificate") {
+	if _, err := etcdclient.TLSConfig([]byte("not PEM"), p.ClientCert, p.ClientKey); err == nil || !strings.Contains(err.Error(), "no CA certificate") {
 		t.Errorf("without a CA: %v", err)
 	}
-	if _, err := etcdclient.TLSConfig(p.caPEM, p.clientCert, p.caPEM); err == nil || !strings.Contains(err.Error(), "healthcheck-client") {
+	if _, err := etcdclient.TLSConfig(p.CAPEM, p.ClientCert, p.CAPEM); err == nil || !strings.Contains(err.Error(), "healthcheck-client") {
 		t.Errorf("with a certificate as key: %v", err)
 	}
 }
 
 func TestFromPKI(t *testing.T) {
-	p := newTestPKI(t)
-	pki := &certs.PKI{Trust: p.caPEM, Hosts: map[string][]certs.KeyPair{
-		"h1": {{Name: certs.EtcdHealthcheckClient, CertPEM: p.clientCert, KeyPEM: p.client}},
+	p := etcdtest.NewPKI(t)
+	pki := &certs.PKI{Trust: p.CAPEM, Hosts: map[string][]certs.KeyPair{
+		"h1": {{Name: certs.EtcdHealthcheckClient, CertPEM: p.ClientCert, KeyPEM: p.ClientKey}},
 	}}
 	cli, err := etcdclient.FromPKI(pki, "h1", nil)
 	if err != nil {
@@ -78,30 +79,30 @@ func TestFormatID(t *testing.T) {
 
 func TestStatus(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, 3)
-	cli := c.client(t, nil)
-	leader := c.leader(t)
+	c := etcdtest.Start(t, 3)
+	cli := c.Client(t, nil)
+	leader := c.Leader(t)
 
-	sts := cli.Status(t.Context(), c.endpoints(), 2*time.Second)
+	sts := cli.Status(t.Context(), c.Endpoints(), 2*time.Second)
 	leaders := 0
 	for i, st := range sts {
-		m := c.members[i]
+		m := c.Members[i]
 		if !st.Healthy || st.Error != "" || !st.Answered() {
-			t.Errorf("%s: %+v, want healthy", m.name, st)
+			t.Errorf("%s: %+v, want healthy", m.Name, st)
 		}
-		if st.Name != m.name || st.Endpoint != m.clientURL || st.MemberID != m.id() || st.ID != etcdclient.FormatID(m.id()) {
-			t.Errorf("%s: identity %+v", m.name, st)
+		if st.Name != m.Name || st.Endpoint != m.ClientURL || st.MemberID != m.ID() || st.ID != etcdclient.FormatID(m.ID()) {
+			t.Errorf("%s: identity %+v", m.Name, st)
 		}
 		if st.Learner || st.Version != "3.7.0" || st.DBSize == 0 || st.RaftTerm == 0 || st.RaftIndex == 0 || st.Took == "" {
-			t.Errorf("%s: details %+v", m.name, st)
+			t.Errorf("%s: details %+v", m.Name, st)
 		}
-		if st.LeaderID != leader.id() {
-			t.Errorf("%s: leader %x, want %x", m.name, st.LeaderID, leader.id())
+		if st.LeaderID != leader.ID() {
+			t.Errorf("%s: leader %x, want %x", m.Name, st.LeaderID, leader.ID())
 		}
 		if st.Leader {
 			leaders++
 			if m != leader {
-				t.Errorf("%s says it leads; %s does", m.name, leader.name)
+				t.Errorf("%s says it leads; %s does", m.Name, leader.Name)
 			}
 		}
 	}
@@ -110,32 +111,64 @@ func TestStatus(t *testing.T) {
 	}
 
 	// A member that is down is told at once, not after the call's timeout.
-	down := c.follower(t)
-	down.stop()
+	down := c.Follower(t)
+	down.Stop()
 	start := time.Now()
-	sts = cli.Status(t.Context(), c.endpoints(), 5*time.Second)
+	sts = cli.Status(t.Context(), c.Endpoints(), 5*time.Second)
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("status with a member down took %s", took)
 	}
 	for i, st := range sts {
-		if c.members[i] == down {
-			if st.Healthy || st.Answered() || !strings.HasPrefix(st.Error, "not reachable: ") {
+		if c.Members[i] == down {
+			if st.Healthy || st.Answered() || !st.Refused || st.TimedOut || !strings.HasPrefix(st.Error, "not reachable: ") {
 				t.Errorf("stopped member: %+v", st)
 			}
 		} else if !st.Healthy {
-			t.Errorf("%s, with quorum, is not healthy: %+v", c.members[i].name, st)
+			t.Errorf("%s, with quorum, is not healthy: %+v", c.Members[i].Name, st)
 		}
+	}
+}
+
+// A member that takes the connection but never answers is slow, not down:
+// its status says it timed out, and that something listens.
+func TestStatusTellsSlowFromDown(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			// Read, never answered: a TLS handshake waits on it.
+			go func() { _, _ = io.Copy(io.Discard, conn) }()
+		}
+	}()
+	cli := etcdclient.New(&tls.Config{MinVersion: tls.VersionTLS12}, nil)
+	defer cli.Close()
+	slow := etcdclient.Endpoint{Name: "slow", ClientURL: "https://" + l.Addr().String()}
+	down := etcdclient.Endpoint{Name: "down", ClientURL: "https://" + etcdtest.FreeAddr(t)}
+	sts := cli.Status(t.Context(), []etcdclient.Endpoint{slow, down}, 300*time.Millisecond)
+	if st := sts[0]; st.Answered() || !st.TimedOut || st.Refused || !strings.HasPrefix(st.Error, "no answer in time") {
+		t.Errorf("slow member: %+v", st)
+	}
+	if st := sts[1]; st.Answered() || st.TimedOut || !st.Refused {
+		t.Errorf("member down: %+v", st)
 	}
 }
 
 func TestStatusNeedsClientCertificate(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, 1)
+	c := etcdtest.Start(t, 1)
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(c.pki.caPEM)
+	pool.AppendCertsFromPEM(c.PKI.CAPEM)
 	cli := etcdclient.New(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil)
 	defer cli.Close()
-	st := cli.Status(t.Context(), c.endpoints(), 500*time.Millisecond)[0]
+	st := cli.Status(t.Context(), c.Endpoints(), 500*time.Millisecond)[0]
 	if st.Healthy || st.Error == "" {
 		t.Errorf("a client without certificate: %+v", st)
 	}
@@ -143,22 +176,22 @@ func TestStatusNeedsClientCertificate(t *testing.T) {
 
 func TestWaitHealthy(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, 3)
-	cli := c.client(t, nil)
+	c := etcdtest.Start(t, 3)
+	cli := c.Client(t, nil)
 	calls := 0
-	sts, err := cli.WaitHealthy(t.Context(), c.endpoints(), 10*time.Second, func([]etcdclient.MemberStatus) { calls++ })
+	sts, err := cli.WaitHealthy(t.Context(), c.Endpoints(), 10*time.Second, func([]etcdclient.MemberStatus) { calls++ })
 	if err != nil || len(sts) != 3 || calls == 0 {
 		t.Fatalf("WaitHealthy = %v, %v after %d calls", sts, err, calls)
 	}
 
-	c.members[2].stop()
+	c.Members[2].Stop()
 	start := time.Now()
-	sts, err = cli.WaitHealthy(t.Context(), c.endpoints(), time.Second, nil)
+	sts, err = cli.WaitHealthy(t.Context(), c.Endpoints(), time.Second, nil)
 	took := time.Since(start)
 	if err == nil {
 		t.Fatalf("WaitHealthy with a member down: %v", sts)
 	}
-	if msg := err.Error(); !strings.Contains(msg, "m2 ("+c.members[2].clientURL+"): not reachable") || strings.Contains(msg, "m0") || strings.Contains(msg, "m1") {
+	if msg := err.Error(); !strings.Contains(msg, "m2 ("+c.Members[2].ClientURL+"): not reachable") || strings.Contains(msg, "m0") || strings.Contains(msg, "m1") {
 		t.Errorf("error names: %v", err)
 	}
 	if took < time.Second || took > 4*time.Second {
@@ -170,7 +203,7 @@ func TestWaitHealthy(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := cli.WaitHealthy(ctx, c.endpoints(), time.Minute, nil); err == nil {
+	if _, err := cli.WaitHealthy(ctx, c.Endpoints(), time.Minute, nil); err == nil {
 		t.Error("WaitHealthy with a cancelled context and a member down succeeded")
 	}
 }
@@ -179,27 +212,27 @@ func TestWaitHealthy(t *testing.T) {
 // dialer that maps it to the member's address, as an SSH tunnel does.
 func TestDialer(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, 1)
-	m := c.members[0]
-	addr, err := etcdclient.HostPort(m.clientURL)
+	c := etcdtest.Start(t, 1)
+	m := c.Members[0]
+	addr, err := etcdclient.HostPort(m.ClientURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, port, _ := net.SplitHostPort(addr)
-	tunnelled := "https://" + net.JoinHostPort(testDNSName, port)
+	tunnelled := "https://" + net.JoinHostPort(etcdtest.DNSName, port)
 	var dials atomic.Int32
 	dial := func(ctx context.Context, a string) (net.Conn, error) {
-		if a != net.JoinHostPort(testDNSName, port) {
+		if a != net.JoinHostPort(etcdtest.DNSName, port) {
 			return nil, errors.New("unexpected address " + a)
 		}
 		dials.Add(1)
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", addr)
 	}
-	cli := c.client(t, dial)
+	cli := c.Client(t, dial)
 	const rounds = 4
 	for range rounds {
-		st := cli.Status(t.Context(), []etcdclient.Endpoint{{Name: m.name, ClientURL: tunnelled}}, 2*time.Second)[0]
+		st := cli.Status(t.Context(), []etcdclient.Endpoint{{Name: m.Name, ClientURL: tunnelled}}, 2*time.Second)[0]
 		if !st.Healthy {
 			t.Fatalf("through the dialer: %+v", st)
 		}
@@ -212,9 +245,9 @@ func TestDialer(t *testing.T) {
 		t.Errorf("%d dials for %d statuses and a member list, want %d", n, rounds, rounds+1)
 	}
 
-	refused := c.client(t, func(context.Context, string) (net.Conn, error) { return nil, errors.New("tunnel closed") })
+	refused := c.Client(t, func(context.Context, string) (net.Conn, error) { return nil, errors.New("tunnel closed") })
 	start := time.Now()
-	st := refused.Status(t.Context(), c.endpoints(), 5*time.Second)[0]
+	st := refused.Status(t.Context(), c.Endpoints(), 5*time.Second)[0]
 	if st.Healthy || st.Error != "not reachable: tunnel closed" || time.Since(start) > time.Second {
 		t.Errorf("through a dialer that fails: %+v after %s", st, time.Since(start))
 	}
@@ -222,9 +255,9 @@ func TestDialer(t *testing.T) {
 
 func TestSnapshotAndRevision(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, 1)
-	cli := c.client(t, nil)
-	kv, err := cli.Connect(c.urls()...)
+	c := etcdtest.Start(t, 1)
+	cli := c.Client(t, nil)
+	kv, err := cli.Connect(c.URLs()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,8 +270,8 @@ func TestSnapshotAndRevision(t *testing.T) {
 		}
 		rev = resp.Header.Revision
 	}
-	dead := "https://" + freeAddr(t)
-	got, err := cli.Revision(t.Context(), []string{dead, c.members[0].clientURL}, 500*time.Millisecond)
+	dead := "https://" + etcdtest.FreeAddr(t)
+	got, err := cli.Revision(t.Context(), []string{dead, c.Members[0].ClientURL}, 500*time.Millisecond)
 	if err != nil || got != rev {
 		t.Errorf("Revision = %d, %v; want %d", got, err, rev)
 	}
@@ -251,7 +284,7 @@ func TestSnapshotAndRevision(t *testing.T) {
 	var rc io.ReadCloser
 	var version string
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		rc, version, err = cli.Snapshot(t.Context(), c.members[0].clientURL)
+		rc, version, err = cli.Snapshot(t.Context(), c.Members[0].ClientURL)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 
+	"github.com/etcdadm-io/etcdadm/internal/etcdtest"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 )
 
@@ -21,10 +22,10 @@ import (
 func TestNoSpaceAlarm(t *testing.T) {
 	t.Parallel()
 	const quota = 2 << 20
-	c := startCluster(t, 1, func(cfg *embed.Config) { cfg.QuotaBackendBytes = quota })
-	m := c.members[0]
-	cli := c.client(t, nil)
-	kv, err := cli.Connect(m.clientURL)
+	c := etcdtest.Start(t, 1, func(cfg *embed.Config) { cfg.QuotaBackendBytes = quota })
+	m := c.Members[0]
+	cli := c.Client(t, nil)
+	kv, err := cli.Connect(m.ClientURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,18 +43,18 @@ func TestNoSpaceAlarm(t *testing.T) {
 		t.Fatalf("writing past the quota: %v", err)
 	}
 
-	st := cli.Status(t.Context(), c.endpoints(), 2*time.Second)[0]
+	st := cli.Status(t.Context(), c.Endpoints(), 2*time.Second)[0]
 	if !st.Healthy || st.Error != "" || !slices.Equal(st.Alarms, []string{"NOSPACE"}) {
 		t.Errorf("status under NOSPACE: %+v", st)
 	}
-	if st.DBSize < quota/2 || st.DBSizeInUse == 0 || st.DBSizeInUse > st.DBSize || st.RaftAppliedIndex == 0 || st.RaftAppliedIndex > st.RaftIndex {
+	if st.DBSize < quota/2 || st.DBSizeInUse == 0 || st.DBSizeInUse > st.DBSize || st.DBSizeQuota != quota || st.RaftAppliedIndex == 0 || st.RaftAppliedIndex > st.RaftIndex {
 		t.Errorf("sizes and indexes: %+v", st)
 	}
-	alarms, err := cli.AlarmList(t.Context(), c.urls(), time.Second)
+	alarms, err := cli.AlarmList(t.Context(), c.URLs(), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := etcdclient.Alarm{MemberID: m.id(), Member: m.name, Type: "NOSPACE"}
+	want := etcdclient.Alarm{MemberID: m.ID(), Member: m.Name, Type: "NOSPACE"}
 	if !slices.Equal(alarms, []etcdclient.Alarm{want}) {
 		t.Errorf("alarms %+v, want %+v", alarms, want)
 	}
@@ -62,43 +63,43 @@ func TestNoSpaceAlarm(t *testing.T) {
 	}
 
 	// Disarmed first, the alarm comes back with the next write.
-	if err := cli.AlarmDisarm(t.Context(), c.urls(), want, time.Second); err != nil {
+	if err := cli.AlarmDisarm(t.Context(), c.URLs(), want, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := kv.Put(t.Context(), "small", "v"); !errors.Is(err, rpctypes.ErrNoSpace) {
 		t.Errorf("a write over the quota after disarming: %v", err)
 	}
 
-	rev, err := cli.Revision(t.Context(), c.urls(), time.Second)
+	rev, err := cli.Revision(t.Context(), c.URLs(), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cli.Compact(t.Context(), c.urls(), rev, true, 5*time.Second); err != nil {
+	if err := cli.Compact(t.Context(), c.URLs(), rev, true, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := cli.Compact(t.Context(), c.urls(), rev, true, time.Second); err != nil {
+	if err := cli.Compact(t.Context(), c.URLs(), rev, true, time.Second); err != nil {
 		t.Errorf("compacting to a compacted revision: %v", err)
 	}
-	if err := cli.Defragment(t.Context(), m.clientURL, 10*time.Second); err != nil {
+	if err := cli.Defragment(t.Context(), m.ClientURL, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	after := cli.Status(t.Context(), c.endpoints(), 2*time.Second)[0]
+	after := cli.Status(t.Context(), c.Endpoints(), 2*time.Second)[0]
 	if after.DBSize > quota/4 {
 		t.Errorf("database of %d bytes after compaction and defragment, %d before", after.DBSize, st.DBSize)
 	}
-	if err := cli.AlarmDisarm(t.Context(), c.urls(), want, time.Second); err != nil {
+	if err := cli.AlarmDisarm(t.Context(), c.URLs(), want, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if alarms, err := cli.AlarmList(t.Context(), c.urls(), time.Second); err != nil || len(alarms) != 0 {
+	if alarms, err := cli.AlarmList(t.Context(), c.URLs(), time.Second); err != nil || len(alarms) != 0 {
 		t.Errorf("alarms after disarming: %v, %v", alarms, err)
 	}
 	if _, err := kv.Put(t.Context(), "small", "v"); err != nil {
 		t.Errorf("a write after recovery: %v", err)
 	}
-	if st := cli.Status(t.Context(), c.endpoints(), 2*time.Second)[0]; !st.Healthy || len(st.Alarms) != 0 {
+	if st := cli.Status(t.Context(), c.Endpoints(), 2*time.Second)[0]; !st.Healthy || len(st.Alarms) != 0 {
 		t.Errorf("status after recovery: %+v", st)
 	}
-	if err := cli.AlarmDisarm(t.Context(), c.urls(), want, time.Second); err != nil {
+	if err := cli.AlarmDisarm(t.Context(), c.URLs(), want, time.Second); err != nil {
 		t.Errorf("disarming an alarm no longer active: %v", err)
 	}
 }
@@ -122,20 +123,20 @@ func TestAlarmDisarmNamesOneAlarm(t *testing.T) {
 
 func TestAlarmListWithoutQuorum(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, 3)
-	cli := c.client(t, nil)
-	if alarms, err := cli.AlarmList(t.Context(), c.urls(), time.Second); err != nil || len(alarms) != 0 {
+	c := etcdtest.Start(t, 3)
+	cli := c.Client(t, nil)
+	if alarms, err := cli.AlarmList(t.Context(), c.URLs(), time.Second); err != nil || len(alarms) != 0 {
 		t.Fatalf("alarms of a healthy cluster: %v, %v", alarms, err)
 	}
-	stopMembers(c.members[0], c.members[1])
-	_, err := cli.AlarmList(t.Context(), c.urls()[2:], 300*time.Millisecond)
-	if err == nil || !strings.HasPrefix(err.Error(), "list alarms: "+c.members[2].clientURL+": ") {
+	etcdtest.StopMembers(c.Members[0], c.Members[1])
+	_, err := cli.AlarmList(t.Context(), c.URLs()[2:], 300*time.Millisecond)
+	if err == nil || !strings.HasPrefix(err.Error(), "list alarms: "+c.Members[2].ClientURL+": ") {
 		t.Errorf("alarms without quorum: %v", err)
 	}
 	// The member left alone gives up its leader after an election timeout.
 	var st etcdclient.MemberStatus
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		st = cli.Status(t.Context(), c.endpoints()[2:], time.Second)[0]
+		st = cli.Status(t.Context(), c.Endpoints()[2:], time.Second)[0]
 		if st.LeaderID == 0 {
 			break
 		}
@@ -149,34 +150,34 @@ func TestAlarmListWithoutQuorum(t *testing.T) {
 // data cannot be trusted, so no member is healthy.
 func TestCorruptAlarm(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, 1)
-	m := c.members[0]
-	cli := c.client(t, nil)
-	raw, err := cli.Connect(m.clientURL)
+	c := etcdtest.Start(t, 1)
+	m := c.Members[0]
+	cli := c.Client(t, nil)
+	raw, err := cli.Connect(m.ClientURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	req := &etcdserverpb.AlarmRequest{Action: etcdserverpb.AlarmRequest_ACTIVATE, MemberID: m.id(), Alarm: etcdserverpb.AlarmType_CORRUPT}
+	req := &etcdserverpb.AlarmRequest{Action: etcdserverpb.AlarmRequest_ACTIVATE, MemberID: m.ID(), Alarm: etcdserverpb.AlarmType_CORRUPT}
 	if _, err := etcdserverpb.NewMaintenanceClient(raw.ActiveConnection()).Alarm(t.Context(), req); err != nil {
 		t.Fatal(err)
 	}
-	st := cli.Status(t.Context(), c.endpoints(), time.Second)[0]
+	st := cli.Status(t.Context(), c.Endpoints(), time.Second)[0]
 	if st.Healthy || !slices.Equal(st.Alarms, []string{"CORRUPT"}) || !strings.HasPrefix(st.Error, "active alarm CORRUPT: ") {
 		t.Errorf("status under CORRUPT: %+v", st)
 	}
 	if _, err := raw.Put(t.Context(), "k", "v"); !errors.Is(err, rpctypes.ErrCorrupt) {
 		t.Errorf("a write under CORRUPT: %v", err)
 	}
-	alarms, err := cli.AlarmList(t.Context(), c.urls(), time.Second)
-	want := []etcdclient.Alarm{{MemberID: m.id(), Member: m.name, Type: "CORRUPT"}}
+	alarms, err := cli.AlarmList(t.Context(), c.URLs(), time.Second)
+	want := []etcdclient.Alarm{{MemberID: m.ID(), Member: m.Name, Type: "CORRUPT"}}
 	if err != nil || !slices.Equal(alarms, want) {
 		t.Errorf("alarms %+v, %v; want %+v", alarms, err, want)
 	}
-	if err := cli.AlarmDisarm(t.Context(), c.urls(), want[0], time.Second); err != nil {
+	if err := cli.AlarmDisarm(t.Context(), c.URLs(), want[0], time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if st := cli.Status(t.Context(), c.endpoints(), time.Second)[0]; !st.Healthy || len(st.Alarms) != 0 {
+	if st := cli.Status(t.Context(), c.Endpoints(), time.Second)[0]; !st.Healthy || len(st.Alarms) != 0 {
 		t.Errorf("status after disarming: %+v", st)
 	}
 }
@@ -185,9 +186,9 @@ func TestCorruptAlarm(t *testing.T) {
 // then a defragment of each member, gives back the space of deleted keys.
 func TestCompactDefragment(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, 3)
-	cli := c.client(t, nil)
-	kv, err := cli.Connect(c.urls()...)
+	c := etcdtest.Start(t, 3)
+	cli := c.Client(t, nil)
+	kv, err := cli.Connect(c.URLs()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +212,7 @@ func TestCompactDefragment(t *testing.T) {
 	// moment later.
 	var full []etcdclient.MemberStatus
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		full = cli.Status(t.Context(), c.endpoints(), 2*time.Second)
+		full = cli.Status(t.Context(), c.Endpoints(), 2*time.Second)
 		if !slices.ContainsFunc(full, func(st etcdclient.MemberStatus) bool { return st.DBSize < 3<<20 }) {
 			break
 		}
@@ -220,33 +221,33 @@ func TestCompactDefragment(t *testing.T) {
 		}
 	}
 
-	if err := cli.Compact(t.Context(), c.urls(), rev+1, false, time.Second); err == nil || !errors.Is(err, rpctypes.ErrFutureRev) ||
-		strings.Contains(err.Error(), c.members[1].clientURL) {
+	if err := cli.Compact(t.Context(), c.URLs(), rev+1, false, time.Second); err == nil || !errors.Is(err, rpctypes.ErrFutureRev) ||
+		strings.Contains(err.Error(), c.Members[1].ClientURL) {
 		t.Errorf("compacting to a future revision: %v (one member's refusal is enough)", err)
 	}
-	if err := cli.Compact(t.Context(), c.urls(), rev, true, 5*time.Second); err != nil {
+	if err := cli.Compact(t.Context(), c.URLs(), rev, true, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	for i, m := range c.members {
+	for i, m := range c.Members {
 		// A follower compacts its database in the background: defragment
 		// until it did.
 		var st etcdclient.MemberStatus
 		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-			if err := cli.Defragment(t.Context(), m.clientURL, 10*time.Second); err != nil {
+			if err := cli.Defragment(t.Context(), m.ClientURL, 10*time.Second); err != nil {
 				t.Fatal(err)
 			}
-			st = cli.Status(t.Context(), []etcdclient.Endpoint{m.endpoint()}, 2*time.Second)[0]
+			st = cli.Status(t.Context(), []etcdclient.Endpoint{m.Endpoint()}, 2*time.Second)[0]
 			if st.DBSize < full[i].DBSize/4 {
 				break
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 		if st.DBSize >= full[i].DBSize/4 || !st.Healthy {
-			t.Errorf("%s: %d bytes after defragment, %d before: %+v", m.name, st.DBSize, full[i].DBSize, st)
+			t.Errorf("%s: %d bytes after defragment, %d before: %+v", m.Name, st.DBSize, full[i].DBSize, st)
 		}
 	}
 
-	dead := "https://" + freeAddr(t)
+	dead := "https://" + etcdtest.FreeAddr(t)
 	start := time.Now()
 	err = cli.Defragment(t.Context(), dead, time.Minute)
 	if err == nil || !strings.HasPrefix(err.Error(), "defragment "+dead+": not reachable") || time.Since(start) > 2*time.Second {
@@ -256,83 +257,83 @@ func TestCompactDefragment(t *testing.T) {
 
 func TestMoveLeader(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, 3)
-	cli := c.client(t, nil)
-	leader := c.leader(t)
-	to := c.follower(t)
-	if err := cli.MoveLeader(t.Context(), c.urls(), to.id(), 5*time.Second); err != nil {
+	c := etcdtest.Start(t, 3)
+	cli := c.Client(t, nil)
+	leader := c.Leader(t)
+	to := c.Follower(t)
+	if err := cli.MoveLeader(t.Context(), c.URLs(), to.ID(), 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if now := c.leader(t); now != to {
-		t.Fatalf("%s leads, want %s", now.name, to.name)
+	if now := c.Leader(t); now != to {
+		t.Fatalf("%s leads, want %s", now.Name, to.Name)
 	}
-	if err := cli.MoveLeader(t.Context(), c.urls(), to.id(), time.Second); err != nil {
+	if err := cli.MoveLeader(t.Context(), c.URLs(), to.ID(), time.Second); err != nil {
 		t.Errorf("moving leadership to the leader: %v", err)
 	}
-	err := cli.MoveLeader(t.Context(), c.urls(), 42, time.Second)
+	err := cli.MoveLeader(t.Context(), c.URLs(), 42, time.Second)
 	if err == nil || !errors.Is(err, rpctypes.ErrBadLeaderTransferee) || !strings.Contains(err.Error(), "to 2a") {
 		t.Errorf("moving leadership to an unknown member: %v", err)
 	}
 	var others []string
-	for _, m := range c.members {
+	for _, m := range c.Members {
 		if m != to {
-			others = append(others, m.clientURL)
+			others = append(others, m.ClientURL)
 		}
 	}
-	err = cli.MoveLeader(t.Context(), others, leader.id(), time.Second)
-	if err == nil || !strings.Contains(err.Error(), "the leader "+etcdclient.FormatID(to.id())+" is not among the endpoints") {
+	err = cli.MoveLeader(t.Context(), others, leader.ID(), time.Second)
+	if err == nil || !strings.Contains(err.Error(), "the leader "+etcdclient.FormatID(to.ID())+" is not among the endpoints") {
 		t.Errorf("moving leadership without the leader's endpoint: %v", err)
 	}
-	err = cli.MoveLeaderAway(t.Context(), others, etcdclient.FormatID(to.id()))
+	err = cli.MoveLeaderAway(t.Context(), others, etcdclient.FormatID(to.ID()))
 	if err == nil || !strings.Contains(err.Error(), "not among the endpoints") {
 		t.Errorf("moving leadership away without the leader's endpoint: %v", err)
 	}
-	dead := "https://" + freeAddr(t)
-	if err := cli.MoveLeader(t.Context(), []string{dead}, to.id(), time.Second); err == nil || !strings.Contains(err.Error(), "no leader") {
+	dead := "https://" + etcdtest.FreeAddr(t)
+	if err := cli.MoveLeader(t.Context(), []string{dead}, to.ID(), time.Second); err == nil || !strings.Contains(err.Error(), "no leader") {
 		t.Errorf("moving leadership with no member answering: %v", err)
 	}
 }
 
 func TestMemberUpdate(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, 3)
-	cli := c.client(t, nil)
-	m := c.members[1]
-	extra := "https://" + freeAddr(t)
+	c := etcdtest.Start(t, 3)
+	cli := c.Client(t, nil)
+	m := c.Members[1]
+	extra := "https://" + etcdtest.FreeAddr(t)
 	peers := func() []string {
 		t.Helper()
-		list, err := cli.MemberList(t.Context(), c.urls(), time.Second)
+		list, err := cli.MemberList(t.Context(), c.URLs(), time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, x := range list.Members {
-			if x.ID == m.id() {
+			if x.ID == m.ID() {
 				return x.PeerURLs
 			}
 		}
-		t.Fatalf("%s is not in the list", m.name)
+		t.Fatalf("%s is not in the list", m.Name)
 		return nil
 	}
-	if err := cli.MemberUpdate(t.Context(), c.urls(), m.id(), []string{m.peerURL, extra}, time.Second); err != nil {
+	if err := cli.MemberUpdate(t.Context(), c.URLs(), m.ID(), []string{m.PeerURL, extra}, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if got := peers(); !slices.Equal(got, []string{m.peerURL, extra}) {
+	if got := peers(); !slices.Equal(got, []string{m.PeerURL, extra}) {
 		t.Errorf("peer URLs %v after the update", got)
 	}
-	if err := cli.MemberUpdate(t.Context(), c.urls(), m.id(), []string{m.peerURL}, time.Second); err != nil {
+	if err := cli.MemberUpdate(t.Context(), c.URLs(), m.ID(), []string{m.PeerURL}, time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if err := cli.MemberUpdate(t.Context(), c.urls(), m.id(), []string{m.peerURL}, time.Second); err != nil {
+	if err := cli.MemberUpdate(t.Context(), c.URLs(), m.ID(), []string{m.PeerURL}, time.Second); err != nil {
 		t.Errorf("setting the peer URLs a member has: %v", err)
 	}
-	if got := peers(); !slices.Equal(got, []string{m.peerURL}) {
+	if got := peers(); !slices.Equal(got, []string{m.PeerURL}) {
 		t.Errorf("peer URLs %v after the update back", got)
 	}
-	err := cli.MemberUpdate(t.Context(), c.urls(), 42, []string{extra}, time.Second)
+	err := cli.MemberUpdate(t.Context(), c.URLs(), 42, []string{extra}, time.Second)
 	if !errors.Is(err, rpctypes.ErrMemberNotFound) || !strings.Contains(err.Error(), "member 2a") {
 		t.Errorf("updating an unknown member: %v", err)
 	}
-	err = cli.MemberUpdate(t.Context(), c.urls(), m.id(), []string{c.members[0].peerURL}, time.Second)
+	err = cli.MemberUpdate(t.Context(), c.URLs(), m.ID(), []string{c.Members[0].PeerURL}, time.Second)
 	if !errors.Is(err, rpctypes.ErrPeerURLExist) {
 		t.Errorf("taking another member's peer URL: %v", err)
 	}

@@ -9,41 +9,42 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
+	"github.com/etcdadm-io/etcdadm/internal/etcdtest"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 )
 
 func TestMemberList(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, 3)
-	cli := c.client(t, nil)
-	dead := "https://" + freeAddr(t)
-	urls := append([]string{dead}, c.urls()...)
+	c := etcdtest.Start(t, 3)
+	cli := c.Client(t, nil)
+	dead := "https://" + etcdtest.FreeAddr(t)
+	urls := append([]string{dead}, c.URLs()...)
 
 	for _, serializable := range []bool{false, true} {
 		list, err := cli.MemberListOf(t.Context(), urls, 500*time.Millisecond, serializable)
 		if err != nil {
 			t.Fatalf("serializable %v: %v", serializable, err)
 		}
-		if list.From != c.members[0].clientURL || list.Serializable != serializable {
+		if list.From != c.Members[0].ClientURL || list.Serializable != serializable {
 			t.Errorf("serializable %v: from %s, serializable %v", serializable, list.From, list.Serializable)
 		}
-		checkMembers(t, list.Members, c.members...)
+		checkMembers(t, list.Members, c.Members...)
 	}
 
 	// Without quorum only a serializable list comes back, from the member
 	// still running.
-	stopMembers(c.members[0], c.members[1])
-	urls = []string{c.members[1].clientURL, c.members[2].clientURL}
+	etcdtest.StopMembers(c.Members[0], c.Members[1])
+	urls = []string{c.Members[1].ClientURL, c.Members[2].ClientURL}
 	list, err := cli.MemberList(t.Context(), urls, 300*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !list.Serializable || list.From != c.members[2].clientURL {
+	if !list.Serializable || list.From != c.Members[2].ClientURL {
 		t.Errorf("without quorum: from %s, serializable %v", list.From, list.Serializable)
 	}
-	checkMembers(t, list.Members, c.members...)
+	checkMembers(t, list.Members, c.Members...)
 	_, err = cli.MemberListOf(t.Context(), urls, 300*time.Millisecond, false)
-	if err == nil || !strings.Contains(err.Error(), "no member answered the member list") || !strings.Contains(err.Error(), c.members[2].clientURL+": no answer in time") {
+	if err == nil || !strings.Contains(err.Error(), "no member answered the member list") || !strings.Contains(err.Error(), c.Members[2].ClientURL+": no answer in time") {
 		t.Errorf("linearizable list without quorum: %v", err)
 	}
 	if _, err := cli.MemberList(t.Context(), []string{dead}, 300*time.Millisecond); err == nil {
@@ -53,22 +54,22 @@ func TestMemberList(t *testing.T) {
 
 // checkMembers checks that ms are the running members want, by ID, name and
 // URLs.
-func checkMembers(t *testing.T, ms []etcdclient.Member, want ...*testMember) {
+func checkMembers(t *testing.T, ms []etcdclient.Member, want ...*etcdtest.Member) {
 	t.Helper()
 	if len(ms) != len(want) {
 		t.Errorf("%d members, want %d: %+v", len(ms), len(want), ms)
 		return
 	}
 	for _, w := range want {
-		i := slices.IndexFunc(ms, func(m etcdclient.Member) bool { return m.ID == w.id() })
+		i := slices.IndexFunc(ms, func(m etcdclient.Member) bool { return m.ID == w.ID() })
 		if i < 0 {
-			t.Errorf("%s (%x) is not in %+v", w.name, w.id(), ms)
+			t.Errorf("%s (%x) is not in %+v", w.Name, w.ID(), ms)
 			continue
 		}
 		m := ms[i]
-		if m.Name != w.name || !slices.Equal(m.PeerURLs, []string{w.peerURL}) || !slices.Equal(m.ClientURLs, []string{w.clientURL}) ||
-			!m.Started() || !m.HasPeerURL(w.peerURL) || m.HexID() != etcdclient.FormatID(w.id()) {
-			t.Errorf("%s: %+v", w.name, m)
+		if m.Name != w.Name || !slices.Equal(m.PeerURLs, []string{w.PeerURL}) || !slices.Equal(m.ClientURLs, []string{w.ClientURL}) ||
+			!m.Started() || !m.HasPeerURL(w.PeerURL) || m.HexID() != etcdclient.FormatID(w.ID()) {
+			t.Errorf("%s: %+v", w.Name, m)
 		}
 	}
 }
@@ -80,36 +81,36 @@ func TestLearnerLifecycle(t *testing.T) {
 		t.Skip("etcd refuses a member add for five seconds after it started")
 	}
 	t.Parallel()
-	c := startCluster(t, 3)
-	cli := c.client(t, nil)
-	voters := c.urls()
-	m3 := c.newMember(t, "m3")
+	c := etcdtest.Start(t, 3)
+	cli := c.Client(t, nil)
+	voters := c.URLs()
+	m3 := c.NewMember(t, "m3")
 
 	start := time.Now()
-	learner, ms, err := cli.AddLearner(t.Context(), voters, m3.peerURL, time.Second, 20*time.Second)
+	learner, ms, err := cli.AddLearner(t.Context(), voters, m3.PeerURL, time.Second, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("learner added after %s", time.Since(start).Round(time.Millisecond))
-	if !learner.Learner || learner.Started() || !learner.HasPeerURL(m3.peerURL) || len(ms) != 4 {
+	if !learner.Learner || learner.Started() || !learner.HasPeerURL(m3.PeerURL) || len(ms) != 4 {
 		t.Errorf("learner %+v in %+v", learner, ms)
 	}
-	again, _, err := cli.AddLearner(t.Context(), voters, m3.peerURL, time.Second, time.Second)
+	again, _, err := cli.AddLearner(t.Context(), voters, m3.PeerURL, time.Second, time.Second)
 	if err != nil || again.ID != learner.ID {
 		t.Errorf("a second add of the same peer URL: %+v, %v; want %x", again, err, learner.ID)
 	}
 
-	ic := etcdclient.InitialCluster(ms, m3.name, m3.peerURL)
-	for _, m := range c.members {
-		if !strings.Contains(ic, m.name+"="+m.peerURL) {
-			t.Errorf("initial cluster %q lacks %s", ic, m.name)
+	ic := etcdclient.InitialCluster(ms, m3.Name, m3.PeerURL)
+	for _, m := range c.Members {
+		if !strings.Contains(ic, m.Name+"="+m.PeerURL) {
+			t.Errorf("initial cluster %q lacks %s", ic, m.Name)
 		}
 	}
-	c.join(t, m3)
-	if m3.id() != learner.ID {
-		t.Fatalf("started member %x, added %x", m3.id(), learner.ID)
+	c.Join(t, m3)
+	if m3.ID() != learner.ID {
+		t.Fatalf("started member %x, added %x", m3.ID(), learner.ID)
 	}
-	st := cli.Status(t.Context(), []etcdclient.Endpoint{m3.endpoint()}, 2*time.Second)[0]
+	st := cli.Status(t.Context(), []etcdclient.Endpoint{m3.Endpoint()}, 2*time.Second)[0]
 	if !st.Learner || !st.Healthy || st.Leader {
 		t.Errorf("learner status %+v", st)
 	}
@@ -121,7 +122,7 @@ func TestLearnerLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkMembers(t, list.Members, c.members...)
+	checkMembers(t, list.Members, c.Members...)
 	for _, m := range list.Members {
 		if m.Learner {
 			t.Errorf("%s is still a learner", m.Name)
@@ -141,7 +142,7 @@ func TestLearnerLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkMembers(t, list.Members, c.members[:3]...)
+	checkMembers(t, list.Members, c.Members[:3]...)
 	if err := cli.Remove(t.Context(), voters, learner.ID, time.Second); err != nil {
 		t.Errorf("removing a member already gone: %v", err)
 	}
@@ -149,29 +150,29 @@ func TestLearnerLifecycle(t *testing.T) {
 
 func TestMoveLeaderAway(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, 3)
-	cli := c.client(t, nil)
-	leader := c.leader(t)
-	follower := c.follower(t)
-	if err := cli.MoveLeaderAway(t.Context(), c.urls(), etcdclient.FormatID(follower.id())); err != nil {
+	c := etcdtest.Start(t, 3)
+	cli := c.Client(t, nil)
+	leader := c.Leader(t)
+	follower := c.Follower(t)
+	if err := cli.MoveLeaderAway(t.Context(), c.URLs(), etcdclient.FormatID(follower.ID())); err != nil {
 		t.Fatal(err)
 	}
-	if now := c.leader(t); now != leader {
-		t.Errorf("moving leadership from a follower moved it from %s to %s", leader.name, now.name)
+	if now := c.Leader(t); now != leader {
+		t.Errorf("moving leadership from a follower moved it from %s to %s", leader.Name, now.Name)
 	}
-	if err := cli.MoveLeaderAway(t.Context(), c.urls(), etcdclient.FormatID(leader.id())); err != nil {
+	if err := cli.MoveLeaderAway(t.Context(), c.URLs(), etcdclient.FormatID(leader.ID())); err != nil {
 		t.Fatal(err)
 	}
-	if now := c.leader(t); now == leader {
-		t.Errorf("%s still leads", leader.name)
+	if now := c.Leader(t); now == leader {
+		t.Errorf("%s still leads", leader.Name)
 	}
 }
 
 func TestMoveLeaderAwayAlone(t *testing.T) {
 	t.Parallel()
-	c := startCluster(t, 1)
-	cli := c.client(t, nil)
-	err := cli.MoveLeaderAway(t.Context(), c.urls(), etcdclient.FormatID(c.members[0].id()))
+	c := etcdtest.Start(t, 1)
+	cli := c.Client(t, nil)
+	err := cli.MoveLeaderAway(t.Context(), c.URLs(), etcdclient.FormatID(c.Members[0].ID()))
 	if err == nil || !strings.Contains(err.Error(), "no other healthy voting member") {
 		t.Errorf("moving leadership away from the only member: %v", err)
 	}

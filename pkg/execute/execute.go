@@ -163,6 +163,11 @@ func (r *Result) Add(o *Result) {
 }
 
 func (x *Executor) allAtOnce(ctx context.Context, st plan.Stage) error {
+	if st.QuorumLost != "" {
+		if err := x.checkNoLeader(ctx, st.QuorumLost); err != nil {
+			return err
+		}
+	}
 	var targets []config.Host
 	steps := map[string][]plan.Op{}
 	for _, ho := range st.Hosts {
@@ -220,6 +225,34 @@ func (x *Executor) checkQuorum(ctx context.Context, ho plan.HostOps, quorum int)
 	if left < quorum {
 		return fmt.Errorf("stopped before touching it: %d voting member(s) would be healthy, below the quorum of %d (%v)", left, quorum, etcdclient.Unhealthy(sts))
 	}
+	return nil
+}
+
+// checkNoLeader asks the members again right before a stage that starts
+// several at once because the plan found no quorum: a member that names a
+// leader now means a quorum is back, which starting them all could cost.
+func (x *Executor) checkNoLeader(ctx context.Context, planned string) error {
+	if x.Etcd == nil {
+		return fmt.Errorf("stopped before starting any member: the members cannot be asked whether they still have no leader")
+	}
+	sts := x.Etcd.Status(ctx, ops.Endpoints(x.Cluster), 2*time.Second)
+	names := map[uint64]string{}
+	for _, s := range sts {
+		if s.Answered() {
+			names[s.MemberID] = s.Name
+		}
+	}
+	for _, s := range sts {
+		if !s.Answered() || s.LeaderID == 0 {
+			continue
+		}
+		leader := names[s.LeaderID]
+		if leader == "" {
+			leader = "member " + etcdclient.FormatID(s.LeaderID)
+		}
+		return fmt.Errorf("stopped before starting any member: %s names %s as its leader, so the cluster has a quorum again (the plan found none: %s); nothing was started: run the command again, to plan from what the cluster is now", s.Name, leader, planned)
+	}
+	x.Log.Printf("no member names a leader: starting them together")
 	return nil
 }
 

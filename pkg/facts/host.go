@@ -3,7 +3,8 @@
 // ports and process, the data directory and the member it holds, the etcd
 // manifest, the state of every planned file and directory, the CA the host
 // trusts, its clock and the work a previous run left pending; from etcd, the
-// member list and every member's status.
+// member list, every member's status, the active alarms, and whether a loss
+// of quorum is confirmed.
 //
 // facts owns the one script per host and the parsing of what it prints;
 // it is a leaf: it imports no package that plans or runs (plan, ops,

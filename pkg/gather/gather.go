@@ -164,10 +164,11 @@ func Etcd(ctx context.Context, c *config.Cluster, f *Facts, client *etcdclient.C
 		}
 	}
 	if len(eps) == 0 {
-		return &facts.Cluster{ListError: "no member runs: nothing listens on port 2379 on " + strings.Join(idle, ", "),
+		why := "no member runs: nothing listens on port 2379 on " + strings.Join(idle, ", ")
+		return &facts.Cluster{ListError: why, QuorumLost: true, QuorumWhy: why,
 			Status: map[uint64]etcdclient.MemberStatus{}, Unanswered: map[string]etcdclient.MemberStatus{}}
 	}
-	e := facts.GatherCluster(ctx, client, eps, down, timeout)
+	e := facts.GatherCluster(ctx, client, eps, down, timeout, facts.NoLeaderRecheck)
 	for _, name := range idle {
 		h, _ := c.Host(name)
 		u := manifests.ClientURL(h)

@@ -2,6 +2,8 @@ package ops
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
@@ -69,4 +71,34 @@ func memberWithPeer(ctx context.Context, e Env, u string) (etcdclient.Member, bo
 		}
 	}
 	return etcdclient.Member{}, false, nil
+}
+
+// DefaultQuota is etcd's --quota-backend-bytes when none is set: 2 GiB.
+const DefaultQuota = 2 << 30
+
+// Quota is a member's database quota: what it reports (etcd 3.6 and
+// later), else the inventory's quota-backend-bytes, else etcd's default.
+func Quota(c *config.Cluster, st etcdclient.MemberStatus) int64 {
+	if st.DBSizeQuota > 0 {
+		return st.DBSizeQuota
+	}
+	if q, err := strconv.ParseInt(c.Spec.Etcd.ExtraArgs["quota-backend-bytes"], 10, 64); err == nil && q > 0 {
+		return q
+	}
+	return DefaultQuota
+}
+
+// Bytes prints a size for people, in binary units as quotas are set.
+func Bytes(n int64) string {
+	switch {
+	case n < 0:
+		return "-" + Bytes(-n)
+	case n < 1<<10:
+		return fmt.Sprintf("%d B", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	case n < 1<<30:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
 }

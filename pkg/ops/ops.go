@@ -142,6 +142,10 @@ var registry = map[Kind]handler{
 	KindRestoreData:  handle(false, restoreData, nil),
 	KindCopyData:     handle(true, copyData, nil),
 	KindUpdatePeer:   handle(false, updatePeer, verifyPeer),
+	KindCompact:      handle(false, compact, nil),
+	KindDefragment:   handle(false, defragment, nil),
+	KindMoveLeaderTo: handle(false, moveLeaderTo, verifyLeads),
+	KindDisarmAlarm:  handle(false, disarmAlarm, verifyDisarmed),
 }
 
 // handle adapts the functions of one payload type to a handler.

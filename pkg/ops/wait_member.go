@@ -100,6 +100,16 @@ const newProcessPoll = 100 * time.Millisecond
 // clients keep writing.
 const CatchUpSlack = 100
 
+// applied is the last raft entry the member applied: a member that holds
+// entries it has not applied yet (after a defragment, a restart) is still
+// behind. An etcd that does not report it has its committed index stand in.
+func applied(st etcdclient.MemberStatus) uint64 {
+	if st.RaftAppliedIndex > 0 {
+		return st.RaftAppliedIndex
+	}
+	return st.RaftIndex
+}
+
 func caughtUp(ctx context.Context, e Env, me etcdclient.Endpoint, version string) (bool, string) {
 	all := e.Etcd().Status(ctx, Endpoints(e.Cluster()), 2*time.Second)
 	var leader *etcdclient.MemberStatus
@@ -115,8 +125,8 @@ func caughtUp(ctx context.Context, e Env, me etcdclient.Endpoint, version string
 	switch {
 	case !st.Healthy:
 		return false, st.Error
-	case st.RaftIndex+CatchUpSlack < leader.RaftIndex:
-		return false, fmt.Sprintf("raft index %d, the leader's %d", st.RaftIndex, leader.RaftIndex)
+	case applied(st)+CatchUpSlack < leader.RaftIndex:
+		return false, fmt.Sprintf("applied raft index %d, the leader's index %d", applied(st), leader.RaftIndex)
 	case version != "" && strings.TrimPrefix(st.Version, "v") != version:
 		return false, fmt.Sprintf("it reports version %s, not %s", st.Version, version)
 	}

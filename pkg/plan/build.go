@@ -120,6 +120,7 @@ func buildMembers(in Input) (*Plan, error) {
 	var refused refusals
 	checkPKI(in, &refused)
 	checkRecovery(in, &refused)
+	checkCorrupt(in, &refused)
 	hosts := make([]*host, 0, len(c.Spec.Hosts))
 	for _, ch := range c.Spec.Hosts {
 		hf := in.Hosts[ch.Name]

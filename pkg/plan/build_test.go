@@ -440,7 +440,7 @@ func TestBuildFinishesAnInterruptedBringUp(t *testing.T) {
 		dropData(hf)
 		hosts[n] = hf
 	}
-	e := &facts.Cluster{ListFrom: clientOf("n0"), Serializable: true,
+	e := &facts.Cluster{ListFrom: clientOf("n0"), Serializable: true, QuorumLost: true, QuorumWhy: "no member named a leader in two reads 3s apart (n0 answered without one)",
 		Status: map[uint64]etcdclient.MemberStatus{}, Unanswered: map[string]etcdclient.MemberStatus{}}
 	for _, n := range names3 {
 		e.Members = append(e.Members, etcdclient.Member{ID: idOf(t, n), Name: n, PeerURLs: []string{peerOf(n)}})

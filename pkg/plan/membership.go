@@ -47,6 +47,9 @@ func membership(in Input, name string) (Input, target, error) {
 	if in.Etcd == nil {
 		in.Etcd = &facts.Cluster{}
 	}
+	if err := corrupt(in, "this command"); err != nil {
+		return in, target{}, err
+	}
 	return in, find(in, name), nil
 }
 

@@ -13,10 +13,13 @@ import (
 )
 
 // quorumLost refuses a recovery while the cluster may still have quorum:
-// the one place that decides it. The view has no quorum (the caller reads
-// it twice, a moment apart) and no member that answers follows a leader.
+// only a loss the facts confirmed (no member named a leader in two reads
+// a few seconds apart) is one.
 func quorumLost(e *facts.Cluster) error {
-	if e.HasQuorum() {
+	switch {
+	case e.QuorumLost:
+		return nil
+	case e.HasQuorum():
 		return fmt.Errorf("the cluster has quorum (%d of %d voting members healthy): recover is for a cluster that lost it for good; a failed member is replaced with `etcdadm member replace NAME`", e.HealthyVoters(), len(e.Voters()))
 	}
 	for _, st := range e.Status {
@@ -24,7 +27,11 @@ func quorumLost(e *facts.Cluster) error {
 			return fmt.Errorf("member %s follows leader %s, so the cluster may still have quorum: look at the members, and run again once none has a leader", st.Name, etcdclient.FormatID(st.LeaderID))
 		}
 	}
-	return nil
+	why := e.QuorumWhy
+	if why == "" {
+		why = "it was read once"
+	}
+	return fmt.Errorf("the loss of quorum is not confirmed (%s): look at the members, and run again", why)
 }
 
 // recoveryHost is the host whose data a recovery in progress keeps: the

@@ -37,6 +37,8 @@ func lostView(t *testing.T, indexes map[string]uint64, names ...string) *facts.C
 		st.Healthy, st.RaftIndex, st.LeaderID, st.Error = false, i, 0, "no leader: the member cannot reach a quorum of its peers"
 		e.Status[idOf(t, n)] = st
 	}
+	// As gather confirms it: no leader named in two reads.
+	e.QuorumLost, e.QuorumWhy = true, "no member named a leader in two reads 3s apart"
 	return e
 }
 
@@ -144,7 +146,7 @@ func TestRecoverSource(t *testing.T) {
 		in := setup(t)
 		stop(in.Hosts["n0"])
 		stop(in.Hosts["n1"])
-		in.Etcd = &facts.Cluster{ListError: "no member runs"}
+		in.Etcd = &facts.Cluster{ListError: "no member runs", QuorumLost: true, QuorumWhy: "no member runs: nothing listens on port 2379"}
 		p, err := checked(t)(Recover(in, ""))
 		refusedWith(t, p, err, "", "no member runs", "--from NAME")
 		if p := mustPlan(t)(Recover(in, "n1")); source(t, p) != "n1" {
@@ -189,8 +191,15 @@ func TestRecoverRefusedWithQuorum(t *testing.T) {
 	st := in.Etcd.Status[idOf(t, "n1")]
 	st.LeaderID = idOf(t, "n2")
 	in.Etcd.Status[idOf(t, "n1")] = st
+	in.Etcd.QuorumLost, in.Etcd.QuorumWhy = false, ""
 	p, err := checked(t)(Recover(in, ""))
 	refusedWith(t, p, err, "", "follows leader", "run again")
+	// Slow members that could hold a quorum of their own: not confirmed.
+	in.Etcd.QuorumWhy = "no member that answered named a leader, but n2 took the connection without answering"
+	st.LeaderID = 0
+	in.Etcd.Status[idOf(t, "n1")] = st
+	p, err = checked(t)(Recover(in, ""))
+	refusedWith(t, p, err, "", "not confirmed", "n2 took the connection", "run again")
 }
 
 // The stages, in order: the record on the kept host, every member stopped,
@@ -363,7 +372,7 @@ func TestRecoverContinues(t *testing.T) {
 		in.Hosts["n0"].Pending = []string{facts.PendingRecover, facts.PendingRejoin + "n1", facts.PendingRejoin + "n2"}
 		stop(in.Hosts["n0"])
 		w.dropManifest(in.Hosts["n0"])
-		in.Etcd = &facts.Cluster{ListError: "no member runs"}
+		in.Etcd = &facts.Cluster{ListError: "no member runs", QuorumLost: true, QuorumWhy: "no member runs: nothing listens on port 2379"}
 		p := mustPlan(t)(Recover(in, ""))
 		wantStages(t, p, "start n0 alone with --force-new-cluster", "restart n0 without --force-new-cluster", "add member n1", "add member n2", "finish the recovery")
 	})

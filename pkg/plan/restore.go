@@ -37,6 +37,9 @@ func Restore(in Input, src RestoreSource) (*Plan, error) {
 	if err := in.check(); err != nil {
 		return nil, err
 	}
+	if err := corrupt(in, "restore"); err != nil {
+		return nil, err
+	}
 	c := in.Cluster
 	rt := in.Runtime
 	var refused refusals

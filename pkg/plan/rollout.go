@@ -59,11 +59,23 @@ func bringUp(in Input, hosts []*host, name, why string) []Stage {
 	return out
 }
 
+// withoutQuorum marks the stage of stages that starts the members as
+// planned for a cluster without quorum, for the executor to check again.
+func withoutQuorum(stages []Stage, why string) []Stage {
+	if n := len(stages); n > 0 {
+		stages[n-1].QuorumLost = why
+	}
+	return stages
+}
+
 // converge plans the changes to a cluster that exists: members brought to
 // their files one at a time behind health gates (leader last), or all at
-// once when there is no quorum left to protect; hosts named in the bring-up
-// but never started, started together; new hosts added one at a time as
-// learners and promoted.
+// once when the loss of quorum is confirmed, with nothing left to protect;
+// hosts named in the bring-up but never started, started together; new
+// hosts added one at a time as learners and promoted. Too few healthy
+// voters without a confirmed loss (slow members, an alarm) is no licence
+// to restart them all: rolling refuses what could cost the quorum they
+// may still have.
 func converge(in Input, hosts []*host, up *upgrade, refused *refusals) ([]Stage, []string) {
 	e := in.Etcd
 	var warnings []string
@@ -84,10 +96,10 @@ func converge(in Input, hosts []*host, up *upgrade, refused *refusals) ([]Stage,
 	if blind && len(expired) > 0 && len(expired) == countRunning(members) {
 		// Members whose certificates expired cannot reach each other, nor
 		// be reached: there is no quorum to protect.
-		return bringUp(in, append(members, boots...), "recovery",
-			fmt.Sprintf("the certificates of %s expired, so no member can reach another: every member gets its new certificates and restarts at once", strings.Join(expired, ", "))), warnings
+		why := fmt.Sprintf("the certificates of %s expired, so no member can reach another", strings.Join(expired, ", "))
+		return withoutQuorum(bringUp(in, append(members, boots...), "recovery", why+": every member gets its new certificates and restarts at once"), why), warnings
 	}
-	if !e.HasQuorum() && !blind {
+	if !e.HasQuorum() && !blind && e.QuorumLost {
 		// Nothing to protect: a bring-up to finish, or a cluster to recover.
 		if len(joins) > 0 {
 			for _, h := range joins {
@@ -99,7 +111,7 @@ func converge(in Input, hosts []*host, up *upgrade, refused *refusals) ([]Stage,
 		if len(boots) > 0 {
 			why, name = "the bring-up of this cluster did not finish: the members named in its --initial-cluster start together", "bring-up (continued)"
 		}
-		return bringUp(in, append(members, boots...), name, why), warnings
+		return withoutQuorum(bringUp(in, append(members, boots...), name, why), e.QuorumWhy), warnings
 	}
 
 	var stages []Stage
@@ -169,12 +181,18 @@ func rolling(in Input, members []*host, up *upgrade, refused *refusals, blind bo
 	healthyNow := e.HealthyVoters()
 	st.Quorum = q
 	expected := healthyVoterNames(in, members)
+	// Fewer healthy voters than a quorum, yet its loss is not confirmed.
+	doubt := !blind && !e.HasQuorum()
 	for _, it := range items {
 		name := it.h.cfg.Name
 		if it.w.Disruptive() {
 			switch {
 			case blind:
 				refused.add(name, "restarting its member (%s) needs a look at quorum first, but no member answers: %s", strings.Join(it.w.Why, ", "), e.ListError)
+				continue
+			case doubt:
+				refused.add(name, "restarting its member (%s) could cost the cluster its quorum: %d of %d voting members are healthy, below the quorum of %d, but the loss of quorum is not confirmed (%s)%s; wait until `etcdadm status` shows them healthy, or bring them back, then apply again",
+					strings.Join(it.w.Why, ", "), healthyNow, voters, q, quorumDoubt(e), unhealthyList(in))
 				continue
 			case it.h.listed && !it.h.member.Learner && e.Healthy(it.h.member.ID) && healthyNow-1 < q:
 				refused.add(name, "restarting its member (%s) would leave %d of %d voting members healthy, below the quorum of %d%s; bring them back first, then apply again",
@@ -204,6 +222,23 @@ func rolling(in Input, members []*host, up *upgrade, refused *refusals, blind bo
 		st.Hosts = append(st.Hosts, HostOps{Host: name, Ops: steps})
 	}
 	return st, warnings
+}
+
+// quorumDoubt says why too few healthy voters is not a lost quorum.
+func quorumDoubt(e *facts.Cluster) string {
+	var why []string
+	if e.QuorumWhy != "" {
+		why = append(why, e.QuorumWhy)
+	} else if e.LeaderSeen() {
+		why = append(why, "a member names a leader")
+	}
+	if slow := e.Slow(); len(slow) > 0 {
+		why = append(why, "slow to answer: "+strings.Join(slow, ", "))
+	}
+	for _, a := range e.Alarms {
+		why = append(why, "alarm "+a.Type+describeRaiser(a))
+	}
+	return strings.Join(why, "; ")
 }
 
 // join adds one host, after earlier joins of the same plan: its files, the

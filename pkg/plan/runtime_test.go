@@ -405,6 +405,7 @@ func TestSystemdStartsAStoppedUnit(t *testing.T) {
 	}
 	hosts["n0"].EtcdActive, hosts["n2"].EtcdActive = "inactive", "activating"
 	e.Status[idOf(t, "n1")] = etcdclientStatusUnhealthy(e.Status[idOf(t, "n1")])
+	e.QuorumLost = true
 	p = mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow, Platform: testPlatform})
 	if len(p.Stages) != 1 || p.Stages[0].Rollout != AllAtOnce || !slices.Equal(stageHosts(p.Stages[0]), []string{"n0"}) {
 		t.Errorf("recovery: want n0 started alone:\n%s", planText(p))

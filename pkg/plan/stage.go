@@ -33,6 +33,11 @@ type Stage struct {
 	// Quorum, when set, is the number of healthy voters the executor
 	// checks is still there before touching each host of the stage.
 	Quorum int `json:"quorum,omitempty"`
+	// QuorumLost, for an all-at-once stage that starts several members
+	// because the cluster has no quorum, says what the plan saw. The
+	// executor asks the members again right before the stage, and stops
+	// with nothing started if one names a leader.
+	QuorumLost string `json:"quorumLost,omitempty"`
 }
 
 // HostOps are the operations on one host, in order.

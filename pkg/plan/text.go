@@ -43,6 +43,9 @@ func WriteText(w io.Writer, p *Plan) {
 		if st.Why != "" {
 			fmt.Fprintf(w, "  why: %s\n", st.Why)
 		}
+		if st.QuorumLost != "" {
+			fmt.Fprintf(w, "  only while no member names a leader, asked again right before: %s\n", st.QuorumLost)
+		}
 		for _, ho := range st.Hosts {
 			fmt.Fprintf(w, "  %s:\n", ho.Host)
 			for _, op := range ho.Ops {

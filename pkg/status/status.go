@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -46,6 +47,9 @@ type MemberReport struct {
 	// HostError says why the host's facts could not be read.
 	HostError    string             `json:"hostError,omitempty"`
 	Certificates []certs.Expiration `json:"certificates,omitempty"`
+	// Alarms are the active alarms raised for this member ("NOSPACE",
+	// "CORRUPT"); an alarm holds for the whole cluster.
+	Alarms []string `json:"alarms"`
 }
 
 // Report is the status of a cluster.
@@ -55,6 +59,13 @@ type Report struct {
 	ListFrom     string `json:"listFrom,omitempty"`
 	Serializable bool   `json:"serializable,omitempty"`
 	ListError    string `json:"listError,omitempty"`
+	// Alarms are the cluster's active alarms; one without a member was
+	// read from a status, when the alarm list needs a quorum there is not.
+	Alarms []etcdclient.Alarm `json:"alarms,omitempty"`
+	// QuorumLost is set when the loss of quorum is confirmed; QuorumWhy
+	// says what the reads saw when no member named a leader.
+	QuorumLost bool   `json:"quorumLost,omitempty"`
+	QuorumWhy  string `json:"quorumWhy,omitempty"`
 	// ControlPlane are the control-plane hosts of an external cluster.
 	ControlPlane []ControlPlaneReport `json:"controlPlane,omitempty"`
 }
@@ -66,10 +77,11 @@ func Status(c *config.Cluster, f *gather.Facts, unreachable map[string]error, no
 	if e == nil {
 		e = &facts.Cluster{ListError: "etcd was not asked"}
 	}
-	r := &Report{ListFrom: e.ListFrom, Serializable: e.Serializable, ListError: e.ListError}
+	r := &Report{ListFrom: e.ListFrom, Serializable: e.Serializable, ListError: e.ListError,
+		Alarms: e.Alarms, QuorumLost: e.QuorumLost, QuorumWhy: e.QuorumWhy}
 	seen := map[string]bool{}
 	for _, m := range e.Members {
-		mr := MemberReport{PeerURLs: m.PeerURLs, Membership: Voter}
+		mr := MemberReport{PeerURLs: m.PeerURLs, Membership: Voter, Alarms: alarmsOf(e, m.ID)}
 		mr.Name, mr.ID = m.Name, m.HexID()
 		if len(m.ClientURLs) > 0 {
 			mr.Endpoint = m.ClientURLs[0]
@@ -103,7 +115,7 @@ func Status(c *config.Cluster, f *gather.Facts, unreachable map[string]error, no
 		if seen[h.Name] {
 			continue
 		}
-		mr := MemberReport{Membership: NotAMember}
+		mr := MemberReport{Membership: NotAMember, Alarms: []string{}}
 		if !e.Known() {
 			mr.Membership = Unknown
 		}
@@ -130,6 +142,17 @@ func Status(c *config.Cluster, f *gather.Facts, unreachable map[string]error, no
 	slices.SortStableFunc(r.Members, func(a, b MemberReport) int { return rank(a.Name) - rank(b.Name) })
 	r.ControlPlane = controlPlaneStatus(c, f, unreachable, now)
 	return r
+}
+
+// alarmsOf are the types of the alarms raised for member id.
+func alarmsOf(e *facts.Cluster, id uint64) []string {
+	out := []string{}
+	for _, a := range e.Alarms {
+		if a.MemberID == id && !slices.Contains(out, a.Type) {
+			out = append(out, a.Type)
+		}
+	}
+	return out
 }
 
 func withName(st etcdclient.MemberStatus, name, endpoint string) etcdclient.MemberStatus {
@@ -199,7 +222,7 @@ func (r *Report) Statuses() []etcdclient.MemberStatus {
 // WriteStatusTable prints one row per member, then notes.
 func WriteStatusTable(w io.Writer, r *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MEMBER\tID\tENDPOINT\tMEMBERSHIP\tLEADER\tVERSION\tDB SIZE\tRAFT TERM\tRAFT INDEX\tHEALTH\tCERTS EXPIRE")
+	fmt.Fprintln(tw, "MEMBER\tID\tENDPOINT\tMEMBERSHIP\tLEADER\tVERSION\tDB SIZE\tALARMS\tRAFT TERM\tRAFT INDEX\tHEALTH\tCERTS EXPIRE")
 	for _, m := range r.Members {
 		health := "healthy"
 		switch {
@@ -223,8 +246,8 @@ func WriteStatusTable(w io.Writer, r *Report) error {
 				soonest, first = e.NotAfter, e.Residual+" ("+e.Name+")"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\t%d\t%d\t%s\t%s\n", orDash(m.Name), orDash(m.ID), orDash(m.Endpoint), m.Membership, m.Leader,
-			orDash(m.Version), humanBytes(m.DBSize), m.RaftTerm, m.RaftIndex, health, first)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", orDash(m.Name), orDash(m.ID), orDash(m.Endpoint), m.Membership, m.Leader,
+			orDash(m.Version), humanBytes(m.DBSize), orDash(strings.Join(m.Alarms, ",")), m.RaftTerm, m.RaftIndex, health, first)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -235,7 +258,32 @@ func WriteStatusTable(w io.Writer, r *Report) error {
 	case r.Serializable:
 		fmt.Fprintf(w, "no quorum: the member list is %s's own view\n", r.ListFrom)
 	}
+	switch {
+	case r.QuorumLost:
+		fmt.Fprintf(w, "quorum lost: %s\n", r.QuorumWhy)
+	case r.QuorumWhy != "":
+		fmt.Fprintf(w, "no leader at first, but quorum is not lost: %s\n", r.QuorumWhy)
+	}
+	writeAlarms(w, r)
 	return writeControlPlaneTable(w, r.ControlPlane)
+}
+
+// writeAlarms says what each alarm stops and what to do, after the table.
+func writeAlarms(w io.Writer, r *Report) {
+	for _, a := range r.Alarms {
+		who := "raised for " + a.Member
+		if a.MemberID == 0 {
+			who = "raised (for which member cannot be read without quorum)"
+		}
+		switch a.Type {
+		case "NOSPACE":
+			fmt.Fprintf(w, "alarm NOSPACE %s: a database reached its quota; the cluster takes no writes until it is disarmed: `etcdadm defrag`, or raise quota-backend-bytes and `etcdadm apply`, then `etcdadm alarm disarm`\n", who)
+		case "CORRUPT":
+			fmt.Fprintf(w, "alarm CORRUPT %s: etcd found data that differs from the peers'; the cluster takes no writes, and etcdadm changes nothing, until that member is taken out and the alarm disarmed (any command that changes the cluster says how)\n", who)
+		default:
+			fmt.Fprintf(w, "alarm %s %s\n", a.Type, who)
+		}
+	}
 }
 
 // WriteStatusJSON prints the report as JSON.

@@ -2,6 +2,7 @@ package status
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -59,3 +60,62 @@ func TestStatusShowsEveryMemberAndHost(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// Each member's alarms are in its row and its JSON; an alarm whose member
+// is unknown (no quorum to read the alarm list) is told below the table.
+func TestStatusShowsAlarms(t *testing.T) {
+	hosts := []config.Host{{Name: "a", Address: "192.0.2.1"}, {Name: "b", Address: "192.0.2.2"}}
+	c := &config.Cluster{Spec: config.Spec{Hosts: hosts}}
+	var members []etcdclient.Member
+	e := &facts.Cluster{Status: map[uint64]etcdclient.MemberStatus{}, Unanswered: map[string]etcdclient.MemberStatus{},
+		Alarms: []etcdclient.Alarm{{MemberID: 2, Member: "b", Type: "NOSPACE"}}}
+	for i, h := range hosts {
+		id := uint64(i + 1)
+		members = append(members, etcdclient.Member{ID: id, Name: h.Name, PeerURLs: []string{manifests.PeerURL(h)}, ClientURLs: []string{manifests.ClientURL(h)}})
+		e.Status[id] = etcdclient.MemberStatus{MemberID: id, LeaderID: 1, Leader: id == 1, Healthy: true, Alarms: []string{"NOSPACE"}, DBSize: 16 << 20}
+	}
+	e.Members = members
+	r := Status(c, &gather.Facts{Hosts: map[string]*facts.Host{}, Etcd: e}, nil, time.Now())
+	var table bytes.Buffer
+	if err := WriteStatusTable(&table, r); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(table.String(), "\n")
+	if !strings.Contains(lines[0], "DB SIZE  ALARMS") || strings.Contains(lines[1], "NOSPACE") || !strings.Contains(lines[2], "16.8 MB  NOSPACE") {
+		t.Errorf("table:\n%s", table.String())
+	}
+	if !strings.Contains(table.String(), "alarm NOSPACE raised for b: a database reached its quota") {
+		t.Errorf("no line on the alarm:\n%s", table.String())
+	}
+	var js bytes.Buffer
+	if err := WriteStatusJSON(&js, r); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Members []struct {
+			Name   string   `json:"name"`
+			Alarms []string `json:"alarms"`
+		} `json:"members"`
+		Alarms []etcdclient.Alarm `json:"alarms"`
+	}
+	if err := json.Unmarshal(js.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Members) != 2 || doc.Members[0].Alarms == nil || len(doc.Members[0].Alarms) != 0 || strings.Join(doc.Members[1].Alarms, ",") != "NOSPACE" ||
+		len(doc.Alarms) != 1 || doc.Alarms[0].Member != "b" || !strings.Contains(js.String(), `"alarms": []`) {
+		t.Errorf("JSON:\n%s", js.String())
+	}
+
+	// Without quorum: the alarm is known from the statuses, not its member.
+	e.Alarms = []etcdclient.Alarm{{Type: "NOSPACE"}}
+	e.QuorumLost, e.QuorumWhy = true, "no member named a leader in two reads 3s apart"
+	table.Reset()
+	if err := WriteStatusTable(&table, Status(c, &gather.Facts{Hosts: map[string]*facts.Host{}, Etcd: e}, nil, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"alarm NOSPACE raised (for which member cannot be read without quorum)", "quorum lost: no member named a leader"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+}

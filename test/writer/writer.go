@@ -83,6 +83,7 @@ type Writer struct {
 	acked      []ack
 	attempted  int
 	failed     int
+	failedAt   []time.Time
 	reloads    int
 	errs       map[string]int
 	first      time.Time
@@ -115,6 +116,8 @@ type Report struct {
 	Errors map[string]int
 	// Reloads counts clients rebuilt from Options.Reload after TLS failures.
 	Reloads int
+	// FailedAt are when the failed writes began, in order.
+	FailedAt []time.Time
 }
 
 // Verification is the result of reading the acknowledged keys back.
@@ -228,6 +231,7 @@ func (w *Writer) write(ctx context.Context, seq int) {
 		return
 	}
 	w.failed++
+	w.failedAt = append(w.failedAt, began)
 	w.failStreak++
 	msg := err.Error()
 	since := w.lastAck
@@ -290,6 +294,7 @@ func (w *Writer) finish() {
 		Attempted:    w.attempted,
 		Acknowledged: len(w.acked),
 		Failed:       w.failed,
+		FailedAt:     w.failedAt,
 		Errors:       w.errs,
 		Reloads:      w.reloads,
 	}

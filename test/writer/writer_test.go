@@ -228,6 +228,31 @@ func TestFrozenEtcd(t *testing.T) {
 	}
 }
 
+// The writes that fail are timed: here those during a freeze, and no other.
+func TestFailuresAreTimed(t *testing.T) {
+	s := startEtcd(t, nil)
+	w, err := Start(context.Background(), Options{Endpoints: []string{s.url}, Rate: 100, Timeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	frozeAt := time.Now()
+	s.signal(t, syscall.SIGSTOP)
+	time.Sleep(time.Second)
+	thawedAt := time.Now()
+	s.signal(t, syscall.SIGCONT)
+	time.Sleep(300 * time.Millisecond)
+	r := w.Stop()
+	if r.Failed == 0 || len(r.FailedAt) != r.Failed {
+		t.Fatalf("%d failures, %d timed: %s", r.Failed, len(r.FailedAt), r)
+	}
+	for _, at := range r.FailedAt {
+		if at.Before(frozeAt.Add(-200*time.Millisecond)) || at.After(thawedAt) {
+			t.Errorf("a write that began at %s failed, outside the freeze %s-%s", at.Format("15:04:05.000"), frozeAt.Format("15:04:05.000"), thawedAt.Format("15:04:05.000"))
+		}
+	}
+}
+
 func TestVerifyDetectsLoss(t *testing.T) {
 	s := startEtcd(t, nil)
 	prefix := "/verify-test/"

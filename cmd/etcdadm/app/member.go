@@ -111,7 +111,7 @@ old host cannot be reached (replace the member then: 'etcdadm member replace NAM
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runChange(cmd.Context(), streams, f, "move member "+args[0], func(ctx context.Context, s *pipeline.Session, o pipeline.ConvergeOptions, h pipeline.Hooks) (*pipeline.Outcome, error) {
 				return pipeline.Move(ctx, s, args[0], o, h)
-			})
+			}, printMembers(cmd.Context(), f))
 		},
 	}
 	f.bind(cmd)
@@ -144,16 +144,35 @@ func exactlyOneName(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// runMembership reads the facts, plans with build, asks, and runs.
+// runMembership reads the facts, plans with build, asks, runs, and prints
+// the members.
 func runMembership(ctx context.Context, streams Streams, f *changeFlags, what string, build func(plan.Input) (*plan.Plan, error)) error {
-	return runChange(ctx, streams, f, what, func(ctx context.Context, s *pipeline.Session, o pipeline.ConvergeOptions, h pipeline.Hooks) (*pipeline.Outcome, error) {
-		return pipeline.Change(ctx, s, build, o, h)
-	})
+	return runChange(ctx, streams, f, what, change(build), printMembers(ctx, f))
 }
 
-// runChange runs a command that changes the cluster through the pipeline
-// function run: it reads the facts, plans, asks, and runs.
-func runChange(ctx context.Context, streams Streams, f *changeFlags, what string, run func(context.Context, *pipeline.Session, pipeline.ConvergeOptions, pipeline.Hooks) (*pipeline.Outcome, error)) error {
+// runFunc is the pipeline function a command that changes the cluster runs.
+type runFunc func(context.Context, *pipeline.Session, pipeline.ConvergeOptions, pipeline.Hooks) (*pipeline.Outcome, error)
+
+// change runs the plan build makes (pipeline.Change).
+func change(build func(plan.Input) (*plan.Plan, error)) runFunc {
+	return func(ctx context.Context, s *pipeline.Session, o pipeline.ConvergeOptions, h pipeline.Hooks) (*pipeline.Outcome, error) {
+		return pipeline.Change(ctx, s, build, o, h)
+	}
+}
+
+// printMembers reports the cluster's members after a run.
+func printMembers(ctx context.Context, f *changeFlags) func(*pipeline.Session, *pipeline.Outcome, *summary) {
+	return func(s *pipeline.Session, _ *pipeline.Outcome, sum *summary) {
+		if list, err := s.Etcd.MemberList(ctx, ops.ClientURLs(s.Cluster), f.etcdTimeout); err == nil {
+			sum.printf("cluster: %d member(s): %s", len(list.Members), describeMembers(list.Members))
+		}
+	}
+}
+
+// runChange runs a command that changes the cluster: run reads the facts,
+// plans, asks (on a terminal, or --yes) and runs; when it succeeded, report
+// says what it did.
+func runChange(ctx context.Context, streams Streams, f *changeFlags, what string, run runFunc, report func(*pipeline.Session, *pipeline.Outcome, *summary)) error {
 	if err := f.check(); err != nil {
 		return err
 	}
@@ -195,10 +214,7 @@ func runChange(ctx context.Context, streams Streams, f *changeFlags, what string
 	if err != nil {
 		return sum.done(err)
 	}
-	list, err := s.Etcd.MemberList(ctx, ops.ClientURLs(s.Cluster), f.etcdTimeout)
-	if err == nil {
-		sum.printf("cluster: %d member(s): %s", len(list.Members), describeMembers(list.Members))
-	}
+	report(s, out, sum)
 	return sum.done(nil)
 }
 

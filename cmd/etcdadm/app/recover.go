@@ -31,7 +31,7 @@ goes on when run again.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runChange(cmd.Context(), streams, f, "recover", func(ctx context.Context, s *pipeline.Session, o pipeline.ConvergeOptions, h pipeline.Hooks) (*pipeline.Outcome, error) {
 				return pipeline.Recover(ctx, s, from, o, h)
-			})
+			}, printMembers(cmd.Context(), f))
 		},
 	}
 	f.bind(cmd)

@@ -100,6 +100,8 @@ of a whole cluster from one inventory file, exactly as kubeadm would, and puts t
 		newPhaseCommand(streams),
 		newCertsCommand(streams),
 		newVersionCommand(streams),
+		newAlarmCommand(streams),
+		newDefragCommand(streams),
 	)
 	return cmd
 }
