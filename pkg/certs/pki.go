@@ -8,9 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"sync"
 	"time"
 
 	certutil "k8s.io/client-go/util/cert"
@@ -19,6 +17,7 @@ import (
 	"k8s.io/kubernetes/cmd/kubeadm/app/util/pkiutil"
 
 	"github.com/etcdadm-io/etcdadm/internal/atomicfile"
+	"github.com/etcdadm-io/etcdadm/internal/cores"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 )
 
@@ -210,7 +209,7 @@ func Compute(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 			existing = append(existing, found{host: h, spec: spec, base: filepath.Join(HostDir(dir, h.Name), spec.BaseName)})
 		}
 	}
-	onCores(len(existing), func(i int) {
+	cores.Each(len(existing), func(i int) {
 		l := &existing[i]
 		l.kp, l.reason, l.err = loadLeaf(l.base, l.spec, c, l.host, ca.Cert, t, opts)
 	})
@@ -242,7 +241,7 @@ func Compute(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 	}
 	// Key generation dominates; spread it over the machine's cores.
 	errs := make([]error, len(jobs))
-	onCores(len(jobs), func(i int) {
+	cores.Each(len(jobs), func(i int) {
 		j := jobs[i]
 		kp, err := p.newLeaf(j.spec, c, j.host, t)
 		if err != nil {
@@ -262,21 +261,6 @@ func Compute(c *config.Cluster, opts Options) (*PKI, []Event, error) {
 			atomicfile.File{Path: w.base + ".crt", Data: w.kp.CertPEM, Mode: CertMode})
 	}
 	return p, events, nil
-}
-
-// onCores calls fn(0) to fn(n-1), as many at once as the machine has cores.
-func onCores(n int, fn func(i int)) {
-	sem := make(chan struct{}, runtime.GOMAXPROCS(0))
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			fn(i)
-		}()
-	}
-	wg.Wait()
 }
 
 // loadOrNewCA returns the CA in dir, or a new one when neither file exists.

@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"path"
-	goruntime "runtime"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/etcdadm-io/etcdadm/internal/cores"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
@@ -146,7 +145,7 @@ func buildMembers(in Input) (*Plan, error) {
 	}
 	p.Hosts = make([]Host, len(hosts))
 	errs := make([]error, len(hosts))
-	onCores(len(hosts), func(i int) { errs[i] = renderHost(in, hosts[i], members[i], &p.Hosts[i]) })
+	cores.Each(len(hosts), func(i int) { errs[i] = renderHost(in, hosts[i], members[i], &p.Hosts[i]) })
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
@@ -194,21 +193,6 @@ func renderHost(in Input, h *host, m Member, hp *Host) error {
 	}
 	Compare(hp, h.facts)
 	return nil
-}
-
-// onCores calls fn(0) to fn(n-1), as many at once as the machine has cores.
-func onCores(n int, fn func(i int)) {
-	sem := make(chan struct{}, goruntime.GOMAXPROCS(0))
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			fn(i)
-		}()
-	}
-	wg.Wait()
 }
 
 // checkPKI refuses a local PKI that is not the one the hosts trust.
