@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/user"
 	"path"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -128,12 +130,46 @@ func Gather(ctx context.Context, c *config.Cluster, rt runtime.Runtime, hs *host
 
 // hostFacts reads host h's facts through t, taking its lock for holder
 // ("" for a run that writes nothing).
+//
+// A lock still held by a run of this machine that has ended (killed, its
+// connection not yet closed by the host) is waited for, a few seconds at
+// most: the host lets it go once it sees the connection end.
 func hostFacts(ctx context.Context, c *config.Cluster, rt runtime.Runtime, t remote.Transport, h config.Host, holder string) (*facts.Host, *facts.Lock, error) {
-	hf, lock, err := facts.Gather(ctx, t, Request(c, rt, h), holder)
-	if errors.Is(err, facts.ErrLocked) {
-		return nil, nil, fmt.Errorf("%w (%s): wait for it to finish, or stop it", err, hf.LockHolder)
+	deadline := time.Now().Add(endedRunRelease)
+	for {
+		hf, lock, err := facts.Gather(ctx, t, Request(c, rt, h), holder)
+		if !errors.Is(err, facts.ErrLocked) {
+			return hf, lock, err
+		}
+		if !endedHere(hf.LockHolder) || time.Now().After(deadline) {
+			return nil, nil, fmt.Errorf("%w (%s): wait for it to finish, or stop it", err, hf.LockHolder)
+		}
+		if err := ops.Sleep(ctx, 100*time.Millisecond); err != nil {
+			return nil, nil, err
+		}
 	}
-	return hf, lock, err
+}
+
+// endedRunRelease bounds the wait for a host to let go of the lock of a run
+// that ended: its sshd must see the connection close.
+const endedRunRelease = 5 * time.Second
+
+// holderPattern reads lockHolder's pid and machine back.
+var holderPattern = regexp.MustCompile(`^etcdadm pid (\d+) of \S*@(\S+) since `)
+
+// endedHere reports whether holder is a run of this machine whose process
+// is gone.
+func endedHere(holder string) bool {
+	m := holderPattern.FindStringSubmatch(holder)
+	if m == nil {
+		return false
+	}
+	machine, _ := os.Hostname()
+	pid, err := strconv.Atoi(m[1])
+	if err != nil || m[2] != machine || pid == os.Getpid() {
+		return false
+	}
+	return !processRuns(pid)
 }
 
 // Another reads, as Gather does, the facts of inventory host h through

@@ -3,6 +3,9 @@ package gather
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -101,5 +104,40 @@ func TestGatherRefusesAHostAnotherRunHolds(t *testing.T) {
 		if n := len(f.Calls()); n != 0 {
 			t.Errorf("%s was reached (%d commands) while the first host was held", f.Host(), n)
 		}
+	}
+}
+
+// A lock still held for a run of this machine that has ended is waited for
+// until the host lets it go; a live run's is refused at once.
+func TestGatherWaitsForTheLockOfARunThatEnded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	machine, _ := os.Hostname()
+	ended := fmt.Sprintf("etcdadm pid %d of root@%s since 2030-01-01T00:00:00Z", dead.Process.Pid, machine)
+	c, hs, _, locks := lockingHosts(t)
+	locks[1].Hold(ended)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		locks[1].Hold("")
+	}()
+	start := time.Now()
+	f, err := Gather(ctx, c, kubelet.Runtime{}, hs, nil, Options{Lock: true})
+	if err != nil {
+		t.Fatalf("the ended run's lock was not waited for: %v", err)
+	}
+	f.Release()
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Errorf("took %s: the lock was taken before it was let go", took)
+	}
+
+	c, hs, _, locks = lockingHosts(t)
+	locks[1].Hold(fmt.Sprintf("etcdadm pid %d of root@%s since 2030-01-01T00:00:00Z", os.Getppid(), machine))
+	start = time.Now()
+	if _, err := Gather(ctx, c, kubelet.Runtime{}, hs, nil, Options{Lock: true}); !errors.Is(err, facts.ErrLocked) || time.Since(start) > 2*time.Second {
+		t.Errorf("a live run's lock: err %v after %s, want a refusal at once", err, time.Since(start))
 	}
 }
