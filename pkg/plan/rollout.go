@@ -95,9 +95,12 @@ func converge(in Input, hosts []*host, up *upgrade, refused *refusals) ([]Stage,
 	expired := expiredMembers(in, members)
 	if blind && len(expired) > 0 && len(expired) == countRunning(members) {
 		// Members whose certificates expired cannot reach each other, nor
-		// be reached: there is no quorum to protect.
+		// be reached: there is no quorum to protect. Their peers' old
+		// connections may still carry a leader, which the new certificates
+		// make visible before the start: the start is not asked to find
+		// none.
 		why := fmt.Sprintf("the certificates of %s expired, so no member can reach another", strings.Join(expired, ", "))
-		return withoutQuorum(bringUp(in, append(members, boots...), "recovery", why+": every member gets its new certificates and restarts at once"), why), warnings
+		return bringUp(in, append(members, boots...), "recovery", why+": every member gets its new certificates and restarts at once"), warnings
 	}
 	if !e.HasQuorum() && !blind && e.QuorumLost {
 		// Nothing to protect: a bring-up to finish, or a cluster to recover.
