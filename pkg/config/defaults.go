@@ -49,6 +49,7 @@ func SetDefaults(c *Cluster) {
 	setString(&s.Kubelet.CgroupDriver, DefaultCgroupDriver)
 	setString(&s.Kubelet.ContainerRuntimeEndpoint, DefaultContainerRuntimeEndpoint)
 	setString(&s.Kubelet.StaticPodPath, DefaultStaticPodPath)
+	defaultBackup(s.Backup)
 	// spec.ssh.user, port and knownHostsFile stay empty when unset, so that
 	// ~/.ssh/config can supply them before etcdadm's defaults do.
 }

@@ -154,6 +154,9 @@ func checkShape(n *yamlv3.Node, t reflect.Type, path string, ps *problems) bool 
 	if isNull(n) {
 		return true
 	}
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
 	switch t.Kind() {
 	case reflect.Struct, reflect.Map:
 		if n.Kind != yamlv3.MappingNode {

@@ -45,6 +45,8 @@ type Cluster struct {
 
 	// Dir is the directory of the inventory file; relative paths resolve against it.
 	Dir string `json:"-"`
+
+	self *executable
 }
 
 // Metadata names the cluster.
@@ -66,6 +68,9 @@ type Spec struct {
 	// ControlPlane lists, for the external topology, the Kubernetes
 	// control-plane hosts whose kube-apiservers use this etcd cluster.
 	ControlPlane ControlPlane `json:"controlPlane,omitempty"`
+	// Backup, when set, has every member host back the cluster up on a
+	// schedule, to an S3 bucket.
+	Backup *Backup `json:"backup,omitempty"`
 }
 
 // ControlPlane holds the control-plane hosts of an external etcd cluster.

@@ -78,6 +78,7 @@ func validate(c *Cluster, ps *problems) []Warning {
 	validateSSH(c, ps)
 	validateImages(c, ps)
 	warnings = append(warnings, validateHosts(s, ps)...)
+	warnings = append(warnings, validateBackup(c, ps)...)
 	return warnings
 }
 
