@@ -87,6 +87,8 @@ type trailerHash struct {
 	h    hash.Hash
 	tail []byte
 	n    int64
+	// db, when set, receives the database's bytes as they are hashed.
+	db io.Writer
 }
 
 func newTrailerHash() *trailerHash { return &trailerHash{h: sha256.New()} }
@@ -97,6 +99,9 @@ func (t *trailerHash) Write(p []byte) (int, error) {
 	if len(buf) > trailerSize {
 		cut := len(buf) - trailerSize
 		t.h.Write(buf[:cut])
+		if t.db != nil {
+			t.db.Write(buf[:cut])
+		}
 		buf = buf[cut:]
 	}
 	t.tail = append(t.tail[:0:0], buf...)
