@@ -167,6 +167,8 @@ type Host struct {
 	// EtcdActive is what `systemctl is-active` says of etcd's unit, when
 	// etcd runs as a systemd service (Request.EtcdUnit).
 	EtcdActive string `json:"etcdActive,omitempty"`
+	// Arch is the machine's architecture, as `uname -m` says it.
+	Arch string `json:"arch,omitempty"`
 }
 
 // HasPending reports whether a marker records the work.
@@ -253,6 +255,7 @@ func memberScript(b *strings.Builder, req Request, port int) {
 	b.WriteString("echo \"kubelet $(command -v kubelet 2>/dev/null)\"\n")
 	b.WriteString("[ -x /usr/bin/kubelet ] && echo kubelet-usr-bin\n")
 	b.WriteString("echo \"kubelet-active $(systemctl is-active kubelet 2>/dev/null)\"\n")
+	b.WriteString("echo \"arch $(uname -m)\"\n")
 	if req.EtcdUnit != "" {
 		fmt.Fprintf(b, "echo \"etcd-active $(systemctl is-active %s 2>/dev/null)\"\n", shell.Quote(req.EtcdUnit))
 	}
@@ -421,6 +424,8 @@ func Parse(out []byte, before, after time.Time) (*Host, error) {
 			h.KubeletBin = true
 		case "kubelet-active":
 			h.KubeletActive = strings.TrimSpace(rest)
+		case "arch":
+			h.Arch = strings.TrimSpace(rest)
 		case "etcd-active":
 			h.EtcdActive = strings.TrimSpace(rest)
 		case "no-ss":

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -27,6 +28,8 @@ const (
 	PartKubeadmConfig Part = "kubeadm-config"
 	PartKubelet       Part = "kubelet"
 	PartManifests     Part = "manifests"
+	// PartBackup is what a member host runs its backups with.
+	PartBackup Part = "backup"
 )
 
 // File is one file on a host.
@@ -52,8 +55,9 @@ func (f File) SHA256() string {
 }
 
 // Source is where a large file's content comes from on this machine: an
-// entry of a release tarball, streamed when it is pushed, never held in
-// memory. Size and SHA256 are the entry's as the tarball was read.
+// entry of a release tarball, or a file of its own (no Entry: the etcdadm
+// binary), streamed when it is pushed, never held in memory. Size and
+// SHA256 are the content's as it was read.
 type Source struct {
 	Archive string `json:"archive"`
 	Entry   string `json:"entry"`
@@ -64,6 +68,13 @@ type Source struct {
 // Open streams the content; the reader checks nothing, the host checks
 // the sha256 of what it received.
 func (s *Source) Open() (io.ReadCloser, error) {
+	if s.Entry == "" {
+		f, err := os.Open(s.Archive)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", s.Archive, err)
+		}
+		return f, nil
+	}
 	rc, err := release.Open(s.Archive, s.Entry)
 	if err != nil {
 		return nil, fmt.Errorf("read %s from %s: %w", s.Entry, s.Archive, err)

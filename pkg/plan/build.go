@@ -128,6 +128,7 @@ func buildMembers(in Input) (*Plan, error) {
 		}
 		hosts = append(hosts, &host{cfg: ch, facts: hf})
 	}
+	checkBackup(in, hosts, &refused)
 	formed := classify(in, hosts, &refused)
 	p.Warnings = append(p.Warnings, planImages(in, hosts, &refused)...)
 	p.Warnings = append(p.Warnings, unknownMembers(in)...)
@@ -159,6 +160,7 @@ func buildMembers(in Input) (*Plan, error) {
 			if h.work, err = in.Runtime.Work(runtimeHost(in, h)); err != nil {
 				return nil, fmt.Errorf("plan for %s: %w", h.cfg.Name, err)
 			}
+			h.work.Prepare = append(h.work.Prepare, backupOps(c, h)...)
 		}
 	}
 	if early {

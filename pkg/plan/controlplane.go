@@ -66,7 +66,7 @@ func ControlPlaneFiles(c *config.Cluster, p *certs.PKI, h config.ControlPlaneHos
 				return Host{}, fmt.Errorf("plan for control-plane host %s: %w", h.Name, err)
 			}
 			hp.Files = append(hp.Files, File{Path: kubeadmconfig.ExternalPath, Mode: kubeadmconfig.ExternalMode, Part: part, Data: b})
-		case PartKubelet, PartManifests:
+		case PartKubelet, PartManifests, PartBackup:
 		default:
 			return Host{}, fmt.Errorf("unknown part %q", part)
 		}

@@ -2,7 +2,9 @@ package plan
 
 import (
 	"path"
+	"slices"
 
+	"github.com/etcdadm-io/etcdadm/pkg/backup"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/kubeadmconfig"
@@ -27,7 +29,16 @@ func Paths(c *config.Cluster, rt runtime.Runtime, h config.Host) (files, dirs []
 		files = append(files, p)
 	}
 	files = append(files, rt.FilePaths(c)...)
-	return files, dirsOf(c, files, true)
+	files = append(files, backupPaths(c)...)
+	dirs = dirsOf(c, files, true)
+	// What a previous apply installed for backups the inventory no longer
+	// takes is read too, to be taken away.
+	for _, p := range backup.Paths() {
+		if !slices.Contains(files, p) {
+			files = append(files, p)
+		}
+	}
+	return files, dirs
 }
 
 // ControlPlanePaths are Paths for control-plane host h.

@@ -14,6 +14,7 @@ import (
 	"path"
 	"slices"
 
+	"github.com/etcdadm-io/etcdadm/pkg/backup"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/kubeadmconfig"
@@ -22,7 +23,7 @@ import (
 )
 
 // AllParts lists every part in apply order.
-var AllParts = []Part{PartCerts, PartKubeadmConfig, PartKubelet, PartManifests}
+var AllParts = []Part{PartCerts, PartKubeadmConfig, PartKubelet, PartManifests, PartBackup}
 
 // Host is everything one host needs, and how that differs from what it has.
 type Host struct {
@@ -158,6 +159,12 @@ func buildHost(c *config.Cluster, rt runtime.Runtime, p *certs.PKI, h config.Hos
 				return Host{}, err
 			}
 			hp.Files = append(hp.Files, files...)
+		case PartBackup:
+			files, err := backupFiles(c, h)
+			if err != nil {
+				return Host{}, err
+			}
+			hp.Files = append(hp.Files, files...)
 		default:
 			return Host{}, fmt.Errorf("unknown part %q", part)
 		}
@@ -196,8 +203,9 @@ func certFiles(c *config.Cluster, p *certs.PKI, h config.Host) ([]File, error) {
 func dirsFor(c *config.Cluster, files []File, withData bool) []Dir {
 	modes := map[string]fs.FileMode{
 		c.Spec.Kubelet.StaticPodPath: 0o700,
+		backup.Dir:                   0o700,
 	}
-	owned := map[string]bool{c.Spec.Kubelet.StaticPodPath: true, manifests.EtcdPKIDir: true, c.Spec.Etcd.DataDir: true}
+	owned := map[string]bool{c.Spec.Kubelet.StaticPodPath: true, manifests.EtcdPKIDir: true, c.Spec.Etcd.DataDir: true, backup.Dir: true}
 	seen := map[string]bool{}
 	var dirs []Dir
 	add := func(p string) {

@@ -141,7 +141,9 @@ func (Runtime) Work(h *runtime.Host) (runtime.Work, error) {
 			env = &h.Changes[i]
 		case ch.Path == etcdservice.UnitPath:
 			unitChanged = true
-		case ch.File.Source != nil:
+		case ch.File.Source != nil && ch.File.Part == hostfile.PartManifests:
+			// The release's binaries; etcdadm's own (for its backups) is
+			// no concern of etcd's.
 			binaries = true
 		case slices.Contains(runtime.EtcdFiles(), ch.Path):
 			certRestart = true
