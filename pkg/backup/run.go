@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -167,13 +168,10 @@ func run(ctx context.Context, cfg *HostConfig, o RunOptions, tf *Textfile) (*Res
 	return res, nil
 }
 
-// take streams a snapshot of the local member to the bucket, under a
-// temporary name until its revision is known, then under its own, with
-// its manifest.
+// take streams a snapshot of the local member to the bucket, made visible
+// only while the turn is this member's.
 func take(ctx context.Context, cli *clientv3.Client, store *Store, cfg *HostConfig, st *clientv3.StatusResponse, recipients []age.Recipient, turn *Turn, period time.Time, log *progress.Log) (*Manifest, error) {
-	start := time.Now().UTC()
-	tmp := store.ClusterDir(cfg.Cluster) + incompleteDir + start.Format("20060102T150405Z") + "-" + cfg.Member
-	log.Host(cfg.Member, "streaming a snapshot of %s to %s", cfg.Endpoint, store.URL(tmp))
+	log.Host(cfg.Member, "streaming a snapshot of %s to %s", cfg.Endpoint, store.URL(store.ClusterDir(cfg.Cluster)))
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	snap, err := cli.SnapshotWithVersion(sctx)
@@ -181,33 +179,67 @@ func take(ctx context.Context, cli *clientv3.Client, store *Store, cfg *HostConf
 		return nil, fmt.Errorf("snapshot of %s: %w", cfg.Endpoint, err)
 	}
 	defer snap.Snapshot.Close()
-	info, size, err := Upload(ctx, store, tmp, snap.Snapshot, recipients)
+	src := Source{Stream: snap.Snapshot, Cluster: cfg.Cluster, Member: cfg.Member, MemberID: etcdclient.FormatID(st.Header.MemberId),
+		EtcdVersion: st.Version, StorageVersion: snap.Version, Period: period}
+	m, err := Save(ctx, store, "", src, recipients, cfg.Encryption.Recipients, turn.Holds)
 	if err != nil {
 		return nil, err
 	}
-	key := store.ObjectKey(cfg.Cluster, start, info.Revision, len(recipients) > 0)
-	m := &Manifest{Cluster: cfg.Cluster, Object: key, TakenAt: start, Period: period, Revision: info.Revision, Keys: info.Keys,
-		Size: info.Size, SHA256: info.SHA256, ObjectSize: size, Member: cfg.Member, MemberID: etcdclient.FormatID(st.Header.MemberId),
-		EtcdVersion: st.Version, StorageVersion: snap.Version, Recipients: cfg.Encryption.Recipients}
-	// Only the member whose turn it is makes a backup visible.
-	err = turn.Holds(ctx)
+	log.Host(cfg.Member, "backup taken: %s (revision %d, %d keys, %d bytes, sha256 %s, in %.1fs)", store.URL(m.Object), m.Revision, m.Keys, m.ObjectSize, m.SHA256, m.Seconds)
+	return m, nil
+}
+
+// Source is a snapshot as a member streams it, and where it comes from.
+type Source struct {
+	Stream                                                 io.Reader
+	Cluster, Member, MemberID, EtcdVersion, StorageVersion string
+	// Period is the schedule's period it is taken for; zero for none.
+	Period time.Time
+}
+
+// Save streams the snapshot src to the bucket, encrypted for recipients
+// (named as in the inventory: names), with its manifest: to key, or, when
+// key is empty, under the cluster's directory by its time and revision
+// (uploaded under a temporary name until the revision is known at the
+// stream's end, then copied in the bucket). before, when given, is asked
+// right before the backup is made visible.
+func Save(ctx context.Context, store *Store, key string, src Source, recipients []age.Recipient, names []string, before func(context.Context) error) (*Manifest, error) {
+	start := time.Now().UTC()
+	upload := key
+	if key == "" {
+		upload = store.ClusterDir(src.Cluster) + incompleteDir + start.Format("20060102T150405Z") + "-" + src.Member
+	}
+	info, size, err := Upload(ctx, store, upload, src.Stream, recipients)
+	if err != nil {
+		return nil, err
+	}
+	if key == "" {
+		key = store.ObjectKey(src.Cluster, start, info.Revision, len(recipients) > 0)
+	}
+	m := &Manifest{Cluster: src.Cluster, Object: key, TakenAt: start, Period: src.Period, Revision: info.Revision, Keys: info.Keys,
+		Size: info.Size, SHA256: info.SHA256, ObjectSize: size, Member: src.Member, MemberID: src.MemberID,
+		EtcdVersion: src.EtcdVersion, StorageVersion: src.StorageVersion, Recipients: names}
+	cleanup := context.WithoutCancel(ctx)
+	if before != nil {
+		err = before(ctx)
+	}
+	if upload != key {
+		if err == nil {
+			err = store.Copy(ctx, key, upload)
+		}
+		if rerr := store.Remove(cleanup, upload); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
 	if err == nil {
-		err = store.Copy(ctx, key, tmp)
-	}
-	if rerr := store.Remove(context.WithoutCancel(ctx), tmp); rerr != nil && err == nil {
-		log.Warn(cfg.Member, "%v", rerr)
+		m.Seconds = time.Since(start).Seconds()
+		mb, _ := json.MarshalIndent(m, "", "  ")
+		err = store.PutSmall(ctx, ManifestKey(key), append(mb, '\n'), typeManifest)
 	}
 	if err != nil {
-		_ = store.Remove(context.WithoutCancel(ctx), key)
+		_ = store.Remove(cleanup, key)
 		return nil, err
 	}
-	m.Seconds = time.Since(start).Seconds()
-	mb, _ := json.MarshalIndent(m, "", "  ")
-	if err := store.PutSmall(ctx, ManifestKey(key), append(mb, '\n'), typeManifest); err != nil {
-		_ = store.Remove(context.WithoutCancel(ctx), key)
-		return nil, err
-	}
-	log.Host(cfg.Member, "backup taken: %s (revision %d, %d keys, %d bytes, sha256 %s, in %.1fs)", store.URL(key), m.Revision, m.Keys, m.ObjectSize, m.SHA256, m.Seconds)
 	return m, nil
 }
 

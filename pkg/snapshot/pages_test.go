@@ -114,3 +114,26 @@ func TestCheckRefuses(t *testing.T) {
 		}
 	}
 }
+
+// A restore drill serves the snapshot's revision and keys.
+func TestDrill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	cli := startEtcd(t, filepath.Join(t.TempDir(), "etcd"), "one")
+	for i := range 120 {
+		put(t, cli, fmt.Sprintf("/k/%03d", i), "v")
+	}
+	rev := put(t, cli, "/k/last", "x")
+	p := filepath.Join(t.TempDir(), "s.db")
+	if err := os.WriteFile(p, stream(t, cli), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Drill(context.Background(), p, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Revision != rev || got.Keys != 121 {
+		t.Errorf("served revision %d, %d keys; want %d, 121", got.Revision, got.Keys, rev)
+	}
+}

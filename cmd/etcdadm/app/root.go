@@ -102,6 +102,7 @@ of a whole cluster from one inventory file, exactly as kubeadm would, and puts t
 		newVersionCommand(streams),
 		newAlarmCommand(streams),
 		newDefragCommand(streams),
+		newBackupCommand(streams),
 	)
 	return cmd
 }

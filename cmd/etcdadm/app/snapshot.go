@@ -2,13 +2,20 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/etcdadm-io/etcdadm/internal/atomicfile"
+	"github.com/etcdadm-io/etcdadm/pkg/backup"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
+	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/execute"
 	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/pkg/pipeline"
@@ -29,15 +36,23 @@ func newSnapshotCommand(streams Streams) *cobra.Command {
 func newSnapshotSaveCommand(streams Streams) *cobra.Command {
 	f := &sshFlags{}
 	var out, member string
+	var encrypt bool
 	cmd := &cobra.Command{
-		Use:   "save -f cluster.yaml [-o FILE] [--member NAME]",
+		Use:   "save -f cluster.yaml [-o FILE|s3://BUCKET/[KEY]] [--encrypt] [--member NAME]",
 		Short: "Stream a snapshot from a healthy member to this machine, checked and written atomically (mode 0600)",
 		Long: `save streams the database of a healthy member (the leader unless --member names
 another) over mutual TLS, through the host's SSH connection when its port 2379 cannot be
 reached from here. The file is written next to its final name, checked (the sha256 etcd
 appends, then the database's structure), synced and renamed, with mode 0600; a truncated
 or corrupted stream leaves no file. FILE.json records where it came from. The default
-FILE is snapshots/<cluster>-<UTC time>.db next to the inventory.`,
+FILE is snapshots/<cluster>-<UTC time>.db next to the inventory.
+
+--encrypt writes FILE encrypted with age for spec.backup.encryption's recipients
+(FILE.age by default), checked as it streams (the sha256 trailer, the revision and keys
+of its pages): the snapshot is never on this machine's disk in the clear. -o
+s3://BUCKET/KEY streams it to spec.backup's bucket instead, the way the scheduled
+backups go (encrypted as spec.backup.encryption says), with its manifest; a KEY that
+is empty or ends with / names it <prefix><cluster>/<UTC time>-r<revision>.db.age.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -52,10 +67,16 @@ FILE is snapshots/<cluster>-<UTC time>.db next to the inventory.`,
 			dst := out
 			if dst == "" {
 				dst = filepath.Join(plan.SnapshotDir(s.Cluster), snapshot.DefaultName(s.Cluster.Metadata.Name, time.Now()))
+				if encrypt {
+					dst += ".age"
+				}
 			}
 			src, err := ops.SnapshotSource(ctx, s.Cluster, s.Etcd, member, f.etcdTimeout)
 			if err != nil {
 				return err
+			}
+			if encrypt || strings.HasPrefix(dst, "s3://") {
+				return saveEncrypted(ctx, streams, s, f.file, src, dst)
 			}
 			s.Log.Printf("streaming a snapshot from %s (%s) to %s", src.Name, src.Endpoint, dst)
 			start := time.Now()
@@ -75,6 +96,7 @@ FILE is snapshots/<cluster>-<UTC time>.db next to the inventory.`,
 	f.bind(cmd)
 	cmd.Flags().StringVarP(&out, "output", "o", "", "the snapshot file (default snapshots/<cluster>-<UTC time>.db next to the inventory)")
 	cmd.Flags().StringVar(&member, "member", "", "the member to stream from (default the leader)")
+	cmd.Flags().BoolVar(&encrypt, "encrypt", false, "encrypt with age for spec.backup.encryption's recipients (never on disk in the clear)")
 	return cmd
 }
 
@@ -92,8 +114,9 @@ func printSnapshotInfo(sum *summary, info *snapshot.Info) {
 func newSnapshotRestoreCommand(streams Streams) *cobra.Command {
 	f := &changeFlags{}
 	var force bool
+	var identity string
 	cmd := &cobra.Command{
-		Use:   "restore -f cluster.yaml FILE",
+		Use:   "restore -f cluster.yaml (FILE | s3://BUCKET/KEY [--identity KEY])",
 		Short: "Replace every member's data with a snapshot: a new cluster of the inventory's hosts",
 		Long: `restore checks FILE first (its sha256 trailer and its database), and that it is a
 snapshot of this cluster (FILE.json, written by 'etcdadm snapshot save'; --force accepts
@@ -104,7 +127,12 @@ marked compacted so that Kubernetes' watches start over. Every host receives its
 while the cluster still runs; then every member stops (its manifest goes under the backup
 directory), its data directory's contents go under /var/lib/etcdadm/backup (never
 deleted), the restored data takes their place, and every member starts. The members have
-new IDs. Stop the kube-apiservers first, and restart them afterwards.`,
+new IDs. Stop the kube-apiservers first, and restart them afterwards.
+
+s3://BUCKET/KEY restores a backup of spec.backup's bucket (as etcdadm backup list
+names it): it is downloaded into a private temporary directory, decrypted with the age
+identity in --identity KEY and checked against its manifest as it arrives, and its
+manifest says which cluster it is from; then every check and guard above applies.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return &usageError{fmt.Errorf("%s takes the snapshot file, got %d arguments\nsee '%s --help'", cmd.CommandPath(), len(args), cmd.CommandPath())}
@@ -112,21 +140,33 @@ new IDs. Stop the kube-apiservers first, and restart them afterwards.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return restoreSnapshot(cmd.Context(), streams, f, args[0], force)
+			return restoreSnapshot(cmd.Context(), streams, f, args[0], force, identity)
 		},
 	}
 	f.bind(cmd)
 	cmd.Flags().BoolVar(&force, "force", false, "restore a snapshot of another cluster, or one whose origin is not recorded")
+	cmd.Flags().StringVar(&identity, "identity", "", "the age identity file that decrypts a backup restored from s3://")
 	return cmd
 }
 
-func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file string, force bool) (err error) {
+func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file string, force bool, identity string) (err error) {
 	if err := f.check(); err != nil {
 		return err
 	}
 	c, err := f.load(streams)
 	if err != nil {
 		return err
+	}
+	if strings.HasPrefix(file, "s3://") {
+		local, tmp, err := fetchFromStore(ctx, streams, c, f.file, file, identity)
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		streams.progress().Info(fmt.Sprintf("%s downloaded, decrypted and checked against its manifest", file))
+		file = local
+	} else if identity != "" {
+		return &usageError{fmt.Errorf("--identity is for a backup restored from s3://; %s is a file", file)}
 	}
 	info, err := snapshot.Verify(file)
 	if err != nil {
@@ -191,4 +231,77 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 	sum.printf("restored in %s: %d/%d members healthy: %s", time.Since(start).Round(time.Millisecond), healthy, total, describeMembers(out.List.Members))
 	sum.printf("revision %d (the snapshot's %d, bumped by %d); restart the kube-apiservers, then the controllers and kubelets that watch them", out.Revision, info.Revision, int64(snapshot.RevisionBump))
 	return err
+}
+
+// saveEncrypted streams a snapshot from src, checked as it passes, to
+// spec.backup's bucket (dst s3://BUCKET/[KEY]) or encrypted to the file
+// dst: the path the scheduled backups take.
+func saveEncrypted(ctx context.Context, streams Streams, s *pipeline.Session, file string, src etcdclient.MemberStatus, dst string) error {
+	b := s.Cluster.Spec.Backup
+	if b == nil {
+		return fmt.Errorf("--encrypt and -o s3:// take their recipients and bucket from spec.backup: %w", noBackup(file))
+	}
+	recipients, err := b.AgeRecipients()
+	if err != nil {
+		return err
+	}
+	rc, version, err := s.Etcd.Snapshot(ctx, src.Endpoint)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	start := time.Now()
+	sum := newSummary(streams, "text")
+	if strings.HasPrefix(dst, "s3://") {
+		store, err := storeOf(s.Cluster, file)
+		if err != nil {
+			return err
+		}
+		bucket, key, _ := backup.ParseURL(dst)
+		if bucket != store.Bucket {
+			return &usageError{fmt.Errorf("invalid value %s for --output: the bucket is spec.backup.s3.bucket, %s", dst, store.Bucket)}
+		}
+		if strings.HasSuffix(key, "/") || key == "" {
+			key = ""
+		}
+		s.Log.Printf("streaming a snapshot from %s (%s) to %s", src.Name, src.Endpoint, dst)
+		m, err := backup.Save(ctx, store, key, backup.Source{Stream: rc, Cluster: s.Cluster.Metadata.Name, Member: src.Name, MemberID: src.ID,
+			EtcdVersion: src.Version, StorageVersion: version}, recipients, b.Encryption.Recipients, nil)
+		if err != nil {
+			return err
+		}
+		printManifest(streams, m, store.Bucket)
+		return nil
+	}
+	if len(recipients) == 0 {
+		return &usageError{fmt.Errorf("--encrypt: spec.backup.encryption has no recipients to encrypt for")}
+	}
+	if _, err := os.Lstat(dst); err == nil {
+		return fmt.Errorf("%s exists: choose another name with -o", dst)
+	}
+	s.Log.Printf("streaming a snapshot from %s (%s) to %s, encrypted", src.Name, src.Endpoint, dst)
+	var info *snapshot.Info
+	write := func(w io.Writer) (err error) {
+		info, err = backup.Encode(w, rc, recipients)
+		return err
+	}
+	if err := atomicfile.WriteFrom(dst, 0o600, 0o700, write, nil); err != nil {
+		return fmt.Errorf("snapshot from %s: %w", src.Name, err)
+	}
+	meta := snapshot.Meta{Cluster: s.Cluster.Metadata.Name, Member: src.Name, MemberID: src.ID, Endpoint: src.Endpoint, ServerVersion: version, TakenAt: start.UTC(), Info: *info}
+	meta.Path = dst
+	mb, _ := json.MarshalIndent(meta, "", "  ")
+	if err := atomicfile.Write(snapshot.MetaPath(dst), append(mb, '\n'), 0o600, 0o700); err != nil {
+		os.Remove(dst)
+		return err
+	}
+	took := time.Since(start)
+	sum.printf("snapshot saved, encrypted for %s: %s", strings.Join(b.Encryption.Recipients, ", "), dst)
+	sum.printf("  revision: %d", info.Revision)
+	sum.printf("  keys:     %d", info.Keys)
+	sum.printf("  size:     %d bytes before encryption", info.Size)
+	sum.printf("  sha256:   %s (checked)", info.SHA256)
+	sum.printf("  member:   %s (%s, etcd %s)", src.Name, src.ID, src.Version)
+	sum.printf("  took:     %s (%.1f MB/s)", took.Round(time.Millisecond), float64(info.Size)/took.Seconds()/1e6)
+	return nil
 }
