@@ -32,6 +32,8 @@ const (
 	EtcdNextVersion = "3.7.3"
 	EtcdNextImage   = "registry.k8s.io/etcd:3.7.3-0"
 	PauseImage      = "registry.k8s.io/pause:3.10.2"
+	// VersitygwVersion is the S3 server the backup tests store to.
+	VersitygwVersion = "v1.8.0"
 
 	modulePath = "github.com/etcdadm-io/etcdadm"
 )
@@ -60,6 +62,8 @@ type Artifacts struct {
 	// EtcdNextImage is the OCI image layout tarball of EtcdNextImage.
 	EtcdNextImage string `json:",omitempty"`
 	PauseImage    string `json:",omitempty"` // OCI image layout tarball of PauseImage
+	// S3Server is versitygw, a real S3 server with a posix backend.
+	S3Server string `json:",omitempty"`
 }
 
 type goTarget struct {
@@ -151,6 +155,7 @@ func Build(ctx context.Context, opts BuildOptions, log io.Writer) (*Artifacts, e
 		a.EtcdNext = filepath.Join(bin, "etcd-"+EtcdNextVersion)
 		a.EtcdNextImage = filepath.Join(out, "images", "etcd-"+EtcdNextVersion+"-0.tar")
 		a.PauseImage = filepath.Join(out, "images", "pause-3.10.2.tar")
+		a.S3Server = filepath.Join(bin, "versitygw")
 		targets = append(targets, []struct {
 			t   goTarget
 			out string
@@ -161,6 +166,7 @@ func Build(ctx context.Context, opts BuildOptions, log io.Writer) (*Artifacts, e
 			{goTarget{name: "etcd v" + EtcdVersion, dir: "test/lab/build/etcd", pkg: "./etcd", sources: []string{"test/lab/build/etcd"}, slow: "about 2-3 minutes cold"}, a.Etcd},
 			{goTarget{name: "etcdctl v" + EtcdVersion, dir: "test/lab/build/etcd", pkg: "./etcdctl", sources: []string{"test/lab/build/etcd"}}, a.Etcdctl},
 			{goTarget{name: "etcd v" + EtcdNextVersion, dir: "test/lab/build/etcdnext", pkg: "./etcd", sources: []string{"test/lab/build/etcdnext"}, slow: "about 2-3 minutes cold"}, a.EtcdNext},
+			{goTarget{name: "versitygw " + VersitygwVersion, dir: "test/lab/build/versitygw", pkg: "github.com/versity/versitygw/cmd/versitygw", sources: []string{"test/lab/build/versitygw"}, slow: "about 1-2 minutes cold"}, a.S3Server},
 		}...)
 	}
 	for _, t := range targets {

@@ -3,8 +3,11 @@
 // from the effective ExecStart of the unit and its drop-ins as loaded at the
 // last daemon-reload, with its EnvironmentFile= read at every start,
 // detached, restarted according to Restart=, and for Type=notify active only
-// once the service sent READY=1 to $NOTIFY_SOCKET. The units the lab runs
-// itself (containerd, ssh) can be queried but not controlled.
+// once the service sent READY=1 to $NOTIFY_SOCKET; a Type=oneshot service's
+// start returns once its process ended, failing with it. A timer is
+// started, stopped, enabled and disabled, and never fires: a test starts
+// its service itself. The units the lab runs itself (containerd, ssh) can
+// be queried but not controlled.
 package main
 
 import (
@@ -85,6 +88,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, u := range units {
 		var c int
 		name := unitName(u)
+		if strings.HasSuffix(name, ".timer") {
+			if c = timerVerb(verb, name, now, stdout, stderr); c != 0 && code == 0 {
+				code = c
+			}
+			continue
+		}
 		switch verb {
 		case "start":
 			c = startVerb(name, "start", !noBlock, stderr)
@@ -198,6 +207,9 @@ func currentState(name string) state {
 	var st state
 	if !readJSON(statePath(name), &st) {
 		return state{ActiveState: "inactive", SubState: "dead"}
+	}
+	if strings.HasSuffix(name, ".timer") {
+		return st
 	}
 	pid := st.SupervisorPID
 	if st.External {
@@ -324,6 +336,9 @@ func startVerb(name, verb string, block bool, stderr io.Writer) int {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if s.Type == "oneshot" && block {
+		return waitOneshot(name, pid, verb, stderr)
 	}
 	if s.Type != "notify" || !block {
 		return 0
@@ -566,12 +581,15 @@ func supervise(name string, stderr io.Writer) int {
 			}
 		} else {
 			var timeout <-chan time.Time
-			if ready != nil {
+			if s.Type == "oneshot" {
+				// Activating until its process ends, as systemd has it.
+				record(state{ActiveState: "activating", SubState: "start", MainPID: cmd.Process.Pid, Since: now, Argv: argv})
+			} else if ready != nil {
 				record(state{ActiveState: "activating", SubState: "start", MainPID: cmd.Process.Pid, Since: now, Argv: argv})
 				if s.StartTimeout > 0 {
 					timeout = time.After(s.StartTimeout)
 				}
-			} else {
+			} else if s.Type != "oneshot" {
 				record(state{ActiveState: "active", SubState: "running", MainPID: cmd.Process.Pid, Since: now, Argv: argv})
 			}
 			done := make(chan error, 1)
@@ -778,4 +796,97 @@ func cgroupV1Mounts() ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// waitOneshot waits until the oneshot service started by supervisor pid
+// ended: its start succeeds when its process exited 0.
+func waitOneshot(name string, pid int, verb string, stderr io.Writer) int {
+	for {
+		st := currentState(name)
+		switch {
+		case st.SupervisorPID != pid && st.ActiveState != "activating":
+			fmt.Fprintf(stderr, "Job for %s canceled.\n", name)
+			return 1
+		case st.ActiveState == "inactive":
+			return 0
+		case st.ActiveState == "failed":
+			fmt.Fprintf(stderr, "Job for %s failed because the control process exited with error code.\nSee \"systemctl status %s\" and \"journalctl -xeu %s\" for details.\n", name, name, name)
+			return 1
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// timerVerb is a verb for a timer: its state is recorded, and enablement
+// (which the services' never is, lab hosts never boot) with it.
+func timerVerb(verb, name string, now bool, stdout, stderr io.Writer) int {
+	st := currentState(name)
+	set := func(active bool) int {
+		if active {
+			if _, err := unit.Load("/", unit.SearchPath(), name); err != nil {
+				fmt.Fprintf(stderr, "Failed to %s %s: Unit %s not found.\n", verb, name, name)
+				return 5
+			}
+			st.ActiveState, st.SubState, st.Since = "active", "waiting", time.Now()
+		} else {
+			st.ActiveState, st.SubState, st.Since = "inactive", "dead", time.Now()
+		}
+		if err := writeJSON(statePath(name), st); err != nil {
+			fmt.Fprintf(stderr, "Failed to %s %s: %v\n", verb, name, err)
+			return 1
+		}
+		return 0
+	}
+	enabled := func(on bool) int {
+		p := filepath.Join(stateDir, name+".enabled")
+		if !on {
+			_ = os.Remove(p)
+			return 0
+		}
+		if _, err := unit.Load("/", unit.SearchPath(), name); err != nil {
+			fmt.Fprintf(stderr, "Failed to enable unit: Unit file %s does not exist.\n", name)
+			return 1
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			fmt.Fprintf(stderr, "Failed to enable %s: %v\n", name, err)
+			return 1
+		}
+		return 0
+	}
+	switch verb {
+	case "start", "restart", "try-restart", "reload-or-restart":
+		if verb == "try-restart" && st.ActiveState != "active" {
+			return 0
+		}
+		return set(true)
+	case "stop":
+		return set(false)
+	case "enable":
+		if c := enabled(true); c != 0 || !now {
+			return c
+		}
+		return set(true)
+	case "disable":
+		enabled(false)
+		if now {
+			return set(false)
+		}
+	case "is-enabled":
+		if _, err := os.Stat(filepath.Join(stateDir, name+".enabled")); err != nil {
+			fmt.Fprintln(stdout, "disabled")
+			return 1
+		}
+		fmt.Fprintln(stdout, "enabled")
+	case "is-active":
+		fmt.Fprintln(stdout, st.ActiveState)
+		if st.ActiveState != "active" {
+			return 3
+		}
+	case "status", "show":
+		fmt.Fprintf(stdout, "ActiveState=%s\nSubState=%s\n", st.ActiveState, st.SubState)
+		if st.ActiveState != "active" {
+			return 3
+		}
+	}
+	return 0
 }
