@@ -21,7 +21,7 @@ import (
 	"go.uber.org/zap"
 )
 
-func freeURL(t *testing.T) url.URL {
+func freeURL(t testing.TB) url.URL {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,7 +33,7 @@ func freeURL(t *testing.T) url.URL {
 
 // startEtcd runs one etcd member in the test process, on loopback, from
 // dir; it returns a client of it.
-func startEtcd(t *testing.T, dir, name string) *clientv3.Client {
+func startEtcd(t testing.TB, dir, name string) *clientv3.Client {
 	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name, cfg.Dir = name, dir
