@@ -95,17 +95,30 @@ func newTrailerHash() *trailerHash { return &trailerHash{h: sha256.New()} }
 
 func (t *trailerHash) Write(p []byte) (int, error) {
 	t.n += int64(len(p))
-	buf := append(t.tail, p...)
-	if len(buf) > trailerSize {
-		cut := len(buf) - trailerSize
-		t.h.Write(buf[:cut])
-		if t.db != nil {
-			t.db.Write(buf[:cut])
-		}
-		buf = buf[cut:]
+	if len(p) >= trailerSize {
+		// What was held back and all of p but its last 32 bytes are the
+		// database's: hashed in place, with no copy of p.
+		t.hash(t.tail)
+		t.hash(p[:len(p)-trailerSize])
+		t.tail = append(t.tail[:0], p[len(p)-trailerSize:]...)
+		return len(p), nil
 	}
-	t.tail = append(t.tail[:0:0], buf...)
+	t.tail = append(t.tail, p...)
+	if cut := len(t.tail) - trailerSize; cut > 0 {
+		t.hash(t.tail[:cut])
+		t.tail = append(t.tail[:0], t.tail[cut:]...)
+	}
 	return len(p), nil
+}
+
+func (t *trailerHash) hash(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	t.h.Write(b)
+	if t.db != nil {
+		t.db.Write(b)
+	}
 }
 
 // check says whether the stream ended with the sha256 of what came before.
