@@ -71,7 +71,9 @@ func Fetch(ctx context.Context, s *Store, key string, identities []age.Identity,
 		}
 		return nil
 	}
-	check := func(string) error { return Compare(s.URL(m.Object), m, info.Revision, int64(info.Keys), "its snapshot holds", info) }
+	check := func(string) error {
+		return Compare(s.URL(m.Object), m, info.Revision, int64(info.Keys), "its snapshot holds", info)
+	}
 	if err := atomicfile.WriteFrom(dst, 0o600, 0o700, write, check); err != nil {
 		return m, nil, err
 	}
