@@ -19,6 +19,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/execute"
 	"github.com/etcdadm-io/etcdadm/pkg/gather"
 	"github.com/etcdadm-io/etcdadm/pkg/hosts"
 	"github.com/etcdadm-io/etcdadm/pkg/images"
@@ -70,6 +71,9 @@ type Session struct {
 	Images  *images.Set
 	opts    Options
 	release []func()
+	// stamp names the run's backup directory on the hosts: one for the
+	// whole run, however many plans it executes.
+	stamp string
 }
 
 // Open works out the PKI in memory (nothing is saved), connects to the
@@ -81,7 +85,7 @@ func Open(ctx context.Context, c *config.Cluster, o Options) (*Session, error) {
 	if o.Log == nil {
 		o.Log = progress.NewLog(nil)
 	}
-	s := &Session{Cluster: c, Runtime: RuntimeFor(c), Log: o.Log, Images: o.Images, opts: o}
+	s := &Session{Cluster: c, Runtime: RuntimeFor(c), Log: o.Log, Images: o.Images, opts: o, stamp: execute.Stamp(time.Now())}
 	if o.LockPKI {
 		release, err := certs.Lock(c.PKIDir())
 		if err != nil {
