@@ -38,3 +38,33 @@ func TestPrivateDir(t *testing.T) {
 		t.Errorf("the operator's .gitignore was replaced: %q", b)
 	}
 }
+
+// A restore's record is saved private, read back, and removed with the
+// data made here that it names.
+func TestRecord(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "snapshots")
+	if r, err := ReadRecord(dir); r != nil || err != nil {
+		t.Fatalf("no record: %+v %v", r, err)
+	}
+	made := t.TempDir()
+	os.WriteFile(filepath.Join(made, "db"), []byte("x"), 0o600)
+	r := &Record{Cluster: "c", File: "/s.db", SHA256: "abc", Token: "c-20300101T000000Z", TempDir: made}
+	if err := r.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(filepath.Join(dir, RecordName)); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("record: %v %v", st, err)
+	}
+	got, err := ReadRecord(dir)
+	if err != nil || got.Token != r.Token || got.TempDir != made {
+		t.Fatalf("read back %+v %v", got, err)
+	}
+	if err := RemoveRecord(dir, got); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{filepath.Join(dir, RecordName), made} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s left", p)
+		}
+	}
+}
