@@ -17,6 +17,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
 	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/pkg/runtime"
+	"github.com/etcdadm-io/etcdadm/pkg/snapshot"
 )
 
 // Input is everything a plan is made from, and nothing else.
@@ -38,6 +39,9 @@ type Input struct {
 	// Platform is the hosts' os/architecture, which an archive must hold
 	// the images for; this machine's when empty.
 	Platform string
+	// Restore is this machine's record of a restore not finished yet; nil
+	// for none.
+	Restore *snapshot.Record
 }
 
 // check refuses an Input the plan cannot be made from.
@@ -120,6 +124,7 @@ func buildMembers(in Input) (*Plan, error) {
 	checkPKI(in, &refused)
 	checkRecovery(in, &refused)
 	checkCorrupt(in, &refused)
+	checkRestore(in, &refused, "")
 	hosts := make([]*host, 0, len(c.Spec.Hosts))
 	for _, ch := range c.Spec.Hosts {
 		hf := in.Hosts[ch.Name]

@@ -119,6 +119,9 @@ func Recover(in Input, from string) (*Plan, error) {
 	if in.Etcd == nil {
 		in.Etcd = &facts.Cluster{}
 	}
+	if err := unfinishedRestore(in, "recover", ""); err != nil {
+		return nil, err
+	}
 	c := in.Cluster
 	var refused refusals
 	p := newPlan(in)
