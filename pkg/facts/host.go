@@ -281,7 +281,8 @@ func Script(req Request) (string, error) {
 		b.WriteString(containerdScript(addr))
 	}
 	fmt.Fprintf(&b, "for m in %s/*; do [ -f \"$m\" ] && printf 'pending %%s\\n' \"${m##*/}\"; done\n", q(path.Join(req.stateDir(), pendingName)))
-	fmt.Fprintf(&b, "for k in %s/*/%s; do [ -f \"$k\" ] || continue; while IFS= read -r l; do printf 'kept %%s %%s\\n' \"${k%%/*}\" \"$l\"; done < \"$k\"; done\n", q(path.Join(req.stateDir(), backupName)), KeptFile)
+	// A mark whose data is not there (a run cut before its move) says nothing.
+	fmt.Fprintf(&b, "for k in %s/*/%s; do [ -f \"$k\" ] || continue; r=${k%%/*}; while read -r w p x; do [ -e \"$r$p\" ] && printf 'kept %%s %%s %%s %%s\\n' \"$r\" \"$w\" \"$p\" \"$x\"; done < \"$k\"; done\n", q(path.Join(req.stateDir(), backupName)), KeptFile)
 	b.WriteString("echo end\n")
 	return b.String(), nil
 }

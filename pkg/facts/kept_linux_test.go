@@ -13,13 +13,17 @@ import (
 )
 
 // The run directories that keep data a restore or a recovery replaced are
-// read with each line of their mark; unmarked ones are not listed.
+// read with each line of their mark whose data is there; unmarked ones, and
+// a mark whose data never arrived (a run cut before the move), are not
+// listed.
 func TestGatherKeptBackups(t *testing.T) {
 	root := t.TempDir()
 	req := baseRequest(root)
 	req.StateDir = filepath.Join(root, "state")
 	backups := filepath.Join(req.StateDir, "backup")
-	writeFile(t, filepath.Join(backups, "20300101T000000Z", facts.KeptFile), []byte("pre-restore /var/lib/etcd restore-abc-tok\npre-recovery /srv/etcd\n"), 0o600)
+	writeFile(t, filepath.Join(backups, "20300101T000000Z", facts.KeptFile), []byte("pre-restore /var/lib/etcd restore-abc-tok\npre-recovery /srv/etcd\npre-restore /srv/gone restore-abc-tok\n"), 0o600)
+	writeFile(t, filepath.Join(backups, "20300101T000000Z", "var/lib/etcd/member/snap/db"), []byte("x"), 0o600)
+	writeFile(t, filepath.Join(backups, "20300101T000000Z", "srv/etcd/member/snap/db"), []byte("x"), 0o600)
 	writeFile(t, filepath.Join(backups, "20300102T000000Z", "var/lib/etcd/member/snap/db"), []byte("x"), 0o600)
 	writeFile(t, filepath.Join(backups, "20300103T000000Z", facts.KeptFile), []byte("too-short\n"), 0o600)
 	req.ClientPort = freePort(t)
