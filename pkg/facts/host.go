@@ -281,8 +281,9 @@ func Script(req Request) (string, error) {
 		b.WriteString(containerdScript(addr))
 	}
 	fmt.Fprintf(&b, "for m in %s/*; do [ -f \"$m\" ] && printf 'pending %%s\\n' \"${m##*/}\"; done\n", q(path.Join(req.stateDir(), pendingName)))
-	// A mark whose data is not there (a run cut before its move) says nothing.
-	fmt.Fprintf(&b, "for k in %s/*/%s; do [ -f \"$k\" ] || continue; r=${k%%/*}; while read -r w p x; do [ -e \"$r$p\" ] && printf 'kept %%s %%s %%s %%s\\n' \"$r\" \"$w\" \"$p\" \"$x\"; done < \"$k\"; done\n", q(path.Join(req.stateDir(), backupName)), KeptFile)
+	// A mark whose data is not there (a run cut before its move, which
+	// left the directory empty) says nothing.
+	fmt.Fprintf(&b, "for k in %s/*/%s; do [ -f \"$k\" ] || continue; r=${k%%/*}; while read -r w p x; do [ -n \"$(ls -A \"$r$p\" 2>/dev/null)\" ] && printf 'kept %%s %%s %%s %%s\\n' \"$r\" \"$w\" \"$p\" \"$x\"; done < \"$k\"; done\n", q(path.Join(req.stateDir(), backupName)), KeptFile)
 	b.WriteString("echo end\n")
 	return b.String(), nil
 }

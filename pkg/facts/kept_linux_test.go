@@ -2,6 +2,7 @@ package facts_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -24,6 +25,9 @@ func TestGatherKeptBackups(t *testing.T) {
 	writeFile(t, filepath.Join(backups, "20300101T000000Z", facts.KeptFile), []byte("pre-restore /var/lib/etcd restore-abc-tok\npre-recovery /srv/etcd\npre-restore /srv/gone restore-abc-tok\n"), 0o600)
 	writeFile(t, filepath.Join(backups, "20300101T000000Z", "var/lib/etcd/member/snap/db"), []byte("x"), 0o600)
 	writeFile(t, filepath.Join(backups, "20300101T000000Z", "srv/etcd/member/snap/db"), []byte("x"), 0o600)
+	if err := os.MkdirAll(filepath.Join(backups, "20300101T000000Z", "srv/gone"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	writeFile(t, filepath.Join(backups, "20300102T000000Z", "var/lib/etcd/member/snap/db"), []byte("x"), 0o600)
 	writeFile(t, filepath.Join(backups, "20300103T000000Z", facts.KeptFile), []byte("too-short\n"), 0o600)
 	req.ClientPort = freePort(t)
