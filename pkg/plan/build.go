@@ -1,7 +1,6 @@
 package plan
 
 import (
-	"bytes"
 	"fmt"
 	"path"
 	"slices"
@@ -219,17 +218,12 @@ func checkPKI(in Input, refused *refusals) {
 		if hf == nil || len(hf.TrustedCAs) == 0 {
 			continue
 		}
-		trusted := false
-		for _, ca := range hf.TrustedCAs {
-			for _, known := range in.PKI.Known {
-				if bytes.Equal(ca.Raw, known.Raw) {
-					trusted = true
-				}
-			}
-		}
-		if !trusted {
+		switch unknown := unknownCAs(hf, in.PKI); {
+		case len(unknown) == len(hf.TrustedCAs):
 			refused.add(ch.Name, "trusts another etcd CA, %s; the local PKI's CA is %s. Put the cluster's own CA in %s",
 				describeCA(hf.TrustedCAs[0]), describeCA(local), in.PKI.Dir)
+		case len(unknown) > 0:
+			refusePartlyKnown(in, ch.Name, unknown, refused)
 		}
 	}
 }
