@@ -45,6 +45,11 @@ type Cluster struct {
 
 	// Dir is the directory of the inventory file; relative paths resolve against it.
 	Dir string `json:"-"`
+
+	// source names the inventory and lines are its fields' lines, for the
+	// problems found after loading (CheckSSHFiles).
+	source string
+	lines  map[string]int
 }
 
 // Metadata names the cluster.
