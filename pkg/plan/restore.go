@@ -209,20 +209,13 @@ func Restore(in Input, src RestoreSource) (*Plan, error) {
 	}
 	dataDir := c.Spec.Etcd.DataDir
 	staging := RestoreStaging(dataDir)
-	record := Stage{Name: "record the restore", Rollout: AllAtOnce,
-		Why: "until it is done or aborted, no other command starts etcd on these hosts, and running the restore again finishes it"}
-	make := Stage{Name: "make the data directories here", Rollout: AllAtOnce,
-		Why: "etcd's own restore code, on this machine: neither the hosts nor the image need etcdutl"}
-	push := Stage{Name: "push the restored data", Rollout: AllAtOnce,
-		Why: "each host receives its member's data directory, made here from the snapshot, while the cluster still runs"}
-	stop := Stage{Name: "stop every member", Rollout: AllAtOnce,
-		Why: "a restore makes a new cluster: no member of the old one may run next to it"}
-	swap := Stage{Name: "swap the data directories", Rollout: AllAtOnce,
-		Why: "the old data is kept under the backup directory, never deleted nor pruned"}
-	start := Stage{Name: "start the restored members", Rollout: AllAtOnce,
-		Why: "they form the new cluster together: new member IDs, the snapshot's keys, the revision bumped"}
-	clean := Stage{Name: "remove the staged data and the records", Rollout: AllAtOnce,
-		Why: "every member of the restored cluster is healthy"}
+	record := allAtOnce("record the restore", "until it is done or aborted, no other command starts etcd on these hosts, and running the restore again finishes it")
+	make := allAtOnce("make the data directories here", "etcd's own restore code, on this machine: neither the hosts nor the image need etcdutl")
+	push := allAtOnce("push the restored data", "each host receives its member's data directory, made here from the snapshot, while the cluster still runs")
+	stop := allAtOnce("stop every member", "a restore makes a new cluster: no member of the old one may run next to it")
+	swap := allAtOnce("swap the data directories", "the old data is kept under the backup directory, never deleted nor pruned")
+	start := allAtOnce("start the restored members", "they form the new cluster together: new member IDs, the snapshot's keys, the revision bumped")
+	clean := allAtOnce("remove the staged data and the records", "every member of the restored cluster is healthy")
 	restore := ops.RestoreData{Snapshot: src.File, Dir: src.Dir, Token: token, Members: members}
 	stopEtcd := rt.StopOp()
 	stopEtcd.Disruptive = true
@@ -275,6 +268,9 @@ func Restore(in Input, src RestoreSource) (*Plan, error) {
 	}
 	return p, nil
 }
+
+// allAtOnce is a stage of every host at once.
+func allAtOnce(name, why string) Stage { return Stage{Name: name, Rollout: AllAtOnce, Why: why} }
 
 // restoredMember is how every member of a restored cluster starts (its
 // data directory is a new cluster's), stamped for its first start or its
@@ -387,14 +383,10 @@ func AbortRestore(in Input) (*Plan, error) {
 	}
 	dataDir := c.Spec.Etcd.DataDir
 	staging := RestoreStaging(dataDir)
-	stop := Stage{Name: "stop the restored members", Rollout: AllAtOnce,
-		Why: "their data goes back to what it was before the restore"}
-	back := Stage{Name: "put the old data back", Rollout: AllAtOnce,
-		Why: "from the backup directory that kept it; the restored data goes under this run's"}
-	start := Stage{Name: "start the members on their old data", Rollout: AllAtOnce,
-		Why: "they form the cluster they were before the restore"}
-	clean := Stage{Name: "remove the staged data and the records", Rollout: AllAtOnce,
-		Why: "the restore is aborted"}
+	stop := allAtOnce("stop the restored members", "their data goes back to what it was before the restore")
+	back := allAtOnce("put the old data back", "from the backup directory that kept it; the restored data goes under this run's")
+	start := allAtOnce("start the members on their old data", "they form the cluster they were before the restore")
+	clean := allAtOnce("remove the staged data and the records", "the restore is aborted")
 	stopEtcd := rt.StopOp()
 	stopEtcd.Disruptive = true
 	for _, ch := range c.Spec.Hosts {

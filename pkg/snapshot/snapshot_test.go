@@ -203,14 +203,7 @@ func TestPreparedDataStarts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd")
 	}
-	cli := startEtcd(t, filepath.Join(t.TempDir(), "etcd"), "one")
-	put(t, cli, "/kept", "yes")
-	data := stream(t, cli)
-	dir := t.TempDir()
-	dst := filepath.Join(dir, "s.db")
-	if _, err := Save(context.Background(), Stream{ReadCloser: io.NopCloser(bytes.NewReader(data))}, dst, Meta{}); err != nil {
-		t.Fatal(err)
-	}
+	cli, dir, dst, _ := savedSnapshot(t, "/kept")
 	pu := freeURL(t)
 	if err := Prepare(dst, filepath.Join(dir, "out"), []RestoreMember{{"solo", pu.String()}}, "token-2"); err != nil {
 		t.Fatal(err)
@@ -254,6 +247,22 @@ type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
 
+// savedSnapshot saves, into a new directory, a snapshot of a member that
+// holds key: a client of the member, the directory, the snapshot's path
+// and its bytes.
+func savedSnapshot(t *testing.T, key string) (cli *clientv3.Client, dir, dst string, data []byte) {
+	t.Helper()
+	cli = startEtcd(t, filepath.Join(t.TempDir(), "etcd"), "one")
+	put(t, cli, key, "yes")
+	data = stream(t, cli)
+	dir = t.TempDir()
+	dst = filepath.Join(dir, "s.db")
+	if _, err := Save(context.Background(), Stream{ReadCloser: io.NopCloser(bytes.NewReader(data))}, dst, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	return cli, dir, dst, data
+}
+
 // The IDs Identity computes are those the restore writes in each member's
 // write-ahead log; only makes just the members it names, for the same
 // cluster; another token is another cluster.
@@ -261,14 +270,7 @@ func TestIdentityOfRestoredData(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd")
 	}
-	cli := startEtcd(t, filepath.Join(t.TempDir(), "etcd"), "one")
-	put(t, cli, "/k", "v")
-	data := stream(t, cli)
-	dir := t.TempDir()
-	dst := filepath.Join(dir, "s.db")
-	if _, err := Save(context.Background(), Stream{ReadCloser: io.NopCloser(bytes.NewReader(data))}, dst, Meta{}); err != nil {
-		t.Fatal(err)
-	}
+	_, dir, dst, data := savedSnapshot(t, "/k")
 	members := []RestoreMember{{"a", "https://192.0.2.1:2380"}, {"b", "https://192.0.2.2:2380"}, {"c", "https://192.0.2.3:2380"}}
 	cluster, ids, err := Identity(members, "token-1")
 	if err != nil {

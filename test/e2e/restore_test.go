@@ -41,28 +41,13 @@ type restoreStory struct {
 // is still under the backup directory.
 func TestIntegrationRestore(t *testing.T) {
 	requireLab(t)
-	bin := buildEtcdadm(t)
-	l := upLab(t, lab.Options{Hosts: 3, Dir: "/var/tmp/etcdadm-e2e-restore", NamePrefix: "rst", Subnet: 22})
-	dir := t.TempDir()
-	s := &restoreStory{
-		story:   &story{bin: bin, lab: l, dir: dir, known: filepath.Join(dir, "known_hosts"), file: filepath.Join(dir, "cluster.yaml")},
-		members: l.Hosts,
-	}
-	copyFile(t, l.KnownHostsFile, s.known)
-	steps := []struct {
-		name string
-		run  func(*testing.T, *restoreStory)
-	}{
+	st := newStory(t, lab.Options{Hosts: 3, Dir: "/var/tmp/etcdadm-e2e-restore", NamePrefix: "rst", Subnet: 22})
+	runSteps(t, &restoreStory{story: st, members: st.lab.Hosts}, []step[*restoreStory]{
 		{"three members with keys, a snapshot saved private, keys written after it", stepRestoreBringUp},
 		{"a restore killed once the first host's data is replaced: apply refuses and starts nothing", stepRestoreCut},
 		{"the same restore again finishes it: one cluster ID, the snapshot's keys, nothing left behind", stepRestoreFinished},
 		{"runs with --keep-backups 1 keep the data each restore replaced", stepRestoreBackupsKept},
-	}
-	for _, st := range steps {
-		if !t.Run(st.name, func(t *testing.T) { st.run(t, s) }) {
-			t.Fatalf("stopping the story after %q failed", st.name)
-		}
-	}
+	})
 }
 
 func stepRestoreBringUp(t *testing.T, s *restoreStory) {
