@@ -67,7 +67,7 @@ func Parse(data []byte, source, dir string) (*Cluster, []Warning, error) {
 		// checkShape lets through only what decodes; say so plainly if it did not.
 		return nil, nil, &InvalidError{Source: source, Problems: append(ps.sorted(), Problem{Message: err.Error()})}
 	}
-	c.Dir = dir
+	c.Dir, c.source, c.lines = dir, source, ps.lines
 	SetDefaults(&c)
 	warnings := validate(&c, ps)
 	ps.dropRepeats(shapeProblems)

@@ -47,6 +47,10 @@ type Cluster struct {
 	Dir string `json:"-"`
 
 	self *executable
+	// source names the inventory and lines are its fields' lines, for the
+	// problems found after loading (CheckSSHFiles).
+	source string
+	lines  map[string]int
 }
 
 // Metadata names the cluster.

@@ -254,17 +254,33 @@ func validateSSH(c *Cluster, ps *problems) {
 		ps.add("spec.ssh.port", "%d is not a TCP port (1-65535, or 0 for ~/.ssh/config's or 22)", s.Port)
 	}
 	validateLocalPath("spec.ssh.knownHostsFile", s.KnownHostsFile, "~/.ssh/known_hosts", ps)
-	if s.IdentityFile != "" && validateLocalPath("spec.ssh.identityFile", s.IdentityFile, "~/.ssh/id_ed25519", ps) {
-		p := c.ResolvePath(s.IdentityFile)
+	// Whether the identity file is there is for the commands that use it
+	// to say (CheckSSHFiles): one that never connects works without it.
+	validateLocalPath("spec.ssh.identityFile", s.IdentityFile, "~/.ssh/id_ed25519", ps)
+	if s.ProxyJump != "" {
+		validateProxyJump("spec.ssh.proxyJump", s.ProxyJump, ps)
+	}
+}
+
+// CheckSSHFiles refuses what of spec.ssh a command that reaches the hosts
+// cannot use: an identity file that cannot be read. The commands that
+// never connect (render, phase, certs generate, images list, a local
+// certs check-expiration) do not ask: an air-gapped operator's inventory
+// names a key that is not on their machine.
+func (c *Cluster) CheckSSHFiles() error {
+	ps := &problems{lines: c.lines}
+	if f := c.Spec.SSH.IdentityFile; f != "" && uncleanPath(f, "") == "" {
+		p := c.ResolvePath(f)
 		if st, err := os.Stat(p); err != nil {
 			ps.add("spec.ssh.identityFile", "cannot read %s: %v; point it at your private key or leave it empty to use ssh-agent", p, unwrapPathError(err))
 		} else if st.IsDir() {
 			ps.add("spec.ssh.identityFile", "%s is a directory; point it at your private key file", p)
 		}
 	}
-	if s.ProxyJump != "" {
-		validateProxyJump("spec.ssh.proxyJump", s.ProxyJump, ps)
+	if len(ps.list) > 0 {
+		return &InvalidError{Source: c.source, Problems: ps.sorted()}
 	}
+	return nil
 }
 
 func validateImages(c *Cluster, ps *problems) {

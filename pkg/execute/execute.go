@@ -28,6 +28,9 @@ import (
 // DefaultBackupDir is where a file etcdadm replaces or moves away is kept, on its host.
 const DefaultBackupDir = "/var/lib/etcdadm/backup"
 
+// Stamp is the name of a run's backup directory, started at t.
+func Stamp(t time.Time) string { return t.UTC().Format("20060102T150405Z") }
+
 // Executor runs a plan's stages on the hosts.
 type Executor struct {
 	Cluster *config.Cluster
@@ -49,6 +52,10 @@ type Executor struct {
 	// KeepBackups is how many runs' backups each host this run changes
 	// keeps under BackupDir; 0 keeps them all.
 	KeepBackups int
+	// Stamp names this run's backup directory on every host (UTC time,
+	// 20060102T150405Z): a run that executes several plans keeps all it
+	// replaced in one directory. Now's when empty.
+	Stamp string
 
 	stamp     string
 	snapshots []string
@@ -96,7 +103,10 @@ func (x *Executor) defaults() {
 		x.StateDir = facts.StateDir
 	}
 	if x.stamp == "" {
-		x.stamp = time.Now().UTC().Format("20060102T150405Z")
+		x.stamp = x.Stamp
+	}
+	if x.stamp == "" {
+		x.stamp = Stamp(time.Now())
 	}
 	if x.res == nil {
 		x.res = map[string]*HostResult{}

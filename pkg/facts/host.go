@@ -59,7 +59,43 @@ const (
 	// PendingMoveFrom, followed by an address, is on the new host of a
 	// member that moves from that address, until the move is done.
 	PendingMoveFrom = "move-from-"
+	// PendingRestore, followed by the snapshot's sha256 and the restored
+	// cluster's token, is on every host from before a restore stops any
+	// member until it is done or aborted.
+	PendingRestore = "restore-"
 )
+
+// BackupDir holds, under the state directory, one directory per run with
+// what it replaced or moved away.
+const BackupDir = StateDir + "/" + backupName
+
+const backupName = "backup"
+
+// KeptFile, in a run's backup directory, says that it holds data a
+// restore or a recovery replaced: pruning never removes such a directory.
+// Each line is "WHAT PATH REF": what the data was (Kept.What), its path on
+// the host, and what replaced it.
+const KeptFile = "KEPT"
+
+// What a run's backup directory keeps for good: a data directory's
+// contents as they were before a restore, or before a recovery moved them
+// aside.
+const (
+	KeptPreRestore  = "pre-restore"
+	KeptPreRecovery = "pre-recovery"
+)
+
+// Kept is data a run's backup directory holds for good.
+type Kept struct {
+	// Dir is the run's backup directory.
+	Dir string `json:"dir"`
+	// What is KeptPreRestore or KeptPreRecovery.
+	What string `json:"what"`
+	// Path is where the data was on the host, under Dir now.
+	Path string `json:"path"`
+	// Ref names what replaced it: the restore's record.
+	Ref string `json:"ref,omitempty"`
+}
 
 // Request says what to read on one host.
 type Request struct {
@@ -160,6 +196,8 @@ type Host struct {
 	ClockSkew  time.Duration `json:"clockSkew"`
 	ClockError time.Duration `json:"clockError"`
 	Pending    []string      `json:"pending,omitempty"`
+	// Kept are the backups of data a restore or a recovery replaced.
+	Kept []Kept `json:"kept,omitempty"`
 	// LockHolder says who holds the host's lock when another run does.
 	LockHolder string `json:"-"`
 	// Containerd is what containerd has; nil when it was not read.
@@ -245,6 +283,9 @@ func Script(req Request) (string, error) {
 		b.WriteString(containerdScript(addr))
 	}
 	fmt.Fprintf(&b, "for m in %s/*; do [ -f \"$m\" ] && printf 'pending %%s\\n' \"${m##*/}\"; done\n", q(path.Join(req.stateDir(), pendingName)))
+	// A mark whose data is not there (a run cut before its move, which
+	// left the directory empty) says nothing.
+	fmt.Fprintf(&b, "for k in %s/*/%s; do [ -f \"$k\" ] || continue; r=${k%%/*}; while read -r w p x; do [ -n \"$(ls -A \"$r$p\" 2>/dev/null)\" ] && printf 'kept %%s %%s %%s %%s\\n' \"$r\" \"$w\" \"$p\" \"$x\"; done < \"$k\"; done\n", q(path.Join(req.stateDir(), backupName)), KeptFile)
 	b.WriteString("echo end\n")
 	return b.String(), nil
 }
@@ -469,6 +510,10 @@ func Parse(out []byte, before, after time.Time) (*Host, error) {
 			}
 		case "pending":
 			h.Pending = append(h.Pending, strings.TrimSpace(rest))
+		case "kept":
+			if k, ok := parseKept(rest); ok {
+				h.Kept = append(h.Kept, k)
+			}
 		case "containerd", "image", "containerd-conf":
 			h.parseContainerd(tag, rest)
 		case "end":
@@ -552,6 +597,19 @@ func (p *parser) files(h *Host) error {
 		h.Files[path] = p.omodes[i]
 	}
 	return nil
+}
+
+// parseKept reads "DIR WHAT PATH [REF]"; a line that says less is not a mark.
+func parseKept(rest string) (Kept, bool) {
+	f := strings.Fields(rest)
+	if len(f) < 3 {
+		return Kept{}, false
+	}
+	k := Kept{Dir: f[0], What: f[1], Path: f[2]}
+	if len(f) > 3 {
+		k.Ref = f[3]
+	}
+	return k, true
 }
 
 // parseMode reads "<hex mode> <uid> <gid>" as stat -c '%f %u %g' prints it.

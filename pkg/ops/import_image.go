@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,12 +88,19 @@ func importImage(ctx context.Context, e Env, o ImportImage) error {
 		return fmt.Errorf("import %s: it changed since it was read (%d bytes, then %d): run again", o.Source, o.Archive.Size, st.Size())
 	}
 	gz := o.Archive != nil && o.Archive.Gzip
-	script := ImportScript(path.Join(e.StateDir(), "import"), filepath.Base(o.Source), st.Size(), gz,
-		facts.CtrCommand(facts.ContainerdAddress(e.Cluster().Spec.Kubelet.ContainerRuntimeEndpoint)), o.Snapshotter)
-	var refs []string
+	var refs, others []string
 	for _, im := range o.Images {
 		refs = append(refs, im.Ref)
 	}
+	if o.Archive != nil {
+		for _, im := range o.Archive.Images {
+			if !slices.Contains(refs, im.Ref) && !slices.Contains(others, im.Ref) {
+				others = append(others, im.Ref)
+			}
+		}
+	}
+	script := ImportScript(path.Join(e.StateDir(), "import"), filepath.Base(o.Source), st.Size(), gz,
+		facts.CtrCommand(facts.ContainerdAddress(e.Cluster().Spec.Kubelet.ContainerRuntimeEndpoint)), o.Snapshotter, others...)
 	e.Log().Host(name, "importing %s from %s (%d bytes)", strings.Join(refs, ", "), o.Source, st.Size())
 	start := time.Now()
 	out, err := e.Transport().Run(ctx, script, f)
@@ -116,6 +124,9 @@ func importImage(ctx context.Context, e Env, o ImportImage) error {
 		}
 	}
 	e.Log().Host(name, "imported %s (digests checked) in %s", strings.Join(refs, ", "), time.Since(start).Round(time.Millisecond))
+	if len(others) > 0 {
+		e.Log().Host(name, "removed again the archive's other images the host did not hold before: %s", strings.Join(others, ", "))
+	}
 	e.Report(Done{Imported: refs})
 	return nil
 }
@@ -125,8 +136,10 @@ func importImage(ctx context.Context, e Env, o ImportImage) error {
 // however the script ends, and lists containerd's images after a marker.
 // Files a cut run left in dir go first: the run holds the host's lock.
 // ctr imports for the host's own platform: a multi-platform archive need
-// not hold the others' blobs.
-func ImportScript(dir, base string, size int64, gz bool, ctr, snapshotter string) string {
+// not hold the others' blobs. ctr imports every image an archive names:
+// those of others the host did not hold before go again (containerd's
+// garbage collector then drops their content).
+func ImportScript(dir, base string, size int64, gz bool, ctr, snapshotter string, others ...string) string {
 	q := shell.Quote
 	imp := ctr + " images import"
 	if snapshotter != "" {
@@ -137,6 +150,14 @@ func ImportScript(dir, base string, size int64, gz bool, ctr, snapshotter string
 		imp = `gzip -dc "$f" | ` + imp
 		src = "-"
 	}
+	drop := ""
+	if len(others) > 0 {
+		var qs []string
+		for _, r := range others {
+			qs = append(qs, q(r))
+		}
+		drop = fmt.Sprintf(`for r in %s; do printf '%%s\n' "$before" | grep -qxF -- "$r" || %s images rm "$r" >&2 || true; done`, strings.Join(qs, " "), ctr)
+	}
 	return fmt.Sprintf(`set -e; umask 077; d=%[1]s
 mkdir -p "$d"; chmod 0700 "$d"
 find "$d" -mindepth 1 -maxdepth 1 -type f -delete
@@ -146,9 +167,11 @@ trap 'exit 1' HUP INT TERM
 cat > "$f"
 n=$(wc -c < "$f")
 [ "$n" -eq %[3]d ] || { echo "received $n of %[3]d bytes" >&2; exit 1; }
+before=$(%[7]s images ls -q 2>/dev/null || true)
 %[4]s %[5]s >&2
 rm -f "$f"
+%[8]s
 echo %[6]s
 %[7]s images ls
-`, q(dir), SafeName(base), size, imp, src, q(importedMarker), ctr)
+`, q(dir), SafeName(base), size, imp, src, q(importedMarker), ctr, drop)
 }

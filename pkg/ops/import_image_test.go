@@ -33,6 +33,8 @@ case "$*" in
 *"images import"*) echo "$*" > "$d/args"; for a; do last=$a; done
   if [ "$last" = - ]; then cat > "$d/imported"; else cp "$last" "$d/imported"; fi
   echo "unpacking ` + importedRef + ` (` + digest + `)...done";;
+*"images ls -q"*) cat "$d/present" 2>/dev/null || true;;
+*"images rm"*) for a; do last=$a; done; echo "$last" >> "$d/removed";;
 *"images ls"*) echo "REF TYPE DIGEST SIZE PLATFORMS LABELS"; echo "` + importedRef + ` application/vnd.oci.image.manifest.v1+json ` + digest + ` 30.1 MiB linux/amd64 -";;
 *) echo "unexpected $*" >&2; exit 2;;
 esac
@@ -132,5 +134,32 @@ func TestImportImageChecksTheDigest(t *testing.T) {
 	err = ops.Execute(context.Background(), localEnv(root), importOp(src, &images.Archive{Path: src, Size: 8}))
 	if err == nil || !strings.Contains(err.Error(), "changed since it was read") {
 		t.Errorf("err = %v, want the archive's change", err)
+	}
+}
+
+// An archive of several images: those the operation does not need are
+// removed again after the import, but one the host held before.
+func TestImportImageKeepsOnlyWhatItNeeds(t *testing.T) {
+	root := t.TempDir()
+	fake := fakeCtr(t, importedDigest)
+	if err := os.WriteFile(filepath.Join(fake, "present"), []byte("registry.example/held:1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(root, "bundle.tar")
+	if err := os.WriteFile(src, []byte("archive"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := &images.Archive{Path: src, Size: 7, Images: []images.Image{
+		{Ref: importedRef, Digest: importedDigest},
+		{Ref: "registry.k8s.io/pause:3.10.2", Digest: "sha256:" + strings.Repeat("1", 64)},
+		{Ref: "registry.example/held:1", Digest: "sha256:" + strings.Repeat("2", 64)},
+		{Ref: "registry.example/tool:2", Digest: "sha256:" + strings.Repeat("3", 64)},
+	}}
+	if err := ops.Execute(context.Background(), localEnv(root), importOp(src, a)); err != nil {
+		t.Fatal(err)
+	}
+	removed, _ := os.ReadFile(filepath.Join(fake, "removed"))
+	if got := strings.Fields(string(removed)); strings.Join(got, " ") != "registry.k8s.io/pause:3.10.2 registry.example/tool:2" {
+		t.Errorf("removed %v, want the archive's two others the host did not hold", got)
 	}
 }

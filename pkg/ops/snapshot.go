@@ -3,6 +3,7 @@ package ops
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/etcdadm-io/etcdadm/pkg/config"
@@ -62,8 +63,14 @@ func SnapshotSource(ctx context.Context, c *config.Cluster, cli *etcdclient.Clie
 }
 
 // SaveSnapshot streams a snapshot from the member to dst on this machine
-// (see snapshot.Save) and records where it came from.
+// (see snapshot.Save) and records where it came from. Into etcdadm's
+// snapshots directory, that directory is made private first.
 func SaveSnapshot(ctx context.Context, c *config.Cluster, cli *etcdclient.Client, src etcdclient.MemberStatus, dst string) (*snapshot.Info, error) {
+	if abs, err := filepath.Abs(dst); err == nil && filepath.Dir(abs) == snapshot.Dir(c) {
+		if err := snapshot.PrivateDir(snapshot.Dir(c)); err != nil {
+			return nil, err
+		}
+	}
 	rc, version, err := cli.Snapshot(ctx, src.Endpoint)
 	if err != nil {
 		return nil, err

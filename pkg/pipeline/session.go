@@ -19,12 +19,14 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/execute"
 	"github.com/etcdadm-io/etcdadm/pkg/gather"
 	"github.com/etcdadm-io/etcdadm/pkg/hosts"
 	"github.com/etcdadm-io/etcdadm/pkg/images"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 	"github.com/etcdadm-io/etcdadm/pkg/progress"
 	"github.com/etcdadm-io/etcdadm/pkg/runtime"
+	"github.com/etcdadm-io/etcdadm/pkg/snapshot"
 )
 
 // Options say how to open a session.
@@ -70,6 +72,12 @@ type Session struct {
 	Images  *images.Set
 	opts    Options
 	release []func()
+	// stamp names the run's backup directory on the hosts: one for the
+	// whole run, however many plans it executes.
+	stamp string
+	// restore is this machine's record of a restore not finished; nil
+	// for none.
+	restore *snapshot.Record
 }
 
 // Open works out the PKI in memory (nothing is saved), connects to the
@@ -81,7 +89,7 @@ func Open(ctx context.Context, c *config.Cluster, o Options) (*Session, error) {
 	if o.Log == nil {
 		o.Log = progress.NewLog(nil)
 	}
-	s := &Session{Cluster: c, Runtime: RuntimeFor(c), Log: o.Log, Images: o.Images, opts: o}
+	s := &Session{Cluster: c, Runtime: RuntimeFor(c), Log: o.Log, Images: o.Images, opts: o, stamp: execute.Stamp(time.Now())}
 	if o.LockPKI {
 		release, err := certs.Lock(c.PKIDir())
 		if err != nil {
@@ -94,6 +102,10 @@ func Open(ctx context.Context, c *config.Cluster, o Options) (*Session, error) {
 		return nil, err
 	}
 	var err error
+	if s.restore, err = snapshot.ReadRecord(snapshot.Dir(c)); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if s.PKI, s.Events, err = certs.Compute(c, o.Certs); err != nil {
 		s.Close()
 		return nil, err
@@ -158,7 +170,7 @@ func (s *Session) Gather(ctx context.Context, lock bool) (*gather.Facts, error) 
 
 // Input is what a plan is made from: the session and the facts, at now.
 func (s *Session) Input(f *gather.Facts, now time.Time) plan.Input {
-	return plan.Input{Cluster: s.Cluster, Runtime: s.Runtime, PKI: s.PKI, Hosts: f.Hosts, Etcd: f.Etcd, Images: s.Images, Now: now}
+	return plan.Input{Cluster: s.Cluster, Runtime: s.Runtime, PKI: s.PKI, Hosts: f.Hosts, Etcd: f.Etcd, Images: s.Images, Now: now, Restore: s.restore}
 }
 
 // NeedEtcd refuses a run that must reach etcd without the CA to.

@@ -1,7 +1,6 @@
 package plan
 
 import (
-	"bytes"
 	"fmt"
 	"path"
 	"slices"
@@ -17,6 +16,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
 	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/pkg/runtime"
+	"github.com/etcdadm-io/etcdadm/pkg/snapshot"
 )
 
 // Input is everything a plan is made from, and nothing else.
@@ -38,6 +38,9 @@ type Input struct {
 	// Platform is the hosts' os/architecture, which an archive must hold
 	// the images for; this machine's when empty.
 	Platform string
+	// Restore is this machine's record of a restore not finished yet; nil
+	// for none.
+	Restore *snapshot.Record
 }
 
 // check refuses an Input the plan cannot be made from.
@@ -120,6 +123,7 @@ func buildMembers(in Input) (*Plan, error) {
 	checkPKI(in, &refused)
 	checkRecovery(in, &refused)
 	checkCorrupt(in, &refused)
+	checkRestore(in, &refused, "")
 	hosts := make([]*host, 0, len(c.Spec.Hosts))
 	for _, ch := range c.Spec.Hosts {
 		hf := in.Hosts[ch.Name]
@@ -216,17 +220,12 @@ func checkPKI(in Input, refused *refusals) {
 		if hf == nil || len(hf.TrustedCAs) == 0 {
 			continue
 		}
-		trusted := false
-		for _, ca := range hf.TrustedCAs {
-			for _, known := range in.PKI.Known {
-				if bytes.Equal(ca.Raw, known.Raw) {
-					trusted = true
-				}
-			}
-		}
-		if !trusted {
+		switch unknown := unknownCAs(hf, in.PKI); {
+		case len(unknown) == len(hf.TrustedCAs):
 			refused.add(ch.Name, "trusts another etcd CA, %s; the local PKI's CA is %s. Put the cluster's own CA in %s",
 				describeCA(hf.TrustedCAs[0]), describeCA(local), in.PKI.Dir)
+		case len(unknown) > 0:
+			refusePartlyKnown(in, ch.Name, unknown, refused)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"slices"
@@ -118,23 +119,35 @@ func planControlPlane(in Input, refused *refusals) ([]Host, error) {
 		if skew := hf.ClockSkew; skew > MaxClockSkew+hf.ClockError || -skew > MaxClockSkew+hf.ClockError {
 			refused.add(h.Name, "clock is %s off this machine's (at most %s allowed): synchronise it with NTP", skew.Round(time.Millisecond), MaxClockSkew)
 		}
-		if len(hf.TrustedCAs) > 0 && !trustsKnown(hf, in.PKI) {
+		switch unknown := unknownCAs(hf, in.PKI); {
+		case len(unknown) == 0:
+		case len(unknown) == len(hf.TrustedCAs):
 			refused.add(h.Name, "%s holds another etcd CA, %s; the local PKI's CA is %s. A kube-apiserver there may use it: if it is not this cluster's, move it away, else put the cluster's own CA in %s",
 				kubeadmconfig.ExternalCAFile, describeCA(hf.TrustedCAs[0]), describeCA(in.PKI.CA.Cert), in.PKI.Dir)
+		default:
+			refusePartlyKnown(in, h.Name, unknown, refused)
 		}
 	}
 	return out, nil
 }
 
-func trustsKnown(hf *facts.Host, p *certs.PKI) bool {
+// unknownCAs are the CAs the host trusts that the local PKI does not hold.
+func unknownCAs(hf *facts.Host, p *certs.PKI) []*x509.Certificate {
+	var out []*x509.Certificate
 	for _, ca := range hf.TrustedCAs {
-		for _, known := range p.Known {
-			if bytes.Equal(ca.Raw, known.Raw) {
-				return true
-			}
+		if !slices.ContainsFunc(p.Known, func(k *x509.Certificate) bool { return bytes.Equal(ca.Raw, k.Raw) }) {
+			out = append(out, ca)
 		}
 	}
-	return false
+	return out
+}
+
+// refusePartlyKnown refuses a host that trusts, next to a CA the local PKI
+// holds, one it does not: the bundle the local PKI writes would drop a CA
+// the hosts were moved to by a rotation begun from another copy of the PKI.
+func refusePartlyKnown(in Input, host string, unknown []*x509.Certificate, refused *refusals) {
+	refused.add(host, "trusts, next to the local PKI's CA, an etcd CA the local PKI does not hold, %s: a CA rotation begun from another copy of the PKI (whose %s holds it). Copy that PKI directory to %s, then finish the rotation with `etcdadm certs rotate-ca` (or go back with `etcdadm certs rotate-ca --abort`)",
+		describeCA(unknown[0]), certs.NewCABaseName+".crt", in.PKI.Dir)
 }
 
 // controlPlaneStages write the control-plane hosts' files, all at once:

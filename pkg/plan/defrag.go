@@ -37,6 +37,9 @@ func Defrag(in Input, o DefragOptions) (*Plan, error) {
 	if err := corrupt(in, "defrag"); err != nil {
 		return nil, err
 	}
+	if err := unfinishedRestore(in, "defrag", ""); err != nil {
+		return nil, err
+	}
 	var refused refusals
 	e := in.Etcd
 	if !e.Known() || e.Serializable || !e.HasQuorum() {

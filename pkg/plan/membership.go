@@ -50,6 +50,9 @@ func membership(in Input, name string) (Input, target, error) {
 	if err := corrupt(in, "this command"); err != nil {
 		return in, target{}, err
 	}
+	if err := unfinishedRestore(in, "this command", name); err != nil {
+		return in, target{}, err
+	}
 	return in, find(in, name), nil
 }
 

@@ -103,6 +103,9 @@ func Move(in Input, name string, from MoveFrom) (*Plan, error) {
 	if err := in.check(); err != nil {
 		return nil, err
 	}
+	if err := unfinishedRestore(in, "member move", name); err != nil {
+		return nil, err
+	}
 	p := newPlan(in)
 	if from.Address == "" {
 		p.Warnings = append(p.Warnings, name+" is at the address the inventory gives it: nothing to move")

@@ -74,8 +74,20 @@ func rejoinRecord(in Input, h *host) string {
 // first, then planned as a host without a member.
 func markRejoin(in Input, h *host, record string) {
 	h.role, h.rejoin = roleJoin, record
-	h.clean = cleanOps(in, h.facts, false)
+	h.clean = keptForGood(in, cleanOps(in, h.facts, false), record)
 	h.facts = withoutMember(in, h.facts)
+}
+
+// keptForGood marks the backup of the data directory among steps as data
+// a recovery from the data of host src replaced: pruning never removes it.
+func keptForGood(in Input, steps []Op, src string) []Op {
+	for i, op := range steps {
+		if b, ok := op.(ops.Backup); ok && b.Path == in.Cluster.Spec.Etcd.DataDir {
+			b.Keep, b.Ref = facts.KeptPreRecovery, "recover-from-"+src
+			steps[i] = b
+		}
+	}
+	return steps
 }
 
 // recovery is what Recover plans from: the host whose data is kept, its
@@ -106,6 +118,9 @@ func Recover(in Input, from string) (*Plan, error) {
 	}
 	if in.Etcd == nil {
 		in.Etcd = &facts.Cluster{}
+	}
+	if err := unfinishedRestore(in, "recover", ""); err != nil {
+		return nil, err
 	}
 	c := in.Cluster
 	var refused refusals
@@ -472,7 +487,7 @@ func (r *recovery) joins(view *facts.Cluster) ([]Stage, []Host, error) {
 			m = Member{InitialCluster: mf.InitialCluster, State: mf.InitialClusterState, Restart: mf.Restart, Why: "kept from its manifest: it joined the recovered cluster"}
 		}
 		if !ownData {
-			h.clean = cleanOps(in, hf, false)
+			h.clean = keptForGood(in, cleanOps(in, hf, false), r.src.Name)
 			h.facts = withoutMember(in, hf)
 		}
 		if !h.listed {

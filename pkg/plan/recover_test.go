@@ -276,6 +276,9 @@ func TestRecoverStages(t *testing.T) {
 		if bk, i := findOp(steps, isKind(ops.KindBackup)); n == "n1" && (i < 0 || i > al || as[ops.Backup](t, bk).Path != w.c.Spec.Etcd.DataDir) {
 			t.Errorf("n1's old data is not moved aside before it joins: %v", kinds(steps))
 		}
+		if bk, i := findOp(steps, isKind(ops.KindBackup)); i >= 0 && as[ops.Backup](t, bk).Keep != facts.KeptPreRecovery {
+			t.Errorf("%s's old data is not kept for good: %+v", n, bk)
+		}
 		if _, i := findOp(steps, isKind(ops.KindStopEtcd)); i >= 0 {
 			t.Errorf("%s is stopped again while joining: %v", n, kinds(steps))
 		}
@@ -471,6 +474,9 @@ func TestApplyRejoinsADroppedHost(t *testing.T) {
 	steps := stageOps(p.Stages[0], "n2")
 	if len(steps) < 3 || steps[0].Kind() != ops.KindStopEtcd || as[ops.Backup](t, steps[1]).Path != w.c.Spec.Etcd.DataDir {
 		t.Fatalf("n2: %v; want its old member stopped and its data moved aside first", kinds(steps))
+	}
+	if bk := as[ops.Backup](t, steps[1]); bk.Keep != facts.KeptPreRecovery || bk.Ref != "recover-from-n0" {
+		t.Errorf("n2's old data is not kept for good: %+v", bk)
 	}
 	_, al := findOp(steps, isKind(ops.KindAddLearner))
 	mw, _ := first[ops.Write](steps[al:])

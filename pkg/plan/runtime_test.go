@@ -514,15 +514,15 @@ func TestSystemdRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Stages) != 5 {
+	if len(p.Stages) != 7 {
 		t.Fatalf("stages:\n%s", planText(p))
 	}
 	for _, n := range names3 {
-		stopOps := stageOps(p.Stages[2], n)
+		stopOps := stageOps(p.Stages[3], n)
 		if len(stopOps) != 1 || stopOps[0].Kind() != ops.KindStopEtcd || as[ops.StopEtcd](t, stopOps[0]).Command != systemd.CmdStopEtcd || !stopOps[0].Meta().Disruptive {
 			t.Errorf("%s: stop %v", n, stopOps)
 		}
-		start := stageOps(p.Stages[4], n)
+		start := stageOps(p.Stages[5], n)
 		r, i := first[ops.RestartEtcd](start)
 		if i < 0 || r.Command != systemd.CmdRestartEtcd || r.Retry != nil || r.Change == nil || r.Change.Path != etcdservice.EnvPath || r.Change.Kind != Create {
 			t.Errorf("%s: start %+v", n, r)

@@ -16,7 +16,7 @@ import (
 )
 
 // SnapshotDir is where snapshots go, next to the inventory.
-func SnapshotDir(c *config.Cluster) string { return filepath.Join(c.Dir, "snapshots") }
+func SnapshotDir(c *config.Cluster) string { return snapshot.Dir(c) }
 
 // minimumForMinor is, per etcd minor, the oldest patch of the minor before
 // it that etcd's upgrade guide lets upgrade to it.

@@ -132,6 +132,20 @@ func (c *KeyCache) password(ctx context.Context, userHost string, ask func() ([]
 	return p, nil
 }
 
+// forgetPassword drops the password of userHost when it is still wrong: a
+// server rejected it, so the next connection asks again.
+func (c *KeyCache) forgetPassword(ctx context.Context, userHost string, wrong []byte) error {
+	release, err := c.take(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if p, ok := c.passwords[userHost]; ok && bytes.Equal(p, wrong) {
+		delete(c.passwords, userHost)
+	}
+	return nil
+}
+
 // authenticator builds the credentials for each server of a route.
 type authenticator struct {
 	ctx      context.Context // the connection's: no question is asked once it is done
@@ -148,6 +162,9 @@ type authenticator struct {
 
 	// pause, set during a handshake, stops its timeout while the user is asked.
 	pause func() (resume func())
+	// sent is the password given to each server (by user@host) in this
+	// connection: asked for again, it was rejected.
+	sent map[string][]byte
 }
 
 // defaultAgentTimeout bounds each call to the ssh-agent. An agent may ask
@@ -288,11 +305,12 @@ func (a *authenticator) methods(ep endpoint) ([]ssh.AuthMethod, string, error) {
 		methods = append(methods, ssh.PublicKeys(signers...))
 	}
 	if a.cfg.AllowPassword && a.cfg.Password != nil {
+		// A mistyped password is asked again, as ssh does, three times.
 		methods = append(methods,
-			ssh.PasswordCallback(func() (string, error) {
+			ssh.RetryableAuthMethod(ssh.PasswordCallback(func() (string, error) {
 				p, err := a.password(ep)
 				return string(p), err
-			}),
+			}), passwordTries),
 			ssh.KeyboardInteractive(func(_, _ string, questions []string, echos []bool) ([]string, error) {
 				return a.answer(ep, questions, echos)
 			}))
@@ -389,23 +407,41 @@ func (a *authenticator) signers(ep endpoint) (signers []ssh.Signer, offered []st
 	return signers, offered, nil
 }
 
-// answer answers a keyboard-interactive round with the password. Other
-// questions, for a one-time code or a new password, are not answered: the
-// login fails naming the question, and the password is never sent to them.
+// passwordTries is how many passwords a connection asks for, per server.
+const passwordTries = 3
+
+// answer answers a keyboard-interactive round with the password, asked once
+// for the round. Other questions, for a one-time code or a new password,
+// are not answered: the login fails naming the question, and the password
+// is never sent to them.
 func (a *authenticator) answer(ep endpoint, questions []string, echos []bool) ([]string, error) {
 	answers := make([]string, len(questions))
+	var p []byte
 	for i, q := range questions {
 		if !isPasswordQuestion(q, echos[i]) {
 			return nil, fmt.Errorf("%s asks %q (keyboard-interactive), which is not for the password: only the password is answered; log in to it with a key instead: %w",
 				ep, strings.TrimSpace(q), ErrAuth)
 		}
-		p, err := a.password(ep)
-		if err != nil {
-			return nil, err
+		if p == nil {
+			var err error
+			if p, err = a.password(ep); err != nil {
+				return nil, err
+			}
 		}
 		answers[i] = string(p)
 	}
 	return answers, nil
+}
+
+// rejected forgets the password this connection gave ep, which the server
+// did not accept: it is not used again, by this run's other connections
+// either.
+func (a *authenticator) rejected(ep endpoint) {
+	k := ep.String()
+	if p, ok := a.sent[k]; ok {
+		delete(a.sent, k)
+		_ = a.cfg.KeyCache.forgetPassword(context.WithoutCancel(a.ctx), k, p)
+	}
 }
 
 // isPasswordQuestion tells a question for the account's password from one
@@ -423,14 +459,21 @@ func isPasswordQuestion(q string, echo bool) bool {
 	return true
 }
 
-// password returns ep's password, asked once per user@host for the run.
+// password returns ep's password, asked once per user@host for the run
+// while servers accept it: asked for again by the same server, the one
+// given was rejected, and the user is asked anew.
 func (a *authenticator) password(ep endpoint) ([]byte, error) {
 	// Waiting for another host's prompt counts as asking too.
 	defer a.asking()()
 	k := ep.String()
+	a.rejected(ep)
 	p, err := a.cfg.KeyCache.password(a.ctx, k, func() ([]byte, error) { return a.cfg.Password(ep.Alias, ep.User) })
 	switch {
 	case err == nil:
+		if a.sent == nil {
+			a.sent = map[string][]byte{}
+		}
+		a.sent[k] = p
 		return p, nil
 	case a.ctx.Err() != nil || errors.Is(err, context.Canceled):
 		return nil, fmt.Errorf("read password for %s: %w", k, err)

@@ -636,3 +636,48 @@ func TestAgentThatDoesNotAnswer(t *testing.T) {
 		})
 	}
 }
+
+// A password the server rejects is asked again (three tries per
+// connection) and never kept for the run: the next connection to that
+// user@host asks anew; one it accepts is kept and not asked again.
+func TestWrongPasswordIsNotKept(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	var pw passwords
+	s := startTestServer(t, &ssh.ServerConfig{PasswordCallback: pw.check})
+	var mu sync.Mutex
+	var typed []string
+	answers := []string{"typo", "pw-alice", "typo", "typo", "typo", "pw-alice"}
+	cfg := s.config("alice")
+	cfg.KeyCache, cfg.AllowPassword = &KeyCache{}, true
+	cfg.Password = func(string, string) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		a := answers[len(typed)]
+		typed = append(typed, a)
+		return []byte(a), nil
+	}
+	dial := func() error {
+		tr, err := Dial(context.Background(), cfg)
+		if err == nil {
+			tr.Close()
+		}
+		return err
+	}
+	// A typo, then the password: in, and kept.
+	if err := dial(); err != nil {
+		t.Fatalf("after a typo: %v", err)
+	}
+	if err := dial(); err != nil || len(typed) != 2 {
+		t.Fatalf("second connection: %v, asked %d times in all, want 2", err, len(typed))
+	}
+	// Three typos fail the connection; the next asks again.
+	cfg.KeyCache = &KeyCache{}
+	typed = typed[:0]
+	answers = answers[2:]
+	if err := dial(); err == nil || !errors.Is(err, ErrAuth) || len(typed) != 3 {
+		t.Fatalf("three typos: %v after %d questions", err, len(typed))
+	}
+	if err := dial(); err != nil || len(typed) != 4 {
+		t.Errorf("the next connection: %v after %d questions, want in after a fourth", err, len(typed))
+	}
+}

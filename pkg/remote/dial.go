@@ -195,8 +195,10 @@ func (d *connector) handshake(ctx context.Context, auth *authenticator, ep endpo
 		case expired:
 			return nil, fmt.Errorf("ssh handshake with %s: no answer within %s: %w", ep.addr(), d.cfg.ConnectTimeout, context.DeadlineExceeded)
 		case errors.Is(err, ErrAuth):
+			auth.rejected(ep)
 			return nil, fmt.Errorf("authenticate as %s: %w", ep.User, unwrapHandshake(err))
 		case hk.verified && isAuthFailure(err):
+			auth.rejected(ep)
 			if strings.Contains(strings.ToLower(err.Error()), "too many authentication failures") {
 				return nil, fmt.Errorf("%s closed the connection after too many authentication failures (offered: %s); "+
 					"name the right key as an identity file, and set IdentitiesOnly if the agent holds many keys: %w", ep, offered, ErrAuth)

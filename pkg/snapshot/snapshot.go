@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -238,12 +239,17 @@ const RevisionBump = 1_000_000_000
 // snapshot: the same database, that member's name and peer URL, the whole
 // --initial-cluster and a new cluster token, the revision bumped and marked
 // compacted. Each directory holds member/ as etcd's data directory does.
-func Prepare(snapshotPath, out string, members []RestoreMember, token string) error {
+// With only, just those members' directories are made, for the same
+// cluster.
+func Prepare(snapshotPath, out string, members []RestoreMember, token string, only ...string) error {
 	var ic []string
 	for _, m := range members {
 		ic = append(ic, m.Name+"="+m.PeerURL)
 	}
 	for _, m := range members {
+		if len(only) > 0 && !slices.Contains(only, m.Name) {
+			continue
+		}
 		dir := filepath.Join(out, m.Name)
 		err := etcdutl.NewV3(zap.NewNop()).Restore(etcdutl.RestoreConfig{
 			SnapshotPath:        snapshotPath,

@@ -19,6 +19,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/etcdadm-io/etcdadm/pkg/facts"
 )
 
 func freeURL(t testing.TB) url.URL {
@@ -201,14 +203,7 @@ func TestPreparedDataStarts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd")
 	}
-	cli := startEtcd(t, filepath.Join(t.TempDir(), "etcd"), "one")
-	put(t, cli, "/kept", "yes")
-	data := stream(t, cli)
-	dir := t.TempDir()
-	dst := filepath.Join(dir, "s.db")
-	if _, err := Save(context.Background(), Stream{ReadCloser: io.NopCloser(bytes.NewReader(data))}, dst, Meta{}); err != nil {
-		t.Fatal(err)
-	}
+	cli, dir, dst, _ := savedSnapshot(t, "/kept")
 	pu := freeURL(t)
 	if err := Prepare(dst, filepath.Join(dir, "out"), []RestoreMember{{"solo", pu.String()}}, "token-2"); err != nil {
 		t.Fatal(err)
@@ -251,3 +246,61 @@ func TestPreparedDataStarts(t *testing.T) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
+
+// savedSnapshot saves, into a new directory, a snapshot of a member that
+// holds key: a client of the member, the directory, the snapshot's path
+// and its bytes.
+func savedSnapshot(t *testing.T, key string) (cli *clientv3.Client, dir, dst string, data []byte) {
+	t.Helper()
+	cli = startEtcd(t, filepath.Join(t.TempDir(), "etcd"), "one")
+	put(t, cli, key, "yes")
+	data = stream(t, cli)
+	dir = t.TempDir()
+	dst = filepath.Join(dir, "s.db")
+	if _, err := Save(context.Background(), Stream{ReadCloser: io.NopCloser(bytes.NewReader(data))}, dst, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	return cli, dir, dst, data
+}
+
+// The IDs Identity computes are those the restore writes in each member's
+// write-ahead log; only makes just the members it names, for the same
+// cluster; another token is another cluster.
+func TestIdentityOfRestoredData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	_, dir, dst, data := savedSnapshot(t, "/k")
+	members := []RestoreMember{{"a", "https://192.0.2.1:2380"}, {"b", "https://192.0.2.2:2380"}, {"c", "https://192.0.2.3:2380"}}
+	cluster, ids, err := Identity(members, "token-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	if err := Prepare(dst, out, members, "token-1", "b", "c"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "a")); err == nil {
+		t.Error("a's data directory was made, but only b and c were asked for")
+	}
+	for _, name := range []string{"b", "c"} {
+		wals, _ := filepath.Glob(filepath.Join(out, name, "member", "wal", "*.wal"))
+		if len(wals) == 0 {
+			t.Fatalf("%s: no WAL", name)
+		}
+		b, err := os.ReadFile(wals[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		member, cid, err := facts.WALMetadata(b)
+		if err != nil || member != ids[name] || cid != cluster {
+			t.Errorf("%s: WAL member %x cluster %x (%v), want %x %x", name, member, cid, err, ids[name], cluster)
+		}
+	}
+	if other, _, _ := Identity(members, "token-2"); other == cluster {
+		t.Error("another token gives the same cluster ID")
+	}
+	if size := DataDirSize(int64(len(data))); size < int64(len(data))+64_000_000 {
+		t.Errorf("a made data directory is %d bytes with its write-ahead log, DataDirSize says %d", int64(len(data))+64_000_000, size)
+	}
+}

@@ -50,6 +50,9 @@ type MemberReport struct {
 	// Alarms are the active alarms raised for this member ("NOSPACE",
 	// "CORRUPT"); an alarm holds for the whole cluster.
 	Alarms []string `json:"alarms"`
+	// Kept are the host's backups of data a restore or a recovery
+	// replaced, which pruning never removes.
+	Kept []facts.Kept `json:"kept,omitempty"`
 }
 
 // Report is the status of a cluster.
@@ -185,6 +188,7 @@ func hostFacts(c *config.Cluster, mr *MemberReport, f *gather.Facts, unreachable
 		return
 	}
 	mr.Certificates = HostCertificates(c, h.Name, hf, now)
+	mr.Kept = hf.Kept
 }
 
 // HostCertificates are the rows of the certificates read on a host, each

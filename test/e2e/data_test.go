@@ -361,14 +361,19 @@ func stepUpgradeSkipsMinor(t *testing.T, s *story) {
 	if now, _ := filepath.Glob(filepath.Join(s.dir, "snapshots", "*.db")); len(now) != len(snaps) {
 		t.Errorf("a refused upgrade saved a snapshot: %v", now)
 	}
-	// Backups do not pile up: the story's runs made more than five.
+	// Backups do not pile up: the story's runs made more than five. The
+	// data the restore replaced is kept apart, and not counted.
 	for _, h := range members {
-		out, err := h.Exec(context.Background(), "sh", "-c", "ls /var/lib/etcdadm/backup | wc -l")
+		out, err := h.Exec(context.Background(), "sh", "-c", "cd /var/lib/etcdadm/backup && for d in *; do [ -f $d/KEPT ] || echo $d; done | wc -l; ls -d */var/lib/etcd/member/wal | wc -l")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n, _ := strconv.Atoi(strings.TrimSpace(string(out))); n > 5 || n == 0 {
+		counts := strings.Fields(string(out))
+		if n, _ := strconv.Atoi(counts[0]); n > 5 || n == 0 {
 			t.Errorf("%s keeps %d backups, want 1 to 5", h.Name, n)
+		}
+		if kept, _ := strconv.Atoi(counts[1]); kept == 0 {
+			t.Errorf("%s: the data the restore replaced was pruned", h.Name)
 		}
 	}
 }

@@ -328,3 +328,31 @@ func serverCertHasSAN(t *testing.T, h *lab.Host, san string) bool {
 	cert, err := x509.ParseCertificate(block.Bytes)
 	return err == nil && slices.Contains(cert.DNSNames, san)
 }
+
+// newStory builds etcdadm and brings up a lab of opts, with an inventory
+// path and a copy of the lab's known_hosts in the test's directory.
+func newStory(t *testing.T, opts lab.Options) *story {
+	t.Helper()
+	bin := buildEtcdadm(t)
+	l := upLab(t, opts)
+	dir := t.TempDir()
+	s := &story{bin: bin, lab: l, dir: dir, known: filepath.Join(dir, "known_hosts"), file: filepath.Join(dir, "cluster.yaml")}
+	copyFile(t, l.KnownHostsFile, s.known)
+	return s
+}
+
+// step is one step of a story on S.
+type step[S any] struct {
+	name string
+	run  func(*testing.T, S)
+}
+
+// runSteps runs the steps in order; the story stops at the first that fails.
+func runSteps[S any](t *testing.T, s S, steps []step[S]) {
+	t.Helper()
+	for _, st := range steps {
+		if !t.Run(st.name, func(t *testing.T) { st.run(t, s) }) {
+			t.Fatalf("stopping the story after %q failed", st.name)
+		}
+	}
+}

@@ -81,8 +81,12 @@ func (f *sshFlags) open(ctx context.Context, streams Streams, log *progress.Log,
 }
 
 // connector dials the hosts with the run's logger: each command and file
-// operation is traced at debug level, for --verbose.
+// operation is traced at debug level, for --verbose. The SSH settings it
+// uses are checked first, before any host is reached.
 func (f *sshFlags) connector(ctx context.Context, c *config.Cluster, streams Streams, log *slog.Logger) (hosts.Connector, error) {
+	if err := c.CheckSSHFiles(); err != nil {
+		return nil, err
+	}
 	tty := remote.NewTerminal(streams.In, streams.ErrOut)
 	base := remote.Config{
 		AcceptNewHostKeys: f.acceptNewHostKeys,

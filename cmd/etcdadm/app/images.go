@@ -32,7 +32,9 @@ func newImagesListCommand(streams Streams) *cobra.Command {
 kubernetesVersion, as kubeadm names them: etcd, and pause (the Pod sandbox, which
 containerd's sandbox image should be). For hosts without a registry, save them where
 a registry is reachable, with 'ctr images export' or 'docker save', into the directory
-'etcdadm apply --images DIR' (or spec.images.dir) reads.`,
+'etcdadm apply --images DIR' (or spec.images.dir) reads. Under the systemd runtime the
+hosts need no image: the list is empty, and the release tarball that they do need is
+named on standard error.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "text" && output != "json" {
@@ -43,6 +45,12 @@ a registry is reachable, with 'ctr images export' or 'docker save', into the dir
 				return err
 			}
 			needed := images.Needed(c)
+			if c.Systemd() {
+				// No kubelet, no container: the hosts need no image.
+				needed = []images.Need{}
+				rel := c.Spec.Etcd.Release
+				streams.progress().Info(fmt.Sprintf("spec.etcd.runtime is systemd: the hosts run etcd as etcd.service from the release tarball %s (sha256 %s), and need no image; carry that file, not images", c.ResolvePath(rel.File), rel.SHA256))
+			}
 			if output == "json" {
 				enc := json.NewEncoder(streams.Out)
 				enc.SetIndent("", "  ")

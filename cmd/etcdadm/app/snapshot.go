@@ -113,40 +113,76 @@ func printSnapshotInfo(sum *summary, info *snapshot.Info) {
 
 func newSnapshotRestoreCommand(streams Streams) *cobra.Command {
 	f := &changeFlags{}
-	var force bool
+	var force, abort bool
 	var identity string
 	cmd := &cobra.Command{
-		Use:   "restore -f cluster.yaml (FILE | s3://BUCKET/KEY [--identity KEY])",
+		Use:   "restore -f cluster.yaml (FILE | s3://BUCKET/KEY [--identity KEY] | --abort)",
 		Short: "Replace every member's data with a snapshot: a new cluster of the inventory's hosts",
 		Long: `restore checks FILE first (its sha256 trailer and its database), and that it is a
 snapshot of this cluster (FILE.json, written by 'etcdadm snapshot save'; --force accepts
-another's, or one without it). It then asks for confirmation (--yes for scripts), makes
-each member's data directory here, with etcd's own restore code: that member's name, the
-whole --initial-cluster, a new cluster token, the revision bumped by 1,000,000,000 and
-marked compacted so that Kubernetes' watches start over. Every host receives its data
-while the cluster still runs; then every member stops (its manifest goes under the backup
-directory), its data directory's contents go under /var/lib/etcdadm/backup (never
-deleted), the restored data takes their place, and every member starts. The members have
-new IDs. Stop the kube-apiservers first, and restart them afterwards.
+another's, or one without it), and that every host has room for its data next to its data
+directory, and this machine for the data directories it makes (in TMPDIR). It then asks
+for confirmation (--yes for scripts), records the restore on this machine (snapshots/
+restore-in-progress.json) and on every host (/var/lib/etcdadm/pending/restore-SHA256-TOKEN),
+makes each member's data directory here, with etcd's own restore code: that member's
+name, the whole --initial-cluster, a new cluster token, the revision bumped by
+1,000,000,000 and marked compacted so that Kubernetes' watches start over. Every host
+receives its data while the cluster still runs; then every member stops (its manifest
+goes under the backup directory), its data directory's contents go under
+/var/lib/etcdadm/backup (kept for good: never pruned), the restored data takes their
+place, and every member starts. Once all are healthy, the staged data and the records
+go. The members have new IDs. Stop the kube-apiservers first, and restart them
+afterwards.
+
+While a restore is recorded, every other command that would start etcd refuses. A
+restore cut short is finished by running it again with the same FILE: the hosts restored
+already keep their data. --abort goes back instead: each host whose data was replaced
+gets its old data back from the backup directory, and every member starts on it; it is
+refused where that cannot be done (a host unreachable, its old data gone, or the
+restored cluster running with quorum).
 
 s3://BUCKET/KEY restores a backup of spec.backup's bucket (as etcdadm backup list
 names it): it is downloaded into a private temporary directory, decrypted with the age
 identity in --identity KEY and checked against its manifest as it arrives, and its
 manifest says which cluster it is from; then every check and guard above applies.`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) != 1 {
+			switch {
+			case abort && len(args) > 0:
+				return &usageError{fmt.Errorf("%s --abort takes no snapshot file, got %q: it goes back to the data the hosts had before the unfinished restore\nsee '%s --help'", cmd.CommandPath(), args, cmd.CommandPath())}
+			case !abort && len(args) != 1:
 				return &usageError{fmt.Errorf("%s takes the snapshot file, got %d arguments\nsee '%s --help'", cmd.CommandPath(), len(args), cmd.CommandPath())}
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if abort {
+				if force {
+					return &usageError{fmt.Errorf("--force is incompatible with --abort: it accepts a snapshot, and --abort restores none")}
+				}
+				if identity != "" {
+					return &usageError{fmt.Errorf("--identity is incompatible with --abort: it decrypts a backup, and --abort restores none")}
+				}
+				return abortRestore(cmd.Context(), streams, f)
+			}
 			return restoreSnapshot(cmd.Context(), streams, f, args[0], force, identity)
 		},
 	}
 	f.bind(cmd)
 	cmd.Flags().BoolVar(&force, "force", false, "restore a snapshot of another cluster, or one whose origin is not recorded")
+	cmd.Flags().BoolVar(&abort, "abort", false, "go back from an unfinished restore to the data the hosts had before it")
 	cmd.Flags().StringVar(&identity, "identity", "", "the age identity file that decrypts a backup restored from s3://")
 	return cmd
+}
+
+// restoreChecks refuses flags a restore or its abort cannot run with.
+func restoreChecks(streams Streams, f *changeFlags, what string) error {
+	if f.keepBackups < 0 {
+		return &usageError{fmt.Errorf("invalid value %d for --keep-backups: use 0 (keep all) or more", f.keepBackups)}
+	}
+	if !f.yes && !f.dryRun && !isTerminal(streams) {
+		return fmt.Errorf("refusing to %s without confirmation: run it on a terminal, or pass --yes", what)
+	}
+	return nil
 }
 
 func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file string, force bool, identity string) (err error) {
@@ -189,11 +225,8 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 		sum.printf("  taken:    from %s of cluster %s at %s", meta.Member, meta.Cluster, meta.TakenAt.Format(time.RFC3339))
 	}
 	what := "restore " + filepath.Base(file)
-	if !f.yes && !f.dryRun && !isTerminal(streams) {
-		return fmt.Errorf("refusing to %s without confirmation: run it on a terminal, or pass --yes", what)
-	}
-	if f.keepBackups < 0 {
-		return &usageError{fmt.Errorf("invalid value %d for --keep-backups: use 0 (keep all) or more", f.keepBackups)}
+	if err := restoreChecks(streams, f, what); err != nil {
+		return err
 	}
 	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{Options: pipeline.Options{LockPKI: !f.dryRun}})
 	if err != nil {
@@ -202,13 +235,61 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 	defer s.Close()
 	question := fmt.Sprintf("replace the data of every member of cluster %s with %s (revision %d)? The members stop until it is done", s.Cluster.Metadata.Name, file, info.Revision)
 	start := time.Now()
-	out, err := pipeline.Restore(ctx, s, file, pipeline.ConvergeOptions{DryRun: f.dryRun, ExecOptions: pipeline.ExecOptions{HealthTimeout: f.healthTimeout, KeepBackups: f.keepBackups}}, pipeline.Hooks{
+	out, err := pipeline.Restore(ctx, s, file, info, f.convergeOptions(), pipeline.Hooks{
 		Confirm: func(p *plan.Plan) error {
 			defer func() { start = time.Now() }()
 			return confirmPlan(ctx, streams, f.yes, sum, p, question, what)
 		},
 		Saved: func(events []certs.Event) { printCertEvents(streams, events, false) },
 	})
+	return reportRestore(streams, f, sum, out, err, func() {
+		sum.printf("restored in %s: %s", time.Since(start).Round(time.Millisecond), describeMembers(out.List.Members))
+		sum.printf("revision %d (the snapshot's %d, bumped by %d); restart the kube-apiservers, then the controllers and kubelets that watch them", out.Revision, info.Revision, int64(snapshot.RevisionBump))
+	})
+}
+
+func abortRestore(ctx context.Context, streams Streams, f *changeFlags) (err error) {
+	what := "abort the restore"
+	if err := f.check(); err != nil {
+		return err
+	}
+	if err := restoreChecks(streams, f, what); err != nil {
+		return err
+	}
+	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{Options: pipeline.Options{LockPKI: !f.dryRun}})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	sum := newSummary(streams, f.output)
+	question := fmt.Sprintf("put back the data the members of cluster %s had before the unfinished restore? The members whose data was replaced stop until it is done", s.Cluster.Metadata.Name)
+	start := time.Now()
+	out, err := pipeline.AbortRestore(ctx, s, f.convergeOptions(), pipeline.Hooks{
+		Confirm: func(p *plan.Plan) error {
+			defer func() { start = time.Now() }()
+			return confirmPlan(ctx, streams, f.yes, sum, p, question, what)
+		},
+	})
+	if err == nil && out != nil && out.Plan != nil && out.Result == nil && !f.dryRun {
+		for _, w := range out.Plan.Warnings {
+			sum.printf("%s", w)
+		}
+		sum.printf("restore aborted: no host had changed")
+		return sum.done(nil)
+	}
+	return reportRestore(streams, f, sum, out, err, func() {
+		sum.printf("restore aborted in %s: back on the old data: %s", time.Since(start).Round(time.Millisecond), describeMembers(out.List.Members))
+	})
+}
+
+// convergeOptions are the restore's options from its flags.
+func (f *changeFlags) convergeOptions() pipeline.ConvergeOptions {
+	return pipeline.ConvergeOptions{DryRun: f.dryRun, ExecOptions: pipeline.ExecOptions{HealthTimeout: f.healthTimeout, KeepBackups: f.keepBackups}}
+}
+
+// reportRestore prints what a restore or its abort did, however it ended;
+// done adds the lines of a run that reached the members' health.
+func reportRestore(streams Streams, f *changeFlags, sum *summary, out *pipeline.RestoreOutcome, err error, done func()) error {
 	switch {
 	case out == nil || out.Plan == nil:
 		return err
@@ -221,16 +302,13 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 		return err
 	}
 	sum.add(out.Result)
-	// What the run did is reported however it ends.
-	defer func() { err = sum.done(err) }()
-	if out.List == nil {
-		return err
+	if out.List != nil {
+		healthy, total := execute.Summary(out.Members)
+		sum.members(out.Members)
+		sum.printf("%d/%d members healthy", healthy, total)
+		done()
 	}
-	healthy, total := execute.Summary(out.Members)
-	sum.members(out.Members)
-	sum.printf("restored in %s: %d/%d members healthy: %s", time.Since(start).Round(time.Millisecond), healthy, total, describeMembers(out.List.Members))
-	sum.printf("revision %d (the snapshot's %d, bumped by %d); restart the kube-apiservers, then the controllers and kubelets that watch them", out.Revision, info.Revision, int64(snapshot.RevisionBump))
-	return err
+	return sum.done(err)
 }
 
 // saveEncrypted streams a snapshot from src, checked as it passes, to

@@ -95,13 +95,21 @@ func (Runtime) Stop(ctx context.Context, e ops.Env) error {
 }
 
 // RollBack puts a member that did not come up on its new manifest back on
-// its old one, and waits for it: the roll stops either way.
+// its old one, and waits for it: the roll stops either way. The old
+// manifest is first kept under the run's backup directory (the restart
+// that replaced it kept none), so that a rollback that fails too says
+// where it is.
 func (Runtime) RollBack(ctx context.Context, e ops.Env, old hostfile.File, retry *hostfile.File, cause error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.HealthTimeout()+time.Minute)
 	defer cancel()
 	name := e.Host().Name
 	e.Log().Host(name, "the member did not come up on its new manifest (%v): putting its old manifest back", cause)
 	image := facts.ParseManifest(old.Data).Image
+	kept := path.Join(e.BackupDir(), manifests.ManifestPath(e.Cluster()))
+	if _, err := e.Transport().WriteFile(ctx, remote.File{Path: kept, Mode: 0o600, DirMode: 0o700, Data: old.Data}, ""); err != nil {
+		e.Log().Warn(name, "could not keep the old manifest at %s: %v", kept, err)
+		kept = ""
+	}
 	now, err := ops.Processes(ctx, e.Transport())
 	if err == nil {
 		err = restart(ctx, e, old, retry, now)
@@ -110,7 +118,11 @@ func (Runtime) RollBack(ctx context.Context, e ops.Env, old hostfile.File, retry
 		err = ops.AwaitMember(ctx, e, true, "", now)
 	}
 	if err != nil {
-		return fmt.Errorf("%w; putting the old manifest (%s) back failed too: %v; the old manifest is the newest file for %s under %s on the host", cause, image, err, manifests.ManifestPath(e.Cluster()), path.Dir(e.BackupDir()))
+		where := "a copy of it is at " + kept + " on the host"
+		if kept == "" {
+			where = "no copy of it could be kept on the host; the inventory that named " + image + " plans it again with `etcdadm apply`"
+		}
+		return fmt.Errorf("%w; putting the old manifest (%s) back failed too: %v; %s", cause, image, err, where)
 	}
 	e.Log().Host(name, "back on its old manifest (%s), healthy and caught up", image)
 	return fmt.Errorf("%w; stopped here: %s is back on its old manifest (%s) and healthy, the members after it were not touched", cause, name, image)

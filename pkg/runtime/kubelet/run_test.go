@@ -2,6 +2,7 @@ package kubelet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -162,5 +163,23 @@ func TestStopKeepsTheManifestAndWaitsForEtcd(t *testing.T) {
 	}
 	if p := k.process(); p != "" {
 		t.Errorf("etcd still runs: %q", p)
+	}
+}
+
+// A rollback keeps the old manifest under the run's backup directory
+// before it puts it back: when that fails too, the error points at a copy
+// that is there.
+func TestRollBackKeepsTheOldManifest(t *testing.T) {
+	e, k := kubeletEnv(t)
+	k.Handle(fakehost.Contains("then mv -f"), fakehost.Fail(1, "read-only file system"))
+	old := hostfile.File{Path: k.manifest, Mode: 0o600, Data: []byte("image: registry.k8s.io/etcd:3.7.0-0\n")}
+	cause := errors.New("not healthy")
+	err := Runtime{}.RollBack(context.Background(), e, old, nil, cause)
+	kept := e.BackupDir() + k.manifest
+	if !errors.Is(err, cause) || !strings.Contains(err.Error(), "a copy of it is at "+kept) {
+		t.Fatalf("err %v, want the copy at %s named", err, kept)
+	}
+	if data, mode, ok := k.File(kept); !ok || string(data) != string(old.Data) || mode != 0o600 {
+		t.Errorf("the kept manifest: %q %v %v", data, mode, ok)
 	}
 }

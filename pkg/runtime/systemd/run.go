@@ -65,14 +65,26 @@ func (Runtime) Stop(ctx context.Context, e ops.Env) error {
 
 // RollBack puts back the binaries this run replaced on the host, from the
 // copies it kept, and the environment file the member ran with, then
-// restarts it and waits for it: the roll stops either way.
+// restarts it and waits for it: the roll stops either way. A run that
+// replaced none goes on one cut after it replaced them: the copies the
+// newest earlier run kept under the backup directory are put back.
 func (r Runtime) RollBack(ctx context.Context, e ops.Env, old hostfile.File, _ *hostfile.File, cause error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.HealthTimeout()+time.Minute)
 	defer cancel()
 	t, name := e.Transport(), e.Host().Name
 	replaced := e.Replaced()
 	if len(replaced) == 0 {
-		return fmt.Errorf("%w; stopped here: this run replaced no binary of %s, so it has none to put back", cause, name)
+		var paths []string
+		for _, b := range releaseBinaries {
+			paths = append(paths, etcdservice.BinaryPath(b))
+		}
+		var err error
+		if replaced, err = KeptBinaries(ctx, t, path.Dir(e.BackupDir()), paths); err != nil {
+			return fmt.Errorf("%w; stopped here: %v", cause, err)
+		}
+	}
+	if len(replaced) == 0 {
+		return fmt.Errorf("%w; stopped here: no run replaced a binary of %s and kept it under %s, so there is none to put back", cause, name, path.Dir(e.BackupDir()))
 	}
 	e.Log().Host(name, "the member did not come up on its new binaries (%v): putting its old ones back", cause)
 	err := restoreBinaries(ctx, t, replaced)
@@ -98,6 +110,30 @@ func (r Runtime) RollBack(ctx context.Context, e ops.Env, old hostfile.File, _ *
 	}
 	e.Log().Host(name, "back on its old binaries, healthy and caught up")
 	return fmt.Errorf("%w; stopped here: %s is back on its old binaries and healthy, the members after it were not touched", cause, name)
+}
+
+// KeptBinaries finds, for each of paths, the copy the newest run kept
+// under the backup directory root that differs from the file there now:
+// what a run cut after replacing the binaries left to go back to.
+func KeptBinaries(ctx context.Context, t remote.Transport, root string, paths []string) ([]ops.Replaced, error) {
+	q := shell.Quote
+	var b strings.Builder
+	fmt.Fprintf(&b, "r=%s; [ -d \"$r\" ] || exit 0\n", q(root))
+	for _, p := range paths {
+		fmt.Fprintf(&b, `p=%s; for d in $(ls -1 "$r" | grep -E '^[0-9]{8}T[0-9]{6}Z$' | sort -r); do f="$r/$d$p"; if [ -f "$f" ] && [ "$(sha256sum < "$f")" != "$(sha256sum < "$p" 2>/dev/null)" ]; then printf 'kept %%s %%s\n' "$p" "$f"; break; fi; done
+`, q(p))
+	}
+	out, err := t.Run(ctx, b.String(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("look for the binaries an earlier run kept: %w", err)
+	}
+	var kept []ops.Replaced
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "kept" {
+			kept = append(kept, ops.Replaced{Path: f[1], Backup: f[2]})
+		}
+	}
+	return kept, nil
 }
 
 // restoreBinaries copies each kept binary back over the new one,

@@ -123,7 +123,42 @@ func TestServiceRollBackBinaries(t *testing.T) {
 	}
 	cause := errors.New("not healthy")
 	err := Runtime{}.RollBack(context.Background(), localEnv(root), hostfile.File{}, nil, cause)
-	if !errors.Is(err, cause) || !strings.Contains(err.Error(), "this run replaced no binary of local") {
+	if !errors.Is(err, cause) || !strings.Contains(err.Error(), "no run replaced a binary of local") {
 		t.Errorf("rollback without binaries: %v", err)
+	}
+}
+
+// A rollback in a run that replaced no binary (the run that did was cut
+// before its restart) finds the copies the newest earlier run kept that
+// differ from the binaries there now.
+func TestKeptBinariesOfACutRun(t *testing.T) {
+	root := t.TempDir()
+	dst := filepath.Join(root, "bin", "etcd")
+	backups := filepath.Join(root, "backup")
+	for p, content := range map[string]string{
+		dst: "new etcd",
+		filepath.Join(backups, "20300101T000000Z", dst):     "oldest etcd",
+		filepath.Join(backups, "20300102T000000Z", dst):     "old etcd",
+		filepath.Join(backups, "20300103T000000Z", "other"): "not a binary",
+	} {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := localEnv(root)
+	kept, err := KeptBinaries(context.Background(), e.T, backups, []string{dst, filepath.Join(root, "bin", "etcdctl")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != 1 || kept[0].Path != dst || kept[0].Backup != filepath.Join(backups, "20300102T000000Z", dst) {
+		t.Fatalf("kept %+v, want the newest run's copy of etcd", kept)
+	}
+	// A copy equal to the binary there now is none to go back to.
+	if err := os.WriteFile(dst, []byte("old etcd"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if kept, _ = KeptBinaries(context.Background(), e.T, backups, []string{dst}); len(kept) != 1 || kept[0].Backup != filepath.Join(backups, "20300101T000000Z", dst) {
+		t.Errorf("kept %+v, want the older copy that differs", kept)
 	}
 }
