@@ -36,8 +36,8 @@ type S3 struct {
 	done                 chan struct{}
 }
 
-// StartS3 starts an S3 server with the buckets named, on port of the lab's
-// bridge address, storing under the lab's directory.
+// StartS3 starts an S3 server with the buckets named, empty, on port of the
+// lab's bridge address, storing under the lab's directory.
 func (l *Lab) StartS3(ctx context.Context, port int, buckets ...string) (*S3, error) {
 	if l.Artifacts == nil || l.Artifacts.S3Server == "" {
 		return nil, fmt.Errorf("the lab was built without its S3 server")
@@ -45,6 +45,11 @@ func (l *Lab) StartS3(ctx context.Context, port int, buckets ...string) (*S3, er
 	ip := fmt.Sprintf("198.18.%d.1", l.opts.Subnet)
 	s := &S3{URL: fmt.Sprintf("https://%s:%d", ip, port), AccessKey: "etcdadm-lab", SecretKey: "lab-secret-" + randomHex(12),
 		Dir: filepath.Join(l.Dir, "s3"), bin: l.Artifacts.S3Server, addr: fmt.Sprintf("%s:%d", ip, port)}
+	// A new lab's store starts empty: an earlier lab in the same directory
+	// left its buckets and objects there.
+	if err := os.RemoveAll(s.Dir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(filepath.Join(s.Dir, "data"), 0o700); err != nil {
 		return nil, err
 	}
