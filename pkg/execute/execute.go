@@ -28,6 +28,11 @@ import (
 // DefaultBackupDir is where a file etcdadm replaces or moves away is kept, on its host.
 const DefaultBackupDir = "/var/lib/etcdadm/backup"
 
+// DefaultHealthGate is how long a restarted member has to run its new etcd
+// and answer before it is put back on what it ran before: a member that
+// starts takes seconds, one that cannot start never does.
+const DefaultHealthGate = time.Minute
+
 // Executor runs a plan's stages on the hosts.
 type Executor struct {
 	Cluster *config.Cluster
@@ -42,7 +47,10 @@ type Executor struct {
 	HealthTimeout time.Duration
 	// PromoteTimeout bounds the retries of a learner's promotion.
 	PromoteTimeout time.Duration
-	Concurrency    int
+	// HealthGate bounds the wait for a restarted member to run again and
+	// answer (DefaultHealthGate when zero, never more than HealthTimeout).
+	HealthGate  time.Duration
+	Concurrency int
 	// StateDir is etcdadm's directory on the hosts (pending-work markers);
 	// facts.StateDir when empty.
 	StateDir string
@@ -92,6 +100,10 @@ func (x *Executor) defaults() {
 	if x.PromoteTimeout == 0 {
 		x.PromoteTimeout = 2 * time.Minute
 	}
+	if x.HealthGate == 0 {
+		x.HealthGate = DefaultHealthGate
+	}
+	x.HealthGate = min(x.HealthGate, x.HealthTimeout)
 	if x.StateDir == "" {
 		x.StateDir = facts.StateDir
 	}
@@ -257,7 +269,8 @@ func (x *Executor) checkNoLeader(ctx context.Context, planned string) error {
 }
 
 // hostOps runs one host's operations in order. A restart that carries a
-// rollback puts the member back when an operation after it fails.
+// rollback puts the member back when it, or an operation after it, fails
+// before the member is seen running and healthy (its WaitMember).
 func (x *Executor) hostOps(ctx context.Context, host string, steps []plan.Op) error {
 	e := &hostEnv{x: x, t: x.Hosts.T[host]}
 	if h, ok := x.Cluster.Host(host); ok {
@@ -279,9 +292,13 @@ func (x *Executor) hostOps(ctx context.Context, host string, steps []plan.Op) er
 		}
 		if err := ops.Execute(ctx, e, op); err != nil {
 			if rollback != nil && op.Kind() != ops.KindWaitCluster {
-				return x.Runtime.RollBack(ctx, e, *rollback.Rollback, rollback.RollbackRetry, err)
+				return x.Runtime.RollBack(ctx, e, *rollback, err)
 			}
 			return err
+		}
+		if op.Kind() == ops.KindWaitMember {
+			// It runs and answers: nothing left to put back.
+			rollback = nil
 		}
 	}
 	return nil
@@ -304,6 +321,7 @@ func (e *hostEnv) Runtime() ops.Runner           { return e.x.Runtime }
 func (e *hostEnv) Before() []facts.Process       { return e.before }
 func (e *hostEnv) HealthTimeout() time.Duration  { return e.x.HealthTimeout }
 func (e *hostEnv) PromoteTimeout() time.Duration { return e.x.PromoteTimeout }
+func (e *hostEnv) HealthGate() time.Duration     { return e.x.HealthGate }
 func (e *hostEnv) StateDir() string              { return e.x.StateDir }
 func (e *hostEnv) BackupDir() string             { return path.Join(e.x.BackupDir, e.x.stamp) }
 

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/etcdadm-io/etcdadm/internal/etcdtest"
 	"github.com/etcdadm-io/etcdadm/internal/fakehost"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/hostfile"
@@ -104,8 +105,8 @@ func (r *rollbackRuntime) Restart(context.Context, ops.Env, ops.RestartEtcd) err
 	return nil
 }
 
-func (r *rollbackRuntime) RollBack(_ context.Context, e ops.Env, old hostfile.File, _ *hostfile.File, cause error) error {
-	r.rollbacks = append(r.rollbacks, e.Host().Name+":"+string(old.Data))
+func (r *rollbackRuntime) RollBack(_ context.Context, e ops.Env, op ops.RestartEtcd, cause error) error {
+	r.rollbacks = append(r.rollbacks, e.Host().Name+":"+string(op.Rollback.Data))
 	return errors.Join(cause, errors.New("back on the old manifest"))
 }
 
@@ -142,5 +143,24 @@ func TestRollbackAfterAFailedRestart(t *testing.T) {
 				t.Errorf("rollback %v, err %v: want a back on its old manifest, and the cause", rt.rollbacks, err)
 			}
 		})
+	}
+}
+
+// Once the member was seen running and healthy after its restart, a later
+// failure does not put it back: the rollback is for a member that did not
+// come up.
+func TestNoRollbackOnceTheMemberIsBack(t *testing.T) {
+	cl := etcdtest.Start(t, 1)
+	x, fakes, _ := fakeHosts("m0")
+	rt := &rollbackRuntime{}
+	x.Runtime, x.Etcd = rt, cl.Client(t, cl.Dialer())
+	fakes["m0"].Handle(fakehost.Exact("check"), fakehost.Fail(1, "disk full"))
+	old := &hostfile.File{Path: "/etc/kubernetes/manifests/etcd.yaml", Data: []byte("old")}
+	restart := ops.RestartEtcd{Change: &hostfile.Change{Path: old.Path}, Rollback: old, Disruptive: true}
+	p := &plan.Plan{Stages: []plan.Stage{{Name: "update members", Rollout: plan.OneAtATime, Hosts: []plan.HostOps{{Host: "m0",
+		Ops: []plan.Op{restart, ops.WaitMember{Member: "m0", Gated: true}, ops.Run{Command: "check"}}}}}}}
+	_, err := x.Run(context.Background(), p)
+	if err == nil || !strings.Contains(err.Error(), "disk full") || len(rt.rollbacks) != 0 {
+		t.Fatalf("err %v, rollbacks %v; want the failure alone", err, rt.rollbacks)
 	}
 }

@@ -184,8 +184,8 @@ func TestBuildServerSANChange(t *testing.T) {
 			"write /etc/kubernetes/pki/etcd/server.key",
 			"write " + kubeadmPath,
 			string(ops.KindRestartEtcd),
-			"unmark " + facts.PendingEtcdRestart,
 			string(ops.KindWaitMember),
+			"unmark " + facts.PendingEtcdRestart,
 			string(ops.KindWaitCluster),
 		}
 		if diff := cmp.Diff(want, kinds(steps)); diff != "" {
@@ -210,8 +210,11 @@ func TestBuildServerSANChange(t *testing.T) {
 		if c := as[ops.Write](t, steps[1]).Change.Cert; c == nil || c.New == nil || !slices.Contains(c.New.SANs, "etcd.example.com") {
 			t.Errorf("%s: the server certificate change does not show the new SAN: %+v", n, c)
 		}
-		if wm := as[ops.WaitMember](t, steps[6]); wm.Member != n || !wm.NewProcess {
-			t.Errorf("%s: wait-member %+v, want %s's new process", n, wm, n)
+		if wm := as[ops.WaitMember](t, steps[5]); wm.Member != n || !wm.NewProcess || !wm.Gated {
+			t.Errorf("%s: wait-member %+v, want %s's new process within the health gate", n, wm, n)
+		}
+		if rb := restart.Rollback; rb == nil || facts.ParseManifest(rb.Data).InitialCluster != hosts[n].Manifest.InitialCluster || !strings.HasSuffix(facts.ParseManifest(rb.Data).Restart, "(rolled back)") {
+			t.Errorf("%s: the restart of a running member rolls back to its manifest as the host has it: %+v", n, restart.Rollback)
 		}
 		if wc := as[ops.WaitCluster](t, steps[7]); !slices.Equal(sorted(wc.Members), names3) {
 			t.Errorf("%s: wait-cluster for %v, want %v", n, wc.Members, names3)
@@ -554,7 +557,7 @@ func TestBuildFinishesPendingWork(t *testing.T) {
 			t.Fatalf("want one stage for n0:\n%s", planText(p))
 		}
 		steps := stageOps(p.Stages[0], "n0")
-		want := []string{string(ops.KindRestartEtcd), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitMember), string(ops.KindWaitCluster)}
+		want := []string{string(ops.KindRestartEtcd), string(ops.KindWaitMember), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitCluster)}
 		if diff := cmp.Diff(want, kinds(steps)); diff != "" {
 			t.Fatalf("operations (-want +got):\n%s", diff)
 		}
@@ -564,7 +567,7 @@ func TestBuildFinishesPendingWork(t *testing.T) {
 		if m := facts.ParseManifest(as[ops.RestartEtcd](t, steps[0]).Change.File.Data); m.Restart != fixedStamp {
 			t.Errorf("restart annotation %q, want %q", m.Restart, fixedStamp)
 		}
-		if !as[ops.WaitMember](t, steps[2]).NewProcess {
+		if !as[ops.WaitMember](t, steps[1]).NewProcess {
 			t.Error("wait-member does not wait for a new process")
 		}
 	})

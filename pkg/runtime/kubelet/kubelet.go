@@ -179,8 +179,13 @@ func (Runtime) Work(h *runtime.Host) (runtime.Work, error) {
 	}
 	hasManifest := hf.Manifest != nil
 	restartEtcd := manifest == nil && hasManifest && (certRestart || hf.HasPending(facts.PendingEtcdRestart))
-	if restartEtcd && !hf.HasPending(facts.PendingEtcdRestart) {
+	newManifest := manifest != nil && running
+	switch {
+	case hf.HasPending(facts.PendingEtcdRestart):
+	case restartEtcd:
 		w.Prepare = append(w.Prepare, ops.Mark{Marker: facts.PendingEtcdRestart, Why: "etcd reads its CA and keeps its peer streams until it restarts"})
+	case newManifest:
+		w.Prepare = append(w.Prepare, ops.Mark{Marker: facts.PendingEtcdRestart, Why: "a run cut while the member restarts leaves it to the next, which waits for it"})
 	}
 	write := func(part hostfile.Part) {
 		for i, ch := range h.Changes {
@@ -252,7 +257,7 @@ func (Runtime) Work(h *runtime.Host) (runtime.Work, error) {
 		w.Restarts = true
 		w.Why = append(w.Why, why)
 	}
-	if len(w.Start) > 0 && hf.HasPending(facts.PendingEtcdRestart) || restartEtcd {
+	if len(w.Start) > 0 && hf.HasPending(facts.PendingEtcdRestart) || restartEtcd || newManifest {
 		w.Start = append(w.Start, ops.Unmark{Marker: facts.PendingEtcdRestart})
 	}
 	return w, nil
