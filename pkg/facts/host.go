@@ -59,6 +59,8 @@ const (
 	// PendingMoveFrom, followed by an address, is on the new host of a
 	// member that moves from that address, until the move is done.
 	PendingMoveFrom = "move-from-"
+	// PendingDefrag is on the host of a member while it is defragmented.
+	PendingDefrag = "defrag"
 )
 
 // Request says what to read on one host.
