@@ -204,7 +204,7 @@ func Etcd(ctx context.Context, c *config.Cluster, f *Facts, client *etcdclient.C
 		return &facts.Cluster{ListError: why, QuorumLost: true, QuorumWhy: why,
 			Status: map[uint64]etcdclient.MemberStatus{}, Unanswered: map[string]etcdclient.MemberStatus{}}
 	}
-	e := facts.GatherCluster(ctx, client, eps, down, timeout, facts.NoLeaderRecheck)
+	e := facts.GatherCluster(ctx, client, eps, down, dataCluster(c, f), timeout, facts.NoLeaderRecheck)
 	for _, name := range idle {
 		h, _ := c.Host(name)
 		u := manifests.ClientURL(h)
@@ -213,6 +213,26 @@ func Etcd(ctx context.Context, c *config.Cluster, f *Facts, client *etcdclient.C
 		}
 	}
 	return e
+}
+
+// dataCluster is the cluster ID most of the inventory's hosts' data holds
+// (their write-ahead logs); of two held as often, the first host's; 0 for
+// none.
+func dataCluster(c *config.Cluster, f *Facts) uint64 {
+	count := map[uint64]int{}
+	var best uint64
+	for _, h := range c.Spec.Hosts {
+		hf := f.Hosts[h.Name]
+		if hf == nil || hf.DataDir.ClusterID == 0 {
+			continue
+		}
+		id := hf.DataDir.ClusterID
+		count[id]++
+		if best == 0 || count[id] > count[best] {
+			best = id
+		}
+	}
+	return best
 }
 
 // lockHolder says who holds a host's lock, for the run that finds it taken.
