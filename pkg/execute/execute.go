@@ -57,6 +57,9 @@ type Executor struct {
 	// KeepBackups is how many runs' backups each host this run changes
 	// keeps under BackupDir; 0 keeps them all.
 	KeepBackups int
+	// Locks, when set, says whether the run still holds the hosts' locks;
+	// it is asked before every operation, and the run stops if not.
+	Locks func() error
 
 	stamp     string
 	snapshots []string
@@ -290,6 +293,11 @@ func (x *Executor) hostOps(ctx context.Context, host string, steps []plan.Op) er
 		if r, ok := op.(ops.RestartEtcd); ok && r.Rollback != nil {
 			rollback = &r
 		}
+		if err := x.holdsHosts(); err != nil {
+			// Not even a rollback: another run may hold the host now; the
+			// pending marker tells the next run what this one left.
+			return fmt.Errorf("stopped before %q: %w; nothing more was changed: run the command again", op, err)
+		}
 		if err := ops.Execute(ctx, e, op); err != nil {
 			if rollback != nil && op.Kind() != ops.KindWaitCluster {
 				return x.Runtime.RollBack(ctx, e, *rollback, err)
@@ -302,6 +310,14 @@ func (x *Executor) hostOps(ctx context.Context, host string, steps []plan.Op) er
 		}
 	}
 	return nil
+}
+
+// holdsHosts is nil while the run holds the hosts' locks.
+func (x *Executor) holdsHosts() error {
+	if x.Locks == nil {
+		return nil
+	}
+	return x.Locks()
 }
 
 // hostEnv is what the operations of one host run with.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -162,5 +163,32 @@ func TestNoRollbackOnceTheMemberIsBack(t *testing.T) {
 	_, err := x.Run(context.Background(), p)
 	if err == nil || !strings.Contains(err.Error(), "disk full") || len(rt.rollbacks) != 0 {
 		t.Fatalf("err %v, rollbacks %v; want the failure alone", err, rt.rollbacks)
+	}
+}
+
+// Before every operation the run makes sure it still holds its hosts'
+// locks: once one is lost, it stops before its next change.
+func TestStopsOnceALockIsLost(t *testing.T) {
+	x, fakes, _ := fakeHosts("a", "b")
+	lost := false
+	x.Locks = func() error {
+		if lost {
+			return errors.New("this run's lock of the host is lost on b")
+		}
+		return nil
+	}
+	fakes["a"].Handle(fakehost.Exact("first"), func(context.Context, string, io.Reader) ([]byte, error) {
+		lost = true
+		return nil, nil
+	})
+	st := plan.Stage{Name: "update members", Rollout: plan.OneAtATime, Hosts: []plan.HostOps{
+		{Host: "a", Ops: []plan.Op{ops.Run{Command: "first"}, ops.Run{Command: "second"}}},
+		{Host: "b", Ops: []plan.Op{ops.Run{Command: "third"}}}}}
+	_, err := x.Run(context.Background(), &plan.Plan{Stages: []plan.Stage{st}})
+	if err == nil || !strings.Contains(err.Error(), `stopped before "$ second"`) || !strings.Contains(err.Error(), "lock of the host is lost on b") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := fakes["a"].Commands(); len(got) != 1 || len(fakes["b"].Commands()) != 0 {
+		t.Errorf("ran %q on a and %q on b, want the first command alone", got, fakes["b"].Commands())
 	}
 }

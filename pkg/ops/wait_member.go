@@ -80,16 +80,23 @@ func awaitMember(ctx context.Context, e Env, newProcess bool, version string, be
 	}
 	if newProcess {
 		log.Host(h.Name, "waiting for the new etcd process")
+		var lost error
 		for {
 			now, err := Processes(ctx, e.Transport())
 			if err != nil {
-				return err
-			}
-			if NewProcess(before, now) {
+				if ctx.Err() != nil {
+					return err
+				}
+				// A lost connection is reopened by the next call.
+				lost = err
+			} else if NewProcess(before, now) {
 				break
 			}
 			if time.Now().After(answerBy) {
 				err := fmt.Errorf("no new etcd process after %s (before: %v, now: %v)", bound, before, now)
+				if lost != nil {
+					err = fmt.Errorf("%w; the host did not always answer: %v", err, lost)
+				}
 				if gate > 0 {
 					return &GateError{err}
 				}

@@ -65,6 +65,7 @@ func RotateCA(ctx context.Context, s *Session, o RotateOptions, h Hooks) (*Rotat
 		if err != nil {
 			return out, err
 		}
+		s.held = append(s.held, f.Held)
 		stage, why := plan.Rotation(plan.Input{Cluster: s.Cluster, Runtime: s.Runtime, Hosts: f.Hosts, Now: now}, move)
 		switch {
 		case stage > o.Until && stage != plan.RotationDone:

@@ -61,7 +61,7 @@ func (s *Session) executePlan(ctx context.Context, p *plan.Plan, o ExecOptions) 
 		return nil, fmt.Errorf("keep %d backups: use 0 (keep all) or more", o.KeepBackups)
 	}
 	x := &execute.Executor{Cluster: s.Cluster, Runtime: s.Runtime, Hosts: s.Hosts, Etcd: s.Etcd, Log: s.Log,
-		HealthTimeout: o.HealthTimeout, HealthGate: o.HealthGate, Concurrency: s.opts.Concurrency, KeepBackups: o.KeepBackups}
+		HealthTimeout: o.HealthTimeout, HealthGate: o.HealthGate, Concurrency: s.opts.Concurrency, KeepBackups: o.KeepBackups, Locks: s.holdsHosts}
 	return x.Run(ctx, p)
 }
 
