@@ -122,6 +122,10 @@ func (Runtime) RollBack(ctx context.Context, e ops.Env, op ops.RestartEtcd, caus
 	if err == nil {
 		err = ops.AwaitMember(ctx, e, true, "", now)
 	}
+	if err == nil {
+		// It runs what its files say: no restart is pending.
+		err = ops.Execute(ctx, e, ops.Unmark{Marker: facts.PendingEtcdRestart})
+	}
 	what := fmt.Sprintf("old manifest (%s)", image)
 	if len(put) > 0 {
 		what += " and " + strings.Join(put, ", ")

@@ -172,7 +172,8 @@ func podYAML(image string) string {
 }
 
 // A member that did not come up on its new manifest is put back on its old
-// one, with the CA the run replaced put back too, and waited for; the
+// one, with the CA the run replaced put back too, and waited for (its
+// pending restart then cleared); the
 // error says why the new Pod did not come up (its image missing, what its
 // container logged) and that the roll stopped there.
 func TestRollBackPutsTheOldManifestBackAndSaysWhy(t *testing.T) {
@@ -196,6 +197,12 @@ func TestRollBackPutsTheOldManifestBackAndSaysWhy(t *testing.T) {
 		return nil, nil
 	})
 	k.Handle(fakehost.Contains("images ls -q"), fakehost.Reply("image-missing\n| etcd: flag provided but not defined\n"))
+	marker := ops.MarkerPath(e.State, facts.PendingEtcdRestart)
+	k.PutFile(marker, []byte("pending"), 0o600)
+	k.Handle(fakehost.Exact("rm -f '"+marker+"'"), func(context.Context, string, io.Reader) ([]byte, error) {
+		k.Remove(marker)
+		return nil, nil
+	})
 	broken, old := podYAML("registry.k8s.io/etcd:3.7.0-9"), podYAML("registry.k8s.io/etcd:3.7.0-0")
 	k.PutFile(k.manifest, []byte(broken), 0o600)
 	k.process()
@@ -214,6 +221,9 @@ func TestRollBackPutsTheOldManifestBackAndSaysWhy(t *testing.T) {
 	}
 	if data, _, _ := k.File(ca); string(data) != "old CA" {
 		t.Errorf("CA %q, want the old one put back", data)
+	}
+	if _, _, ok := k.File(marker); ok {
+		t.Error("the pending restart is still recorded: the member runs what its files say")
 	}
 	if u := k.Unhandled(); len(u) != 0 {
 		t.Errorf("unexpected commands: %q", u)

@@ -89,6 +89,10 @@ func (r Runtime) RollBack(ctx context.Context, e ops.Env, op ops.RestartEtcd, ca
 	if err == nil {
 		err = ops.AwaitMember(ctx, e, true, "", now)
 	}
+	if err == nil {
+		// It runs what its files say: no restart is pending.
+		err = ops.Execute(ctx, e, ops.Unmark{Marker: facts.PendingEtcdRestart})
+	}
 	what := "old environment file"
 	if len(put) > 0 {
 		what += " and " + strings.Join(put, ", ")
