@@ -66,6 +66,10 @@ const (
 type Request struct {
 	DataDir      string
 	ManifestPath string
+	// HeldManifestPath is where a restart parks the manifest while the
+	// member stops: read as the host's Manifest when ManifestPath is
+	// missing (a run cut in the middle of a restart); "" for none.
+	HeldManifestPath string
 	// CAPath is the etcd CA file etcd trusts (trusted-ca-file).
 	CAPath string
 	// Files are the planned files: state, and content for certificates.
@@ -224,7 +228,11 @@ func Script(req Request) (string, error) {
 	case req.EtcdUnit != "":
 		fmt.Fprintf(&b, "show envfile %s\n", q(req.ManifestPath))
 	default:
-		fmt.Fprintf(&b, "show manifest %s\n", q(req.ManifestPath))
+		if req.HeldManifestPath != "" {
+			fmt.Fprintf(&b, "if [ -f %s ]; then show manifest %[1]s; else show manifest %s; fi\n", q(req.ManifestPath), q(req.HeldManifestPath))
+		} else {
+			fmt.Fprintf(&b, "show manifest %s\n", q(req.ManifestPath))
+		}
 	}
 	fmt.Fprintf(&b, "show ca %s\n", q(req.CAPath))
 	if len(req.Files) > 0 {

@@ -79,11 +79,12 @@ func Request(c *config.Cluster, rt runtime.Runtime, h config.Host) facts.Request
 		return facts.Request{CAPath: kubeadmconfig.ExternalCAFile, NoMember: true, Files: files, Dirs: dirs}
 	}
 	return facts.Request{
-		DataDir:      c.Spec.Etcd.DataDir,
-		ManifestPath: rt.StartPath(c),
-		EtcdUnit:     rt.Unit(),
-		CAPath:       path.Join(manifests.CertificatesDir, certs.CABaseName+".crt"),
-		ClientPort:   manifests.ClientPort,
+		DataDir:          c.Spec.Etcd.DataDir,
+		ManifestPath:     rt.StartPath(c),
+		HeldManifestPath: rt.HeldStartPath(c),
+		EtcdUnit:         rt.Unit(),
+		CAPath:           path.Join(manifests.CertificatesDir, certs.CABaseName+".crt"),
+		ClientPort:       manifests.ClientPort,
 		// The images that matter are those of the kubelet's runtime.
 		ContainerdAddress: facts.ContainerdAddress(c.Spec.Kubelet.ContainerRuntimeEndpoint),
 		Files:             files,

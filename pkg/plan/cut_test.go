@@ -69,6 +69,19 @@ func TestBuildWaitsForAMemberACutRunWasRestarting(t *testing.T) {
 		t.Errorf("n2's wait %+v: a member that did not run has no gate to meet", wm)
 	}
 
+	// Its manifest held back by the cut restart: nothing would start it,
+	// so no wait; the held manifest is written back as it was.
+	held := hosts["n2"].Manifest
+	delete(hosts["n2"].Files, w.manifestPath())
+	p = mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow})
+	steps = opsOf(p, "n2")
+	if _, i := first[ops.AwaitRestart](steps); i >= 0 {
+		t.Errorf("n2 with its manifest held back: %v", kinds(steps))
+	}
+	if wr, i := findOp(steps, isWriteOf(w.manifestPath())); i < 0 || string(wr.(ops.Write).Change.File.Data) != string(held.Data) || !slices.ContainsFunc(steps[i:], isKind(ops.KindRun)) {
+		t.Errorf("n2: %v; want the held manifest written back as it was, then the held copy removed", kinds(steps))
+	}
+
 	// Its manifest gone, nothing would start it: no wait, its manifest
 	// is written back.
 	w.dropManifest(hosts["n2"])

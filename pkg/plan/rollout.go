@@ -266,7 +266,7 @@ func cutRestart(in Input, h *host) bool {
 func mayComeBack(in Input, h *host) bool {
 	hf := h.facts
 	stopped := func(state string) bool { return state == "inactive" || state == "failed" }
-	if hf.Manifest == nil || stopped(hf.EtcdActive) {
+	if _, there := hf.Files[in.Runtime.StartPath(in.Cluster)]; !there || stopped(hf.EtcdActive) {
 		return false
 	}
 	return in.Runtime.Unit() != "" || !stopped(hf.KubeletActive)

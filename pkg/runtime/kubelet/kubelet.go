@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/version"
 	"sigs.k8s.io/yaml"
 
+	"github.com/etcdadm-io/etcdadm/internal/shell"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/hostfile"
@@ -31,6 +32,9 @@ var _ runtime.Runtime = Runtime{}
 func (Runtime) Name() config.Runtime { return config.RuntimeKubelet }
 
 func (Runtime) StartPath(c *config.Cluster) string { return manifests.ManifestPath(c) }
+
+// HeldStartPath is where a restart parks the manifest while the Pod goes.
+func (Runtime) HeldStartPath(c *config.Cluster) string { return holdPath(c) }
 
 func (Runtime) Unit() string { return "" }
 
@@ -231,9 +235,15 @@ func (Runtime) Work(h *runtime.Host) (runtime.Work, error) {
 	case manifest != nil:
 		w.Start = append(w.Start, ops.Write{Path: manifest.Path, Change: manifest})
 		w.Restarts = true
-		if hasManifest {
+		_, there := hf.Files[manifest.Path]
+		switch {
+		case hasManifest && !there:
+			// A restart cut in the middle held it back.
+			w.Start = append(w.Start, ops.Run{Command: "rm -f " + shell.Quote(holdPath(c)), Why: "the manifest a cut restart held back is written back"})
+			w.Why = append(w.Why, "its manifest was held back by a cut restart")
+		case hasManifest:
 			w.Why = append(w.Why, "its manifest changes")
-		} else {
+		default:
 			w.Why = append(w.Why, "its manifest is missing")
 		}
 	case restartEtcd:

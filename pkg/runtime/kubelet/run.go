@@ -156,8 +156,8 @@ if command -v crictl >/dev/null 2>&1; then
   id=$(crictl ps -a --name '^etcd$' -q 2>/dev/null | head -n 1)
   [ -z "$id" ] || crictl inspect -o go-template --template 'exit {{.status.exitCode}} {{.status.reason}}{{"\n"}}' "$id" 2>/dev/null
 fi
-f=$(ls -t $(find /var/log/pods -path '*_etcd-*/etcd/*.log' -newer "$m" 2>/dev/null) 2>/dev/null | head -n 1)
-[ -z "$f" ] || tail -n 5 "$f" | sed -E 's/^[^ ]+ (stdout|stderr) [FP] //; s/^/| /'
+logs=$(find /var/log/pods -path '*_etcd-*/etcd/*.log' -newer "$m" 2>/dev/null)
+[ -z "$logs" ] || tail -n 5 "$(ls -t $logs | head -n 1)" | sed -E 's/^[^ ]+ (stdout|stderr) [FP] //; s/^/| /'
 true`, q(image), q(manifests.ManifestPath(c)), facts.CtrCommand(facts.ContainerdAddress(c.Spec.Kubelet.ContainerRuntimeEndpoint))), nil)
 	var why, logged []string
 	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {

@@ -41,6 +41,9 @@ func (Runtime) Name() config.Runtime { return config.RuntimeSystemd }
 
 func (Runtime) StartPath(*config.Cluster) string { return etcdservice.EnvPath }
 
+// HeldStartPath: a restart leaves the environment file where it is.
+func (Runtime) HeldStartPath(*config.Cluster) string { return "" }
+
 func (Runtime) Unit() string { return etcdservice.Unit }
 
 // releaseBinaries are the binaries the systemd runtime installs.
