@@ -79,14 +79,7 @@ func stepSafeBringUp(t *testing.T, s *safeStory) {
 	}
 	// The other cluster: its own inventory, a copy of this cluster's PKI
 	// (so that etcdadm can ask its member who it is), one member.
-	otherDir := filepath.Join(s.dir, "other")
-	if err := os.MkdirAll(otherDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("cp", "-a", filepath.Join(s.dir, "pki"), filepath.Join(otherDir, "pki")).CombinedOutput(); err != nil {
-		t.Fatalf("copy the PKI: %v: %s", err, out)
-	}
-	s.otherFile = filepath.Join(otherDir, "cluster.yaml")
+	s.otherFile = s.checkout(t, "other")
 	inv := s.lab.Inventory(lab.InventoryOptions{Name: "other", KnownHostsFile: s.known, Hosts: s.lab.Hosts[3:]})
 	if err := os.WriteFile(s.otherFile, []byte(inv), 0o644); err != nil {
 		t.Fatal(err)
@@ -319,7 +312,9 @@ func stepLockSurvivesCutConnection(t *testing.T, s *safeStory) {
 	if n := cut.KillSSHSessions(); n == 0 {
 		t.Fatalf("no SSH session to cut on %s", name)
 	}
-	second := s.etcdadm(t, "apply", "-f", s.file)
+	// Another operator's checkout: the same inventory and PKI, whose
+	// local lock the first run does not hold.
+	second := s.etcdadm(t, "apply", "-f", s.checkout(t, "second"))
 	out, err := first.wait(t)
 	s.stopWriter(t, w)
 	t.Logf("the first run, whose connection to %s was cut:\n%s", name, out)
@@ -335,6 +330,20 @@ func stepLockSurvivesCutConnection(t *testing.T, s *safeStory) {
 	if r := s.etcdadm(t, "apply", "-f", s.file); r.err != nil || !strings.Contains(r.stdout, "nothing to do") {
 		t.Errorf("apply after both: %v\n%s", r.err, r.stdout)
 	}
+}
+
+// checkout copies the inventory and its PKI to a directory of their own,
+// as another operator's machine has them, and returns the inventory's path.
+func (s *safeStory) checkout(t *testing.T, name string) string {
+	t.Helper()
+	dir := filepath.Join(s.dir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", filepath.Join(s.dir, "pki"), s.file, dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy the inventory and the PKI: %v: %s", err, out)
+	}
+	return filepath.Join(dir, filepath.Base(s.file))
 }
 
 // brokenEtcd is a program that exits at once with status 1, saying so.
