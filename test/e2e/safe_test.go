@@ -391,9 +391,10 @@ func stepBrokenImage(t *testing.T, s *safeStory) {
 	r := startLive(t, s.bin, "apply", "-f", s.file)
 	line, restarted := r.line(t, "restarting etcd", 3*time.Minute)
 	first := strings.Trim(strings.Fields(line)[0], "[]")
-	_, back := r.line(t, "back on its old manifest", 4*time.Minute)
+	_, back := r.line(t, "["+first+"] back on its old manifest", 4*time.Minute)
 	out, err := r.wait(t)
 	s.stopWriter(t, w)
+	t.Logf("the upgrade to %s:\n%s", ref, out)
 	took := back.Sub(restarted)
 	t.Logf("%s was back on its old manifest, healthy, %s after its restart", first, took.Round(time.Millisecond))
 	if err == nil {
