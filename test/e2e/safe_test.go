@@ -16,8 +16,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
-	"github.com/etcdadm-io/etcdadm/pkg/config"
-	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/execute"
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
 	"github.com/etcdadm-io/etcdadm/pkg/ops"
@@ -44,31 +42,15 @@ type safeStory struct {
 // once stops after the first member, which is back on its old manifest,
 // healthy, within about 90s of its restart.
 func TestIntegrationSafeRun(t *testing.T) {
-	requireLab(t)
-	bin := buildEtcdadm(t)
-	l := upLab(t, lab.Options{Hosts: 4, Dir: "/var/tmp/etcdadm-e2e-safe", NamePrefix: "saf", Subnet: 23})
-	dir := t.TempDir()
-	s := &safeStory{story: &story{bin: bin, lab: l, dir: dir, known: filepath.Join(dir, "known_hosts"), file: filepath.Join(dir, "cluster.yaml")}}
-	copyFile(t, l.KnownHostsFile, s.known)
-	defer func() {
-		t.Logf("continuous writers:\n%s", strings.Join(s.gaps, "\n"))
-	}()
-	steps := []struct {
-		name string
-		run  func(*testing.T, *safeStory)
-	}{
+	s := &safeStory{story: newStory(t, lab.Options{Hosts: 4, Dir: "/var/tmp/etcdadm-e2e-safe", NamePrefix: "saf", Subnet: 23})}
+	runSteps(t, s.story, s, []step[*safeStory]{
 		{"three members here, one of another cluster on the fourth host", stepSafeBringUp},
 		{"reset, member remove and apply of an address that reaches another cluster's member are refused; it keeps running with its keys", stepAnotherCluster},
 		{"rotate-ca killed while a member restarts is finished by running it again at once", stepRotateCAKilledMidRestart},
 		{"a rolling apply killed while a member restarts is finished by running it again at once", stepApplyKilledMidRestart},
 		{"a run whose SSH connection is cut keeps its hosts: a second run is refused meanwhile", stepLockSurvivesCutConnection},
 		{"an image whose etcd exits at once is rolled back on the first member, the others untouched", stepBrokenImage},
-	}
-	for _, st := range steps {
-		if !t.Run(st.name, func(t *testing.T) { st.run(t, s) }) {
-			t.Fatalf("stopping the story after %q failed", st.name)
-		}
-	}
+	})
 }
 
 func stepSafeBringUp(t *testing.T, s *safeStory) {
@@ -96,19 +78,7 @@ func stepSafeBringUp(t *testing.T, s *safeStory) {
 // otherKV is a client of the other cluster's member.
 func (s *safeStory) otherKV(t *testing.T) *clientv3.Client {
 	t.Helper()
-	c, _, err := config.Load(s.otherFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pki, _, err := certs.Compute(c, certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := etcdclient.FromPKI(pki, c.Spec.Hosts[0].Name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(client.Close)
+	c, _, client := clusterAt(t, s.otherFile)
 	cli, err := client.Connect(manifests.ClientURL(c.Spec.Hosts[0]))
 	if err != nil {
 		t.Fatal(err)
