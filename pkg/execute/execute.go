@@ -1,7 +1,8 @@
 // Package execute runs a plan's stages on the hosts: every operation through
-// its handler (package ops), one host at a time behind a fresh quorum check
-// or all at once, a member rolled back when its upgrade does not come up,
-// and what each host went through reported. It owns the stage loop, the
+// its handler (package ops), while the run still holds its hosts' locks,
+// one host at a time behind a fresh quorum check or all at once, a member
+// rolled back when it does not come up within the health gate after its
+// restart, and what each host went through reported. It owns the stage loop, the
 // per-host environment the operations run with, and the run's report; it
 // must not import plan's builders' callers (gather, the pipeline, cmd).
 package execute
