@@ -59,6 +59,27 @@ func bringUp(in Input, hosts []*host, name, why string) []Stage {
 	return out
 }
 
+// together makes all-at-once stages one: each host's operations in the
+// stages' order, the last stage's wait.
+func together(stages []Stage, name string) Stage {
+	st := Stage{Name: name, Rollout: AllAtOnce}
+	if len(stages) > 0 {
+		st.Why, st.Wait = stages[0].Why, stages[len(stages)-1].Wait
+	}
+	at := map[string]int{}
+	for _, s := range stages {
+		for _, ho := range s.Hosts {
+			i, ok := at[ho.Host]
+			if !ok {
+				i, at[ho.Host] = len(st.Hosts), len(st.Hosts)
+				st.Hosts = append(st.Hosts, HostOps{Host: ho.Host})
+			}
+			st.Hosts[i].Ops = append(st.Hosts[i].Ops, ho.Ops...)
+		}
+	}
+	return st
+}
+
 // withoutQuorum marks the stage of stages that starts the members as
 // planned for a cluster without quorum, for the executor to check again.
 func withoutQuorum(stages []Stage, why string) []Stage {
@@ -95,9 +116,15 @@ func converge(in Input, hosts []*host, up *upgrade, refused *refusals) ([]Stage,
 	expired := expiredMembers(in, members)
 	if blind && len(expired) > 0 && len(expired) == countRunning(members) {
 		// Members whose certificates expired cannot reach each other, nor
-		// be reached: there is no quorum to protect.
+		// be reached: there is no quorum to protect. etcd reads its leaves
+		// at every handshake, so members that got new ones may elect a
+		// leader before they restart: the members are asked whether they
+		// still have none before any certificate is written, and each
+		// restarts right after its files, in one stage.
 		why := fmt.Sprintf("the certificates of %s expired, so no member can reach another", strings.Join(expired, ", "))
-		return withoutQuorum(bringUp(in, append(members, boots...), "recovery", why+": every member gets its new certificates and restarts at once"), why), warnings
+		st := together(bringUp(in, append(members, boots...), "recovery", why+": every member gets its new certificates and restarts at once"),
+			"recovery: new certificates and a restart on every member")
+		return withoutQuorum([]Stage{st}, why), warnings
 	}
 	if !e.HasQuorum() && !blind && e.QuorumLost {
 		// Nothing to protect: a bring-up to finish, or a cluster to recover.
