@@ -30,6 +30,8 @@ type Env struct {
 	Stamp     string
 	Health    time.Duration
 	Promotion time.Duration
+	// Gate is the health gate; Health when zero.
+	Gate time.Duration
 	// Others are the other hosts' transports, by the names stages give them.
 	Others map[string]remote.Transport
 
@@ -64,6 +66,13 @@ func (e *Env) BackupDir() string { return path.Join(e.Backups, e.Stamp) }
 
 func (e *Env) HealthTimeout() time.Duration  { return orMinute(e.Health) }
 func (e *Env) PromoteTimeout() time.Duration { return orMinute(e.Promotion) }
+
+func (e *Env) HealthGate() time.Duration {
+	if e.Gate == 0 {
+		return e.HealthTimeout()
+	}
+	return e.Gate
+}
 
 func orMinute(d time.Duration) time.Duration {
 	if d == 0 {

@@ -154,13 +154,15 @@ type MemberStatus struct {
 	Name     string `json:"name"`
 	Endpoint string `json:"endpoint"`
 	ID       string `json:"id,omitempty"`
-	// MemberID and LeaderID are the raw IDs (0 when unknown).
-	MemberID uint64 `json:"-"`
-	LeaderID uint64 `json:"-"`
-	Leader   bool   `json:"leader"`
-	Learner  bool   `json:"learner"`
-	Version  string `json:"version,omitempty"`
-	DBSize   int64  `json:"dbSize"`
+	// MemberID and LeaderID are the raw IDs (0 when unknown); ClusterID
+	// is the cluster the member belongs to, as it says.
+	MemberID  uint64 `json:"-"`
+	LeaderID  uint64 `json:"-"`
+	ClusterID uint64 `json:"-"`
+	Leader    bool   `json:"leader"`
+	Learner   bool   `json:"learner"`
+	Version   string `json:"version,omitempty"`
+	DBSize    int64  `json:"dbSize"`
 	// DBSizeInUse is the part of DBSize that holds data; the rest is free
 	// pages that a defragment gives back.
 	DBSizeInUse int64 `json:"dbSizeInUse"`
@@ -236,6 +238,7 @@ func (c *Client) memberStatus(ctx context.Context, m Endpoint, timeout time.Dura
 		return st
 	}
 	st.MemberID = resp.Header.MemberId
+	st.ClusterID = resp.Header.ClusterId
 	st.LeaderID = resp.Leader
 	st.ID = FormatID(resp.Header.MemberId)
 	st.Leader = resp.Leader == resp.Header.MemberId

@@ -48,6 +48,8 @@ type MemberList struct {
 	// Serializable is set when no member could answer with quorum and the
 	// list is one member's own view, possibly stale.
 	Serializable bool
+	// ClusterID is the cluster's ID, as the member that answered says.
+	ClusterID uint64
 }
 
 // MemberList asks the endpoints in turn for the member list: a
@@ -75,7 +77,7 @@ func (c *Client) MemberListOf(ctx context.Context, urls []string, timeout time.D
 	err := c.first(ctx, urls, timeout, func(ctx context.Context, cli *clientv3.Client, u string) error {
 		resp, err := cli.MemberList(ctx, opts...)
 		if err == nil {
-			list = &MemberList{Members: fromPB(resp.Members), From: u, Serializable: serializable}
+			list = &MemberList{Members: fromPB(resp.Members), From: u, Serializable: serializable, ClusterID: resp.Header.ClusterId}
 		}
 		return err
 	})

@@ -1,7 +1,8 @@
 // Package execute runs a plan's stages on the hosts: every operation through
-// its handler (package ops), one host at a time behind a fresh quorum check
-// or all at once, a member rolled back when its upgrade does not come up,
-// and what each host went through reported. It owns the stage loop, the
+// its handler (package ops), while the run still holds its hosts' locks,
+// one host at a time behind a fresh quorum check or all at once, a member
+// rolled back when it does not come up within the health gate after its
+// restart, and what each host went through reported. It owns the stage loop, the
 // per-host environment the operations run with, and the run's report; it
 // must not import plan's builders' callers (gather, the pipeline, cmd).
 package execute
@@ -31,6 +32,11 @@ const DefaultBackupDir = "/var/lib/etcdadm/backup"
 // Stamp is the name of a run's backup directory, started at t.
 func Stamp(t time.Time) string { return t.UTC().Format("20060102T150405Z") }
 
+// DefaultHealthGate is how long a restarted member has to run its new etcd
+// and answer before it is put back on what it ran before: a member that
+// starts takes seconds, one that cannot start never does.
+const DefaultHealthGate = time.Minute
+
 // Executor runs a plan's stages on the hosts.
 type Executor struct {
 	Cluster *config.Cluster
@@ -45,7 +51,10 @@ type Executor struct {
 	HealthTimeout time.Duration
 	// PromoteTimeout bounds the retries of a learner's promotion.
 	PromoteTimeout time.Duration
-	Concurrency    int
+	// HealthGate bounds the wait for a restarted member to run again and
+	// answer (DefaultHealthGate when zero, never more than HealthTimeout).
+	HealthGate  time.Duration
+	Concurrency int
 	// StateDir is etcdadm's directory on the hosts (pending-work markers);
 	// facts.StateDir when empty.
 	StateDir string
@@ -56,6 +65,9 @@ type Executor struct {
 	// 20060102T150405Z): a run that executes several plans keeps all it
 	// replaced in one directory. Now's when empty.
 	Stamp string
+	// Locks, when set, says whether the run still holds the hosts' locks;
+	// it is asked before every operation, and the run stops if not.
+	Locks func() error
 
 	stamp     string
 	snapshots []string
@@ -99,6 +111,10 @@ func (x *Executor) defaults() {
 	if x.PromoteTimeout == 0 {
 		x.PromoteTimeout = 2 * time.Minute
 	}
+	if x.HealthGate == 0 {
+		x.HealthGate = DefaultHealthGate
+	}
+	x.HealthGate = min(x.HealthGate, x.HealthTimeout)
 	if x.StateDir == "" {
 		x.StateDir = facts.StateDir
 	}
@@ -267,7 +283,8 @@ func (x *Executor) checkNoLeader(ctx context.Context, planned string) error {
 }
 
 // hostOps runs one host's operations in order. A restart that carries a
-// rollback puts the member back when an operation after it fails.
+// rollback puts the member back when it, or an operation after it, fails
+// before the member is seen running and healthy (its WaitMember).
 func (x *Executor) hostOps(ctx context.Context, host string, steps []plan.Op) error {
 	e := &hostEnv{x: x, t: x.Hosts.T[host]}
 	if h, ok := x.Cluster.Host(host); ok {
@@ -287,14 +304,31 @@ func (x *Executor) hostOps(ctx context.Context, host string, steps []plan.Op) er
 		if r, ok := op.(ops.RestartEtcd); ok && r.Rollback != nil {
 			rollback = &r
 		}
+		if err := x.holdsHosts(); err != nil {
+			// Not even a rollback: another run may hold the host now; the
+			// pending marker tells the next run what this one left.
+			return fmt.Errorf("stopped before %q: %w; nothing more was changed: run the command again", op, err)
+		}
 		if err := ops.Execute(ctx, e, op); err != nil {
 			if rollback != nil && op.Kind() != ops.KindWaitCluster {
-				return x.Runtime.RollBack(ctx, e, *rollback.Rollback, rollback.RollbackRetry, err)
+				return x.Runtime.RollBack(ctx, e, *rollback, err)
 			}
 			return err
 		}
+		if op.Kind() == ops.KindWaitMember {
+			// It runs and answers: nothing left to put back.
+			rollback = nil
+		}
 	}
 	return nil
+}
+
+// holdsHosts is nil while the run holds the hosts' locks.
+func (x *Executor) holdsHosts() error {
+	if x.Locks == nil {
+		return nil
+	}
+	return x.Locks()
 }
 
 // hostEnv is what the operations of one host run with.
@@ -314,6 +348,7 @@ func (e *hostEnv) Runtime() ops.Runner           { return e.x.Runtime }
 func (e *hostEnv) Before() []facts.Process       { return e.before }
 func (e *hostEnv) HealthTimeout() time.Duration  { return e.x.HealthTimeout }
 func (e *hostEnv) PromoteTimeout() time.Duration { return e.x.PromoteTimeout }
+func (e *hostEnv) HealthGate() time.Duration     { return e.x.HealthGate }
 func (e *hostEnv) StateDir() string              { return e.x.StateDir }
 func (e *hostEnv) BackupDir() string             { return path.Join(e.x.BackupDir, e.x.stamp) }
 

@@ -4,11 +4,13 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/etcdadm-io/etcdadm/internal/etcdtest"
 	"github.com/etcdadm-io/etcdadm/internal/fakehost"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/hostfile"
@@ -104,8 +106,8 @@ func (r *rollbackRuntime) Restart(context.Context, ops.Env, ops.RestartEtcd) err
 	return nil
 }
 
-func (r *rollbackRuntime) RollBack(_ context.Context, e ops.Env, old hostfile.File, _ *hostfile.File, cause error) error {
-	r.rollbacks = append(r.rollbacks, e.Host().Name+":"+string(old.Data))
+func (r *rollbackRuntime) RollBack(_ context.Context, e ops.Env, op ops.RestartEtcd, cause error) error {
+	r.rollbacks = append(r.rollbacks, e.Host().Name+":"+string(op.Rollback.Data))
 	return errors.Join(cause, errors.New("back on the old manifest"))
 }
 
@@ -142,5 +144,51 @@ func TestRollbackAfterAFailedRestart(t *testing.T) {
 				t.Errorf("rollback %v, err %v: want a back on its old manifest, and the cause", rt.rollbacks, err)
 			}
 		})
+	}
+}
+
+// Once the member was seen running and healthy after its restart, a later
+// failure does not put it back: the rollback is for a member that did not
+// come up.
+func TestNoRollbackOnceTheMemberIsBack(t *testing.T) {
+	cl := etcdtest.Start(t, 1)
+	x, fakes, _ := fakeHosts("m0")
+	rt := &rollbackRuntime{}
+	x.Runtime, x.Etcd = rt, cl.Client(t, cl.Dialer())
+	fakes["m0"].Handle(fakehost.Exact("check"), fakehost.Fail(1, "disk full"))
+	old := &hostfile.File{Path: "/etc/kubernetes/manifests/etcd.yaml", Data: []byte("old")}
+	restart := ops.RestartEtcd{Change: &hostfile.Change{Path: old.Path}, Rollback: old, Disruptive: true}
+	p := &plan.Plan{Stages: []plan.Stage{{Name: "update members", Rollout: plan.OneAtATime, Hosts: []plan.HostOps{{Host: "m0",
+		Ops: []plan.Op{restart, ops.WaitMember{Member: "m0", Gated: true}, ops.Run{Command: "check"}}}}}}}
+	_, err := x.Run(context.Background(), p)
+	if err == nil || !strings.Contains(err.Error(), "disk full") || len(rt.rollbacks) != 0 {
+		t.Fatalf("err %v, rollbacks %v; want the failure alone", err, rt.rollbacks)
+	}
+}
+
+// Before every operation the run makes sure it still holds its hosts'
+// locks: once one is lost, it stops before its next change.
+func TestStopsOnceALockIsLost(t *testing.T) {
+	x, fakes, _ := fakeHosts("a", "b")
+	lost := false
+	x.Locks = func() error {
+		if lost {
+			return errors.New("this run's lock of the host is lost on b")
+		}
+		return nil
+	}
+	fakes["a"].Handle(fakehost.Exact("first"), func(context.Context, string, io.Reader) ([]byte, error) {
+		lost = true
+		return nil, nil
+	})
+	st := plan.Stage{Name: "update members", Rollout: plan.OneAtATime, Hosts: []plan.HostOps{
+		{Host: "a", Ops: []plan.Op{ops.Run{Command: "first"}, ops.Run{Command: "second"}}},
+		{Host: "b", Ops: []plan.Op{ops.Run{Command: "third"}}}}}
+	_, err := x.Run(context.Background(), &plan.Plan{Stages: []plan.Stage{st}})
+	if err == nil || !strings.Contains(err.Error(), `stopped before "$ second"`) || !strings.Contains(err.Error(), "lock of the host is lost on b") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := fakes["a"].Commands(); len(got) != 1 || len(fakes["b"].Commands()) != 0 {
+		t.Errorf("ran %q on a and %q on b, want the first command alone", got, fakes["b"].Commands())
 	}
 }

@@ -25,6 +25,12 @@ type Cluster struct {
 	Status     map[uint64]etcdclient.MemberStatus `json:"-"`
 	Unanswered map[string]etcdclient.MemberStatus `json:"-"`
 	LeaderID   uint64                             `json:"-"`
+	// ClusterID is the cluster's ID: the one its data on the hosts holds,
+	// else the one most members that answered name. Foreign are, by
+	// client URL, the members of other clusters that answered at an
+	// inventory host's address; they count for nothing here.
+	ClusterID uint64                             `json:"clusterID,omitempty"`
+	Foreign   map[string]etcdclient.MemberStatus `json:"-"`
 	// Alarms are the cluster's active alarms. etcd's alarm list names the
 	// member that raised each, but needs a quorum; without one they come
 	// from the members' statuses, which name no member (Member empty).
@@ -59,27 +65,35 @@ type Reader interface {
 // members the list names that were not asked yet, but those known to be
 // down. Every call has its own deadline of timeout.
 //
+// A member that answers for another cluster than clusterID (the one the
+// hosts' data holds; when 0, the one most members that answered name) is
+// kept apart, in Foreign: an address that reaches another cluster's
+// member must not lend it this cluster's name.
+//
 // When no member names a leader, the members are asked again after recheck
 // (NoLeaderRecheck for a run): only a second read without a leader
 // confirms that quorum is lost.
-func GatherCluster(ctx context.Context, client Reader, endpoints []etcdclient.Endpoint, down []string, timeout, recheck time.Duration) *Cluster {
-	c := &Cluster{Status: map[uint64]etcdclient.MemberStatus{}, Unanswered: map[string]etcdclient.MemberStatus{}}
+func GatherCluster(ctx context.Context, client Reader, endpoints []etcdclient.Endpoint, down []string, clusterID uint64, timeout, recheck time.Duration) *Cluster {
+	c := &Cluster{Status: map[uint64]etcdclient.MemberStatus{}, Unanswered: map[string]etcdclient.MemberStatus{}, Foreign: map[string]etcdclient.MemberStatus{}, ClusterID: clusterID}
 	asked := map[string]bool{}
 	for _, u := range down {
 		asked[u] = true
 	}
 	first := client.Status(ctx, endpoints, timeout)
+	if c.ClusterID == 0 {
+		c.ClusterID = mostNamed(first)
+	}
 	c.record(first, asked)
 	var second []etcdclient.MemberStatus
-	if !namesLeader(first) && sleep(ctx, recheck) == nil {
+	if !namesLeader(c.ours(first)) && sleep(ctx, recheck) == nil {
 		// The second read replaces the first: it is the fresher.
-		c.Status, c.Unanswered = map[uint64]etcdclient.MemberStatus{}, map[string]etcdclient.MemberStatus{}
+		c.Status, c.Unanswered, c.Foreign = map[uint64]etcdclient.MemberStatus{}, map[string]etcdclient.MemberStatus{}, map[string]etcdclient.MemberStatus{}
 		second = client.Status(ctx, endpoints, timeout)
 		c.record(second, asked)
 	}
 	voters, leader := c.list(ctx, client, endpoints, asked, timeout)
 	if second != nil {
-		c.judgeQuorum(second, len(down), recheck)
+		c.judgeQuorum(c.ours(second), len(down), recheck)
 	}
 	c.gatherAlarms(ctx, client, voters, leader, timeout)
 	return c
@@ -126,6 +140,9 @@ func (c *Cluster) list(ctx context.Context, client Reader, endpoints []etcdclien
 		return voters, leader
 	}
 	c.Members, c.ListFrom, c.Serializable = list.Members, list.From, list.Serializable
+	if c.ClusterID == 0 {
+		c.ClusterID = list.ClusterID
+	}
 	var more []etcdclient.Endpoint
 	for _, m := range c.Members {
 		if _, ok := c.Status[m.ID]; ok || len(m.ClientURLs) == 0 || asked[m.ClientURLs[0]] {
@@ -226,6 +243,31 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// ours leaves out of sts the members of other clusters.
+func (c *Cluster) ours(sts []etcdclient.MemberStatus) []etcdclient.MemberStatus {
+	return slices.DeleteFunc(slices.Clone(sts), func(st etcdclient.MemberStatus) bool {
+		_, foreign := c.Foreign[st.Endpoint]
+		return foreign
+	})
+}
+
+// mostNamed is the cluster ID most of the members that answered name; of
+// two named as often, the first's.
+func mostNamed(sts []etcdclient.MemberStatus) uint64 {
+	count := map[uint64]int{}
+	var best uint64
+	for _, st := range sts {
+		if st.ClusterID == 0 {
+			continue
+		}
+		count[st.ClusterID]++
+		if best == 0 || count[st.ClusterID] > count[best] {
+			best = st.ClusterID
+		}
+	}
+	return best
+}
+
 func (c *Cluster) record(sts []etcdclient.MemberStatus, asked map[string]bool) {
 	for _, st := range sts {
 		asked[st.Endpoint] = true
@@ -233,11 +275,30 @@ func (c *Cluster) record(sts []etcdclient.MemberStatus, asked map[string]bool) {
 			c.Unanswered[st.Endpoint] = st
 			continue
 		}
+		if st.ClusterID != 0 && c.ClusterID != 0 && st.ClusterID != c.ClusterID {
+			c.Foreign[st.Endpoint] = st
+			continue
+		}
 		c.Status[st.MemberID] = st
 		if st.LeaderID != 0 && st.Healthy {
 			c.LeaderID = st.LeaderID
 		}
 	}
+}
+
+// At is what answered at client URL u: a member of this cluster, or of
+// another (Foreign); ok is false when nothing did.
+func (c *Cluster) At(u string) (st etcdclient.MemberStatus, ok bool) {
+	if c == nil {
+		return st, false
+	}
+	for _, st := range c.Status {
+		if st.Endpoint == u {
+			return st, true
+		}
+	}
+	st, ok = c.Foreign[u]
+	return st, ok
 }
 
 // Known reports whether there is a member list.

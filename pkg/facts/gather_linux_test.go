@@ -424,3 +424,35 @@ func TestGatherPathWithBackslash(t *testing.T) {
 		t.Errorf("planned file %q not reported as it is (Files has %q)", p, got)
 	}
 }
+
+// A manifest a restart held back (a run cut in the middle of it) is read
+// as the host's manifest while the manifest itself is missing; the
+// manifest, when there, wins.
+func TestGatherHeldManifest(t *testing.T) {
+	root := t.TempDir()
+	req := baseRequest(root)
+	req.ManifestPath = filepath.Join(root, "manifests", "etcd.yaml")
+	req.HeldManifestPath = filepath.Join(root, "manifests", ".etcd.yaml.etcdadm-restart")
+	req.Files = []string{req.ManifestPath}
+	req.ClientPort = freePort(t)
+	pod := func(image string) []byte {
+		return []byte("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: etcd\n    image: " + image + "\n")
+	}
+	if err := os.MkdirAll(filepath.Dir(req.ManifestPath), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, req.HeldManifestPath, pod("held"), 0o600)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h, _, err := facts.Gather(ctx, remote.NewLocal("n1", false), req, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, there := h.Files[req.ManifestPath]; h.Manifest == nil || h.Manifest.Image != "held" || there {
+		t.Errorf("manifest %+v, file there %v; want the held one read, the manifest missing", h.Manifest, there)
+	}
+	writeFile(t, req.ManifestPath, pod("current"), 0o600)
+	if h, _, err = facts.Gather(ctx, remote.NewLocal("n1", false), req, ""); err != nil || h.Manifest.Image != "current" {
+		t.Errorf("both there: %+v, %v", h.Manifest, err)
+	}
+}

@@ -20,7 +20,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"path"
 	"strconv"
@@ -63,6 +62,8 @@ const (
 	// cluster's token, is on every host from before a restore stops any
 	// member until it is done or aborted.
 	PendingRestore = "restore-"
+	// PendingDefrag is on the host of a member while it is defragmented.
+	PendingDefrag = "defrag"
 )
 
 // BackupDir holds, under the state directory, one directory per run with
@@ -101,6 +102,10 @@ type Kept struct {
 type Request struct {
 	DataDir      string
 	ManifestPath string
+	// HeldManifestPath is where a restart parks the manifest while the
+	// member stops: read as the host's Manifest when ManifestPath is
+	// missing (a run cut in the middle of a restart); "" for none.
+	HeldManifestPath string
 	// CAPath is the etcd CA file etcd trusts (trusted-ca-file).
 	CAPath string
 	// Files are the planned files: state, and content for certificates.
@@ -122,6 +127,11 @@ type Request struct {
 	// its state is read, ManifestPath is its environment file, and
 	// containerd is not read.
 	EtcdUnit string
+	// Lease is how long the host's lock lasts unless its run renews it;
+	// DefaultLease when 0. Takeover is the ID of a run whose lease may be
+	// taken before it runs out: a run known to have ended.
+	Lease    time.Duration
+	Takeover string
 }
 
 func (r Request) stateDir() string {
@@ -198,8 +208,12 @@ type Host struct {
 	Pending    []string      `json:"pending,omitempty"`
 	// Kept are the backups of data a restore or a recovery replaced.
 	Kept []Kept `json:"kept,omitempty"`
-	// LockHolder says who holds the host's lock when another run does.
-	LockHolder string `json:"-"`
+	// LockHolder says who holds the host's lock when another run does;
+	// LockRun is that run's ID, LockUntil when its lease runs out unless
+	// renewed (zero for a lock of an etcdadm before leases).
+	LockHolder string    `json:"-"`
+	LockRun    string    `json:"-"`
+	LockUntil  time.Time `json:"-"`
 	// Containerd is what containerd has; nil when it was not read.
 	Containerd *Containerd `json:"containerd,omitempty"`
 	// EtcdActive is what `systemctl is-active` says of etcd's unit, when
@@ -254,7 +268,11 @@ func Script(req Request) (string, error) {
 	case req.EtcdUnit != "":
 		fmt.Fprintf(&b, "show envfile %s\n", q(req.ManifestPath))
 	default:
-		fmt.Fprintf(&b, "show manifest %s\n", q(req.ManifestPath))
+		if req.HeldManifestPath != "" {
+			fmt.Fprintf(&b, "if [ -f %s ]; then show manifest %[1]s; else show manifest %s; fi\n", q(req.ManifestPath), q(req.HeldManifestPath))
+		} else {
+			fmt.Fprintf(&b, "show manifest %s\n", q(req.ManifestPath))
+		}
 	}
 	fmt.Fprintf(&b, "show ca %s\n", q(req.CAPath))
 	if len(req.Files) > 0 {
@@ -312,42 +330,9 @@ func memberScript(b *strings.Builder, req Request, port int) {
 	b.WriteString(`for w in "$d"/member/wal/*.wal; do [ -f "$w" ] && echo "wal $(head -c 4096 "$w" | base64 -w 0)"; break; done` + "\n")
 }
 
-// lockedScript holds the host's lock (the file "lock" in the state
-// directory) around script: it prints "locked" and who holds the lock, and
-// exits 75, when another run does; otherwise it records holder, runs script,
-// and keeps the lock until its input ends.
-func lockedScript(script, holder, stateDir string) string {
-	q := shell.Quote
-	return fmt.Sprintf(`command -v flock >/dev/null 2>&1 || { echo noflock; exit 69; }
-mkdir -p %[1]s && chmod 0700 %[1]s || exit 1
-exec 9>>%[2]s || exit 1
-flock -n 9; rc=$?
-if [ $rc = 1 ]; then printf 'locked %%s\n' "$(tr -d '\n' < %[2]s)"; exit 75; fi
-[ $rc = 0 ] || { echo "flock failed with exit status $rc" >&2; exit 1; }
-printf '%%s\n' %[3]s > %[2]s
-%[4]s
-exec cat >/dev/null
-`, q(stateDir), q(path.Join(stateDir, lockName)), q(holder), script)
-}
-
-// Lock is a host's lock, held until Release.
-type Lock struct {
-	p *remote.Process
-}
-
-// Release lets another run take the host.
-func (l *Lock) Release() {
-	if l != nil && l.p != nil {
-		_ = l.p.Close()
-	}
-}
-
-// ErrLocked is returned when another etcdadm run holds a host.
-var ErrLocked = errors.New("another etcdadm run holds the host")
-
 // Gather reads req on the host in one command. With holder set it also
-// takes the host's lock, which the returned Lock holds until released or
-// until the connection ends; without, it writes nothing on the host.
+// takes the host's lock (see Lock), which the returned Lock holds until
+// released; without, it writes nothing on the host.
 func Gather(ctx context.Context, t remote.Transport, req Request, holder string) (*Host, *Lock, error) {
 	script, err := Script(req)
 	if err != nil {
@@ -362,25 +347,12 @@ func Gather(ctx context.Context, t remote.Transport, req Request, holder string)
 			return nil, nil, fmt.Errorf("read the host's state: %w", err)
 		}
 	} else {
-		p, err := t.Start(ctx, lockedScript(script, holder, req.stateDir()))
+		lock = newLock(t, req, holder)
+		out, err = t.Run(ctx, lock.acquireScript(script), nil)
 		if err != nil {
-			return nil, nil, fmt.Errorf("read the host's state: %w", err)
+			return refusedLock(t, out, err)
 		}
-		out, err = readUntilEnd(ctx, p)
-		if err != nil {
-			_ = p.Close()
-			if werr := p.Wait(); werr != nil {
-				err = fmt.Errorf("%w (%v)", err, werr)
-			}
-			if holderLine, ok := bytes.CutPrefix(bytes.TrimSpace(out), []byte("locked")); ok {
-				return &Host{Name: t.Host(), LockHolder: strings.TrimSpace(string(holderLine))}, nil, ErrLocked
-			}
-			if bytes.Equal(bytes.TrimSpace(out), []byte("noflock")) {
-				return nil, nil, errors.New("flock is missing on the host: etcdadm locks each host it changes; install util-linux")
-			}
-			return nil, nil, fmt.Errorf("read the host's state: %w", err)
-		}
-		lock = &Lock{p: p}
+		lock.start(before)
 	}
 	after := time.Now()
 	h, err := Parse(out, before, after)
@@ -390,40 +362,6 @@ func Gather(ctx context.Context, t remote.Transport, req Request, holder string)
 	}
 	h.Name = t.Host()
 	return h, lock, nil
-}
-
-// readUntilEnd reads the script's output up to its "end" line.
-func readUntilEnd(ctx context.Context, p *remote.Process) ([]byte, error) {
-	type result struct {
-		out []byte
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		var buf bytes.Buffer
-		r := bufio.NewReader(p.Stdout)
-		for {
-			line, err := r.ReadBytes('\n')
-			buf.Write(line)
-			if string(line) == "end\n" {
-				done <- result{buf.Bytes(), nil}
-				return
-			}
-			if err != nil {
-				if errors.Is(err, io.EOF) {
-					err = errors.New("the host's output ended early")
-				}
-				done <- result{buf.Bytes(), err}
-				return
-			}
-		}
-	}()
-	select {
-	case r := <-done:
-		return r.out, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
 }
 
 // Parse reads the output of Script, run between before and after.

@@ -5,6 +5,7 @@ package facts_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -95,9 +96,10 @@ func testLockExcludesOtherRuns(t *testing.T, tr remote.Transport) {
 	if fi.Mode().Perm() != 0o700 {
 		t.Errorf("state dir mode %v, want 0700", fi.Mode().Perm())
 	}
-	if got := readLockFile(t, stateDir); got != holderA+"\n" {
+	if got := readLockFile(t, stateDir); !strings.HasPrefix(got, "run ") || !strings.Contains(got, "\nexpires ") || !strings.HasSuffix(got, "\nholder "+holderA+"\n") {
 		t.Errorf("lock file holds %q", got)
 	}
+	held := readLockFile(t, stateDir)
 
 	// Another run is refused, and told who holds the host.
 	hB, lockB, err := facts.Gather(ctx, tr, req, "run B")
@@ -108,10 +110,10 @@ func testLockExcludesOtherRuns(t *testing.T, tr remote.Transport) {
 		t.Errorf("a refused Gather returned a lock")
 		lockB.Release()
 	}
-	if hB == nil || hB.LockHolder != holderA || hB.Name != tr.Host() {
-		t.Errorf("refused Gather: host %+v, want LockHolder %q", hB, holderA)
+	if hB == nil || hB.LockHolder != holderA || hB.Name != tr.Host() || hB.LockRun == "" || time.Until(hB.LockUntil) < 30*time.Second {
+		t.Errorf("refused Gather: host %+v, want LockHolder %q and its lease", hB, holderA)
 	}
-	if got := readLockFile(t, stateDir); got != holderA+"\n" {
+	if got := readLockFile(t, stateDir); got != held {
 		t.Errorf("the refused run overwrote the lock file: %q", got)
 	}
 
@@ -128,7 +130,7 @@ func testLockExcludesOtherRuns(t *testing.T, tr remote.Transport) {
 	if err != nil {
 		t.Fatalf("Gather after Release: %v", err)
 	}
-	if got := readLockFile(t, stateDir); got != "run C\n" {
+	if got := readLockFile(t, stateDir); !strings.HasSuffix(got, "\nholder run C\n") {
 		t.Errorf("lock file holds %q", got)
 	}
 	lockC.Release()
@@ -172,84 +174,80 @@ func TestLockOneWinnerAmongConcurrentRuns(t *testing.T) {
 	}
 }
 
-// A run whose connection drops lets go of the host: the host sees its input
-// end.
-func TestLockReleasedWhenInputEnds(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	tr := &recordingTransport{Transport: startSSHServer(t).dial(t)}
-	req, _ := lockRequest(t)
-
-	_, lockA, err := facts.Gather(ctx, tr, req, "run A")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lockA.Release()
-	if len(tr.procs) != 1 {
-		t.Fatalf("%d processes started", len(tr.procs))
-	}
-	p := tr.procs[0]
-	// Cut the input without Release's wait.
-	if err := p.Stdin.Close(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, lockB, err := facts.Gather(ctx, tr, req, "run B")
-		if err == nil {
-			lockB.Release()
-			break
-		}
-		if !errors.Is(err, facts.ErrLocked) {
-			t.Fatal(err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the lock is still held 5s after its input ended")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	done := make(chan error, 1)
-	go func() { done <- p.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("the lock's command ended with %v, want a clean exit", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Error("the lock's command did not end")
-	}
-}
-
-// A lost connection lets go of the host too.
-func TestLockReleasedWhenConnectionDrops(t *testing.T) {
+// A run whose connection drops keeps the host: its lease is a file, which
+// no connection holds; the run renews it over its reopened connection,
+// and another run is refused meanwhile.
+func TestLockSurvivesALostConnection(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	s := startSSHServer(t)
-	req, _ := lockRequest(t)
+	req, stateDir := lockRequest(t)
+	req.Lease = 2 * time.Second
 	_, lockA, err := facts.Gather(ctx, s.dial(t), req, "run A")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lockA.Release()
-	if _, _, err := facts.Gather(ctx, s.dial(t), req, "run B"); !errors.Is(err, facts.ErrLocked) {
-		t.Fatalf("while held: %v, want ErrLocked", err)
-	}
 	s.dropConnections()
-	tr := s.dial(t)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, lockC, err := facts.Gather(ctx, tr, req, "run C")
-		if err == nil {
-			lockC.Release()
-			return
-		}
-		if !errors.Is(err, facts.ErrLocked) {
-			t.Fatal(err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the lock is still held 5s after its connection dropped")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if _, _, err := facts.Gather(ctx, s.dial(t), req, "run B"); !errors.Is(err, facts.ErrLocked) {
+		t.Fatalf("after A's connection dropped: %v, want ErrLocked", err)
+	}
+	before := readLockFile(t, stateDir)
+	time.Sleep(1500 * time.Millisecond)
+	if err := lockA.Held(); err != nil || readLockFile(t, stateDir) == before {
+		t.Errorf("A's lease after its connection came back: %v, lock file %q (was %q)", err, readLockFile(t, stateDir), before)
+	}
+	lockA.Release()
+	_, lockC, err := facts.Gather(ctx, s.dial(t), req, "run C")
+	if err != nil {
+		t.Fatalf("after A let go: %v", err)
+	}
+	lockC.Release()
+}
+
+// A run that ended without letting go holds the host until its lease runs
+// out, or until a run allowed to take it over (one of the same machine
+// that knows it ended) comes; an etcdadm from before leases, holding flock
+// for its whole run, is refused after a few seconds.
+func TestLockOfARunThatEnded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr := remote.NewLocal("local", false)
+	req, stateDir := lockRequest(t)
+	lockFile := filepath.Join(stateDir, "lock")
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, lockFile, []byte(fmt.Sprintf("run dead\nexpires %d\nholder killed run\n", time.Now().Add(time.Hour).Unix())), 0o644)
+	h, _, err := facts.Gather(ctx, tr, req, "run B")
+	if !errors.Is(err, facts.ErrLocked) || h.LockHolder != "killed run" || h.LockRun != "dead" {
+		t.Fatalf("a live lease: %+v, %v", h, err)
+	}
+	req.Takeover = "dead"
+	_, lockB, err := facts.Gather(ctx, tr, req, "run B")
+	if err != nil {
+		t.Fatalf("taking over: %v", err)
+	}
+	lockB.Release()
+	req.Takeover = ""
+	writeFile(t, lockFile, []byte(fmt.Sprintf("run dead\nexpires %d\nholder killed run\n", time.Now().Add(-time.Second).Unix())), 0o644)
+	_, lockC, err := facts.Gather(ctx, tr, req, "run C")
+	if err != nil {
+		t.Fatalf("a lease that ran out: %v", err)
+	}
+	lockC.Release()
+
+	writeFile(t, lockFile, []byte("old etcdadm run\n"), 0o644)
+	old := exec.Command("flock", lockFile, "sleep", "20")
+	if err := old.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = old.Process.Kill(); _ = old.Wait() }()
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	h, _, err = facts.Gather(ctx, tr, req, "run D")
+	if !errors.Is(err, facts.ErrLocked) || h.LockHolder != "old etcdadm run" || time.Since(start) > 10*time.Second {
+		t.Errorf("an old run's flock: %+v, %v after %s", h, err, time.Since(start))
 	}
 }
 

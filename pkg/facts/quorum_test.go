@@ -85,7 +85,7 @@ var (
 const recheck = 50 * time.Millisecond
 
 func gatherFake(f *fakeEtcd) *facts.Cluster {
-	return facts.GatherCluster(context.Background(), f, endpoints3(), nil, time.Second, recheck)
+	return facts.GatherCluster(context.Background(), f, endpoints3(), nil, 0, time.Second, recheck)
 }
 
 // An alarm on a cluster with its quorum is an alarm: the members are
@@ -214,7 +214,7 @@ func TestGatherClusterCancelled(t *testing.T) {
 	f.reads = []map[string]etcdclient.MemberStatus{{"a": noLeader(1), "b": refused, "c": refused}}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	c := facts.GatherCluster(ctx, f, endpoints3(), nil, time.Second, time.Hour)
+	c := facts.GatherCluster(ctx, f, endpoints3(), nil, 0, time.Second, time.Hour)
 	if f.statusCalls != 1 || c.QuorumLost {
 		t.Errorf("%d reads, lost %v", f.statusCalls, c.QuorumLost)
 	}
@@ -227,7 +227,7 @@ func TestGatherClusterAgainstEtcd(t *testing.T) {
 	c := etcdtest.Start(t, 3)
 	cli := c.Client(t, nil)
 	start := time.Now()
-	e := facts.GatherCluster(t.Context(), cli, c.Endpoints(), nil, time.Second, 2*time.Second)
+	e := facts.GatherCluster(t.Context(), cli, c.Endpoints(), nil, 0, time.Second, 2*time.Second)
 	if !e.HasQuorum() || e.QuorumLost || !e.Known() || time.Since(start) > 2*time.Second {
 		t.Fatalf("healthy cluster: quorum %v, lost %v, known %v, in %s", e.HasQuorum(), e.QuorumLost, e.Known(), time.Since(start))
 	}
@@ -237,8 +237,41 @@ func TestGatherClusterAgainstEtcd(t *testing.T) {
 	for deadline := time.Now().Add(5 * time.Second); c.Members[2].Etcd.Server.Leader() != 0 && time.Now().Before(deadline); {
 		time.Sleep(50 * time.Millisecond)
 	}
-	e = facts.GatherCluster(t.Context(), cli, c.Endpoints(), nil, time.Second, 2*time.Second)
+	e = facts.GatherCluster(t.Context(), cli, c.Endpoints(), nil, 0, time.Second, 2*time.Second)
 	if !e.QuorumLost || !strings.Contains(e.QuorumWhy, "m2 answered without one") || !e.Serializable || len(e.Voters()) != 3 {
 		t.Errorf("two of three stopped: lost %v (%s), serializable %v, voters %d", e.QuorumLost, e.QuorumWhy, e.Serializable, len(e.Voters()))
+	}
+}
+
+// A member of another cluster answering at an inventory address is kept
+// apart, however its leader goes: this cluster is the one the hosts' data
+// holds, else the one most members name; its leader and quorum are
+// judged without the stranger.
+func TestGatherClusterKeepsAnotherClustersMemberApart(t *testing.T) {
+	ours := func(st etcdclient.MemberStatus) etcdclient.MemberStatus { st.ClusterID = 0xc1; return st }
+	stranger := healthy(9, 9)
+	stranger.ClusterID = 0xc2
+	f := newFake()
+	f.reads = []map[string]etcdclient.MemberStatus{{"a": ours(healthy(1, 2)), "b": ours(healthy(2, 2)), "c": stranger}}
+	for _, data := range []uint64{0, 0xc1} {
+		c := facts.GatherCluster(context.Background(), f, endpoints3(), nil, data, time.Second, recheck)
+		st, ok := c.At("https://c:2379")
+		if c.ClusterID != 0xc1 || len(c.Status) != 2 || c.LeaderID != 2 || !ok || st.MemberID != 9 || c.Foreign["https://c:2379"].ClusterID != 0xc2 {
+			t.Errorf("data %x: cluster %x, statuses %v, leader %d, foreign %v", data, c.ClusterID, c.Status, c.LeaderID, c.Foreign)
+		}
+	}
+	// The hosts' data says which cluster this is, even when its members
+	// are the fewer that answer.
+	c := facts.GatherCluster(context.Background(), f, endpoints3(), nil, 0xc2, time.Second, recheck)
+	if c.ClusterID != 0xc2 || len(c.Status) != 1 || len(c.Foreign) != 2 {
+		t.Errorf("cluster %x, statuses %v, foreign %v", c.ClusterID, c.Status, c.Foreign)
+	}
+	// Without a leader among this cluster's members, the stranger's
+	// leader does not count: the loss of quorum is judged on ours.
+	f = newFake()
+	f.reads = []map[string]etcdclient.MemberStatus{{"a": ours(noLeader(1)), "b": ours(noLeader(2)), "c": stranger}}
+	c = facts.GatherCluster(context.Background(), f, endpoints3(), nil, 0xc1, time.Second, recheck)
+	if !c.QuorumLost || f.statusCalls != 2 {
+		t.Errorf("quorum lost %v (%s) after %d reads, want it confirmed by a second read", c.QuorumLost, c.QuorumWhy, f.statusCalls)
 	}
 }

@@ -39,6 +39,17 @@ type Facts struct {
 	locks []*facts.Lock
 }
 
+// Held says whether the run still holds every host it locked: nil, or
+// why one is lost (see facts.Lock.Held).
+func (f *Facts) Held() error {
+	for _, l := range f.locks {
+		if err := l.Held(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Release lets other runs take the hosts this run locked.
 func (f *Facts) Release() {
 	for _, l := range f.locks {
@@ -55,6 +66,9 @@ type Options struct {
 	Lock bool
 	// EtcdTimeout bounds every call to etcd.
 	EtcdTimeout time.Duration
+	// Lease is how long a host's lock lasts unless renewed;
+	// facts.DefaultLease when 0.
+	Lease time.Duration
 }
 
 // Request is what to read on host h: every path the plan could write there.
@@ -65,11 +79,12 @@ func Request(c *config.Cluster, rt runtime.Runtime, h config.Host) facts.Request
 		return facts.Request{CAPath: kubeadmconfig.ExternalCAFile, NoMember: true, Files: files, Dirs: dirs}
 	}
 	return facts.Request{
-		DataDir:      c.Spec.Etcd.DataDir,
-		ManifestPath: rt.StartPath(c),
-		EtcdUnit:     rt.Unit(),
-		CAPath:       path.Join(manifests.CertificatesDir, certs.CABaseName+".crt"),
-		ClientPort:   manifests.ClientPort,
+		DataDir:          c.Spec.Etcd.DataDir,
+		ManifestPath:     rt.StartPath(c),
+		HeldManifestPath: rt.HeldStartPath(c),
+		EtcdUnit:         rt.Unit(),
+		CAPath:           path.Join(manifests.CertificatesDir, certs.CABaseName+".crt"),
+		ClientPort:       manifests.ClientPort,
 		// The images that matter are those of the kubelet's runtime.
 		ContainerdAddress: facts.ContainerdAddress(c.Spec.Kubelet.ContainerRuntimeEndpoint),
 		Files:             files,
@@ -94,7 +109,7 @@ func Gather(ctx context.Context, c *config.Cluster, rt runtime.Runtime, hs *host
 		}
 	}
 	gather := func(ctx context.Context, h config.Host) error {
-		hf, lock, err := hostFacts(ctx, c, rt, hs.T[h.Name], h, holder)
+		hf, lock, err := hostFacts(ctx, c, rt, hs.T[h.Name], h, holder, opts.Lease)
 		if err != nil {
 			return err
 		}
@@ -131,28 +146,29 @@ func Gather(ctx context.Context, c *config.Cluster, rt runtime.Runtime, hs *host
 // hostFacts reads host h's facts through t, taking its lock for holder
 // ("" for a run that writes nothing).
 //
-// A lock still held by a run of this machine that has ended (killed, its
-// connection not yet closed by the host) is waited for, a few seconds at
-// most: the host lets it go once it sees the connection end.
-func hostFacts(ctx context.Context, c *config.Cluster, rt runtime.Runtime, t remote.Transport, h config.Host, holder string) (*facts.Host, *facts.Lock, error) {
-	deadline := time.Now().Add(endedRunRelease)
+// The lease of a run of this machine that has ended (killed before it let
+// go) is taken over at once: its process is gone, so the run after it,
+// the same command run again, goes on without waiting for the lease to
+// run out. A live run's is refused.
+func hostFacts(ctx context.Context, c *config.Cluster, rt runtime.Runtime, t remote.Transport, h config.Host, holder string, lease time.Duration) (*facts.Host, *facts.Lock, error) {
+	req := Request(c, rt, h)
+	req.Lease = lease
 	for {
-		hf, lock, err := facts.Gather(ctx, t, Request(c, rt, h), holder)
+		hf, lock, err := facts.Gather(ctx, t, req, holder)
 		if !errors.Is(err, facts.ErrLocked) {
 			return hf, lock, err
 		}
-		if !endedHere(hf.LockHolder) || time.Now().After(deadline) {
-			return nil, nil, fmt.Errorf("%w (%s): wait for it to finish, or stop it", err, hf.LockHolder)
+		if req.Takeover == "" && hf.LockRun != "" && endedHere(hf.LockHolder) {
+			req.Takeover = hf.LockRun
+			continue
 		}
-		if err := ops.Sleep(ctx, 100*time.Millisecond); err != nil {
-			return nil, nil, err
+		who := hf.LockHolder
+		if !hf.LockUntil.IsZero() {
+			who += fmt.Sprintf("; its lease runs until %s unless it renews it", hf.LockUntil.UTC().Format(time.TimeOnly+" UTC"))
 		}
+		return nil, nil, fmt.Errorf("%w (%s): wait for it to finish, or stop it", err, who)
 	}
 }
-
-// endedRunRelease bounds the wait for a host to let go of the lock of a run
-// that ended: its sshd must see the connection close.
-const endedRunRelease = 5 * time.Second
 
 // holderPattern reads lockHolder's pid and machine back.
 var holderPattern = regexp.MustCompile(`^etcdadm pid (\d+) of \S*@(\S+) since `)
@@ -181,7 +197,7 @@ func Another(ctx context.Context, c *config.Cluster, rt runtime.Runtime, t remot
 	if lock {
 		holder = lockHolder()
 	}
-	return hostFacts(ctx, c, rt, t, h, holder)
+	return hostFacts(ctx, c, rt, t, h, holder, 0)
 }
 
 // Etcd asks etcd, through the members whose hosts have something
@@ -204,7 +220,7 @@ func Etcd(ctx context.Context, c *config.Cluster, f *Facts, client *etcdclient.C
 		return &facts.Cluster{ListError: why, QuorumLost: true, QuorumWhy: why,
 			Status: map[uint64]etcdclient.MemberStatus{}, Unanswered: map[string]etcdclient.MemberStatus{}}
 	}
-	e := facts.GatherCluster(ctx, client, eps, down, timeout, facts.NoLeaderRecheck)
+	e := facts.GatherCluster(ctx, client, eps, down, dataCluster(c, f), timeout, facts.NoLeaderRecheck)
 	for _, name := range idle {
 		h, _ := c.Host(name)
 		u := manifests.ClientURL(h)
@@ -213,6 +229,26 @@ func Etcd(ctx context.Context, c *config.Cluster, f *Facts, client *etcdclient.C
 		}
 	}
 	return e
+}
+
+// dataCluster is the cluster ID most of the inventory's hosts' data holds
+// (their write-ahead logs); of two held as often, the first host's; 0 for
+// none.
+func dataCluster(c *config.Cluster, f *Facts) uint64 {
+	count := map[uint64]int{}
+	var best uint64
+	for _, h := range c.Spec.Hosts {
+		hf := f.Hosts[h.Name]
+		if hf == nil || hf.DataDir.ClusterID == 0 {
+			continue
+		}
+		id := hf.DataDir.ClusterID
+		count[id]++
+		if best == 0 || count[id] > count[best] {
+			best = id
+		}
+	}
+	return best
 }
 
 // lockHolder says who holds a host's lock, for the run that finds it taken.

@@ -68,7 +68,8 @@ func TestGatherLocksEveryHostFirstHostFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, f := range fakes {
-		if calls := f.Calls(); len(calls) != 2 || calls[1].Start || locks[i].HeldBy() != "" {
+		// Taken, let go, then read.
+		if calls := f.Calls(); len(calls) != 3 || strings.Contains(calls[2].Cmd, "flock") || locks[i].HeldBy() != "" {
 			t.Errorf("%s: a reading run's calls %+v, lock held by %q", f.Host(), calls, locks[i].HeldBy())
 		}
 	}
@@ -107,9 +108,10 @@ func TestGatherRefusesAHostAnotherRunHolds(t *testing.T) {
 	}
 }
 
-// A lock still held for a run of this machine that has ended is waited for
-// until the host lets it go; a live run's is refused at once.
-func TestGatherWaitsForTheLockOfARunThatEnded(t *testing.T) {
+// The lease of a run of this machine that has ended (its process gone) is
+// taken over at once; a live run's is refused at once, saying until when
+// its lease runs.
+func TestGatherTakesOverTheLeaseOfARunThatEnded(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	dead := exec.Command("true")
@@ -119,25 +121,49 @@ func TestGatherWaitsForTheLockOfARunThatEnded(t *testing.T) {
 	machine, _ := os.Hostname()
 	ended := fmt.Sprintf("etcdadm pid %d of root@%s since 2030-01-01T00:00:00Z", dead.Process.Pid, machine)
 	c, hs, _, locks := lockingHosts(t)
-	locks[1].Hold(ended)
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		locks[1].Hold("")
-	}()
+	locks[1].HoldFor(ended, "deadbeef", time.Hour)
 	start := time.Now()
 	f, err := Gather(ctx, c, kubelet.Runtime{}, hs, nil, Options{Lock: true})
 	if err != nil {
-		t.Fatalf("the ended run's lock was not waited for: %v", err)
+		t.Fatalf("the ended run's lease was not taken over: %v", err)
 	}
-	f.Release()
-	if took := time.Since(start); took < 300*time.Millisecond {
-		t.Errorf("took %s: the lock was taken before it was let go", took)
+	defer f.Release()
+	if took := time.Since(start); took > 2*time.Second || !strings.HasPrefix(locks[1].HeldBy(), "etcdadm pid ") || locks[1].HeldBy() == ended {
+		t.Errorf("after %s, held by %q", took, locks[1].HeldBy())
 	}
 
 	c, hs, _, locks = lockingHosts(t)
 	locks[1].Hold(fmt.Sprintf("etcdadm pid %d of root@%s since 2030-01-01T00:00:00Z", os.Getppid(), machine))
 	start = time.Now()
-	if _, err := Gather(ctx, c, kubelet.Runtime{}, hs, nil, Options{Lock: true}); !errors.Is(err, facts.ErrLocked) || time.Since(start) > 2*time.Second {
+	_, err = Gather(ctx, c, kubelet.Runtime{}, hs, nil, Options{Lock: true})
+	if !errors.Is(err, facts.ErrLocked) || time.Since(start) > 2*time.Second || !strings.Contains(err.Error(), "its lease runs until") || !strings.Contains(err.Error(), "wait for it to finish, or stop it") {
 		t.Errorf("a live run's lock: err %v after %s, want a refusal at once", err, time.Since(start))
+	}
+}
+
+// A run renews its hosts' leases while it holds them: a lease taken by
+// another run once it ran out (the host cut off meanwhile) is seen as lost,
+// and Held says so; a lease renewed is held.
+func TestGatherLeaseIsRenewedAndALostOneSeen(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, hs, _, locks := lockingHosts(t)
+	f, err := Gather(ctx, c, kubelet.Runtime{}, hs, nil, Options{Lock: true, Lease: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Release()
+	first := locks[0].Until()
+	time.Sleep(1200 * time.Millisecond)
+	if err := f.Held(); err != nil || !locks[0].Until().After(first) {
+		t.Fatalf("after a renewal: %v, lease until %s (was %s)", err, locks[0].Until(), first)
+	}
+	locks[2].HoldFor("etcdadm pid 1 of ops@laptop", "0ther", time.Hour)
+	deadline := time.Now().Add(3 * time.Second)
+	for f.Held() == nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := f.Held(); !errors.Is(err, facts.ErrLockLost) || !strings.Contains(err.Error(), "cp2") || !strings.Contains(err.Error(), "ops@laptop") {
+		t.Errorf("Held: %v, want cp2's lock lost to the other run", err)
 	}
 }

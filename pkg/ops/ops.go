@@ -17,7 +17,6 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
-	"github.com/etcdadm-io/etcdadm/pkg/hostfile"
 	"github.com/etcdadm-io/etcdadm/pkg/progress"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
 )
@@ -68,14 +67,19 @@ type Env interface {
 	// PromoteTimeout the retries of a learner's promotion.
 	HealthTimeout() time.Duration
 	PromoteTimeout() time.Duration
+	// HealthGate bounds the wait for a member that ran before to run
+	// again and answer: after its restart (past it, the restart is rolled
+	// back), or after a cut run's (past it, the member is repaired).
+	HealthGate() time.Duration
 	// StateDir is etcdadm's directory on the host (pending-work markers).
 	StateDir() string
 	// BackupDir is this run's backup directory on the host.
 	BackupDir() string
 	// Report adds what an operation did to the run's result.
 	Report(Done)
-	// KeepReplaced records a binary the run replaced and where it kept
-	// the previous one; Replaced lists them for the host.
+	// KeepReplaced records a file the run replaced (a binary, a
+	// certificate) and where it kept the previous one; Replaced lists them
+	// for the host: what a rollback puts back.
 	KeepReplaced(Replaced)
 	Replaced() []Replaced
 }
@@ -103,9 +107,10 @@ type Runner interface {
 	// Stop stops the member for good, keeping what says how it starts
 	// under the backup directory.
 	Stop(ctx context.Context, e Env) error
-	// RollBack puts a member that did not come up after a restart with a
-	// Rollback back on what it ran before, and waits for it.
-	RollBack(ctx context.Context, e Env, old hostfile.File, retry *hostfile.File, cause error) error
+	// RollBack puts a member that did not come up after op, a restart
+	// with a Rollback, back on what it ran before, and waits for it; the
+	// error says why it did not come up, as far as the host tells.
+	RollBack(ctx context.Context, e Env, op RestartEtcd, cause error) error
 }
 
 // handler is what the executor does with one kind of operation.
@@ -146,6 +151,7 @@ var registry = map[Kind]handler{
 	KindDefragment:   handle(false, defragment, nil),
 	KindMoveLeaderTo: handle(false, moveLeaderTo, verifyLeads),
 	KindDisarmAlarm:  handle(false, disarmAlarm, verifyDisarmed),
+	KindAwaitRestart: handle(false, awaitRestart, nil),
 }
 
 // handle adapts the functions of one payload type to a handler.

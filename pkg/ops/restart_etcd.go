@@ -26,8 +26,12 @@ type RestartEtcd struct {
 	// RollbackRetry is the old manifest under another restart annotation.
 	Rollback      *hostfile.File `json:"-"`
 	RollbackRetry *hostfile.File `json:"-"`
-	Disruptive    bool           `json:"disruptive,omitempty"`
-	Why           string         `json:"why,omitempty"`
+	// Binaries is set when the restart brings in new binaries (a release
+	// upgrade under systemd): a rollback in a run that replaced none, the
+	// run that did having been cut, puts back the copies it kept.
+	Binaries   bool   `json:"binaries,omitempty"`
+	Disruptive bool   `json:"disruptive,omitempty"`
+	Why        string `json:"why,omitempty"`
 }
 
 func (RestartEtcd) Kind() Kind   { return KindRestartEtcd }

@@ -33,8 +33,12 @@ func write(ctx context.Context, e Env, o Write) error {
 	if f.Source != nil {
 		return pushFile(ctx, e, o.Change)
 	}
-	if _, err := e.Transport().WriteFile(ctx, remote.File{Path: f.Path, Mode: f.Mode, Data: f.Data}, e.BackupDir()); err != nil {
+	res, err := e.Transport().WriteFile(ctx, remote.File{Path: f.Path, Mode: f.Mode, Data: f.Data}, e.BackupDir())
+	if err != nil {
 		return fmt.Errorf("write %s: %w", f.Path, err)
+	}
+	if res.BackupPath != "" {
+		e.KeepReplaced(Replaced{Path: f.Path, Backup: res.BackupPath})
 	}
 	e.Log().Host(e.Host().Name, "wrote %s (%s)", f.Path, o.Change.Kind)
 	e.Report(Done{Wrote: f.Path})

@@ -47,6 +47,7 @@ func (s *Session) reachOldHost(ctx context.Context, name string, from *plan.Move
 	}
 	if l != nil {
 		s.release = append(s.release, l.Release)
+		s.held = append(s.held, l.Held)
 	}
 	from.Facts = hf
 	return nil

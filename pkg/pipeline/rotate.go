@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
+	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/gather"
+	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/pkg/plan"
 )
 
@@ -65,6 +67,7 @@ func RotateCA(ctx context.Context, s *Session, o RotateOptions, h Hooks) (*Rotat
 		if err != nil {
 			return out, err
 		}
+		s.held = append(s.held, f.Held)
 		stage, why := plan.Rotation(plan.Input{Cluster: s.Cluster, Runtime: s.Runtime, Hosts: f.Hosts, Now: now}, move)
 		switch {
 		case stage > o.Until && stage != plan.RotationDone:
@@ -161,18 +164,38 @@ func finishRotation(s *Session, r *certs.Rotation, abort bool, why string) (stri
 }
 
 // OnlyCertificates refuses a plan that would also change other files than
-// certificates: those are apply's to make, after review.
+// certificates: those are apply's to make, after review. A start file a
+// cut run's restart took away (its host's pending restart is cleared by
+// the plan) is put back: that run's own work.
 func OnlyCertificates(p *plan.Plan) error {
 	var others []string
 	for _, h := range p.Hosts {
 		for _, ch := range h.Changed() {
-			if ch.File.Part != plan.PartCerts {
-				others = append(others, h.Name+":"+ch.Path)
+			if ch.File.Part == plan.PartCerts || ch.File.Part == plan.PartManifests && ch.Kind == plan.Create && restartPending(p, h.Name) {
+				continue
 			}
+			others = append(others, h.Name+":"+ch.Path)
 		}
 	}
 	if len(others) > 0 {
 		return fmt.Errorf("the hosts differ from the inventory in more than certificates (%s): review them with 'etcdadm diff' and run 'etcdadm apply' first", strings.Join(others, ", "))
 	}
 	return nil
+}
+
+// restartPending reports whether the plan clears host's pending restart.
+func restartPending(p *plan.Plan, host string) bool {
+	for _, st := range p.Stages {
+		for _, ho := range st.Hosts {
+			if ho.Host != host {
+				continue
+			}
+			for _, op := range ho.Ops {
+				if u, ok := op.(ops.Unmark); ok && u.Marker == facts.PendingEtcdRestart {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

@@ -27,6 +27,9 @@ type Hooks struct {
 // ExecOptions tune how a plan runs.
 type ExecOptions struct {
 	HealthTimeout time.Duration
+	// HealthGate bounds the wait for a restarted member to run again and
+	// answer; execute.DefaultHealthGate when zero.
+	HealthGate time.Duration
 	// KeepBackups is how many runs' backups a changed host keeps.
 	KeepBackups int
 }
@@ -58,7 +61,7 @@ func (s *Session) executePlan(ctx context.Context, p *plan.Plan, o ExecOptions) 
 		return nil, fmt.Errorf("keep %d backups: use 0 (keep all) or more", o.KeepBackups)
 	}
 	x := &execute.Executor{Cluster: s.Cluster, Runtime: s.Runtime, Hosts: s.Hosts, Etcd: s.Etcd, Log: s.Log,
-		HealthTimeout: o.HealthTimeout, Concurrency: s.opts.Concurrency, KeepBackups: o.KeepBackups, Stamp: s.stamp}
+		HealthTimeout: o.HealthTimeout, HealthGate: o.HealthGate, Concurrency: s.opts.Concurrency, KeepBackups: o.KeepBackups, Stamp: s.stamp, Locks: s.holdsHosts}
 	return x.Run(ctx, p)
 }
 

@@ -78,6 +78,8 @@ type Session struct {
 	// restore is this machine's record of a restore not finished; nil
 	// for none.
 	restore *snapshot.Record
+	// held say whether the run still holds the hosts it locked.
+	held []func() error
 }
 
 // Open works out the PKI in memory (nothing is saved), connects to the
@@ -165,7 +167,19 @@ func (s *Session) Gather(ctx context.Context, lock bool) (*gather.Facts, error) 
 		return nil, err
 	}
 	s.release = append(s.release, f.Release)
+	s.held = append(s.held, f.Held)
 	return f, nil
+}
+
+// holdsHosts is nil while the run holds every host it locked, else why
+// not: the executor checks it before each change.
+func (s *Session) holdsHosts() error {
+	for _, held := range s.held {
+		if err := held(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Input is what a plan is made from: the session and the facts, at now.

@@ -258,6 +258,12 @@ func classify(in Input, hosts []*host, refused *refusals) bool {
 		name, peer := h.cfg.Name, manifests.PeerURL(h.cfg)
 		h.member, h.listed = e.Member(name, peer)
 		dd := h.facts.DataDir
+		if identify(in, h.cfg, h.facts).foreign(e.ClusterID) {
+			// Not this cluster's to reset, join or restart: most likely
+			// the inventory's address is wrong.
+			checkIdentity(in, h.cfg, h.facts, e.ClusterID, anyMember, false, refused)
+			continue
+		}
 		switch {
 		case h.listed && !h.member.HasPeerURL(peer):
 			refused.add(name, "the cluster knows member %s (%s) at %v but the inventory puts it at %s; a member's address does not change in place: move it there, with its ID and data, with `etcdadm member move %s` (or, if its old host is gone for good, `etcdadm member replace %s`)",

@@ -184,8 +184,8 @@ func TestBuildServerSANChange(t *testing.T) {
 			"write /etc/kubernetes/pki/etcd/server.key",
 			"write " + kubeadmPath,
 			string(ops.KindRestartEtcd),
-			"unmark " + facts.PendingEtcdRestart,
 			string(ops.KindWaitMember),
+			"unmark " + facts.PendingEtcdRestart,
 			string(ops.KindWaitCluster),
 		}
 		if diff := cmp.Diff(want, kinds(steps)); diff != "" {
@@ -210,8 +210,11 @@ func TestBuildServerSANChange(t *testing.T) {
 		if c := as[ops.Write](t, steps[1]).Change.Cert; c == nil || c.New == nil || !slices.Contains(c.New.SANs, "etcd.example.com") {
 			t.Errorf("%s: the server certificate change does not show the new SAN: %+v", n, c)
 		}
-		if wm := as[ops.WaitMember](t, steps[6]); wm.Member != n || !wm.NewProcess {
-			t.Errorf("%s: wait-member %+v, want %s's new process", n, wm, n)
+		if wm := as[ops.WaitMember](t, steps[5]); wm.Member != n || !wm.NewProcess || !wm.Gated {
+			t.Errorf("%s: wait-member %+v, want %s's new process within the health gate", n, wm, n)
+		}
+		if rb := restart.Rollback; rb == nil || facts.ParseManifest(rb.Data).InitialCluster != hosts[n].Manifest.InitialCluster || !strings.HasSuffix(facts.ParseManifest(rb.Data).Restart, "(rolled back)") {
+			t.Errorf("%s: the restart of a running member rolls back to its manifest as the host has it: %+v", n, restart.Rollback)
 		}
 		if wc := as[ops.WaitCluster](t, steps[7]); !slices.Equal(sorted(wc.Members), names3) {
 			t.Errorf("%s: wait-cluster for %v, want %v", n, wc.Members, names3)
@@ -554,7 +557,7 @@ func TestBuildFinishesPendingWork(t *testing.T) {
 			t.Fatalf("want one stage for n0:\n%s", planText(p))
 		}
 		steps := stageOps(p.Stages[0], "n0")
-		want := []string{string(ops.KindRestartEtcd), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitMember), string(ops.KindWaitCluster)}
+		want := []string{string(ops.KindRestartEtcd), string(ops.KindWaitMember), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitCluster)}
 		if diff := cmp.Diff(want, kinds(steps)); diff != "" {
 			t.Fatalf("operations (-want +got):\n%s", diff)
 		}
@@ -564,7 +567,7 @@ func TestBuildFinishesPendingWork(t *testing.T) {
 		if m := facts.ParseManifest(as[ops.RestartEtcd](t, steps[0]).Change.File.Data); m.Restart != fixedStamp {
 			t.Errorf("restart annotation %q, want %q", m.Restart, fixedStamp)
 		}
-		if !as[ops.WaitMember](t, steps[2]).NewProcess {
+		if !as[ops.WaitMember](t, steps[1]).NewProcess {
 			t.Error("wait-member does not wait for a new process")
 		}
 	})
@@ -638,7 +641,9 @@ func TestBuildPlanOutput(t *testing.T) {
 
 // Every member's certificates expired: no member answers and none can reach
 // another, so there is no quorum to protect. Every member gets new
-// certificates and restarts at once.
+// certificates and restarts at once, in one stage: asked whether they still
+// have no leader before any certificate is written (etcd reads new leaves
+// at once, and members that have them could elect one).
 func TestBuildRecoversExpiredCertificates(t *testing.T) {
 	w := newWorld(t, 3)
 	hosts := w.allBootstrapped(t)
@@ -651,27 +656,23 @@ func TestBuildRecoversExpiredCertificates(t *testing.T) {
 	// A year and a day later, the hosts' leaves (one year) have expired.
 	later := time.Now().Add(366 * 24 * time.Hour)
 	p := mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: renewed, Hosts: hosts, Etcd: gone, Now: later})
-	if len(p.Stages) != 2 || p.Stages[0].Rollout != AllAtOnce || p.Stages[1].Rollout != AllAtOnce || !strings.HasPrefix(p.Stages[0].Name, "recovery") {
-		t.Fatalf("want two all-at-once recovery stages:\n%s", planText(p))
+	if len(p.Stages) != 1 || p.Stages[0].Rollout != AllAtOnce || !strings.HasPrefix(p.Stages[0].Name, "recovery") {
+		t.Fatalf("want one all-at-once recovery stage:\n%s", planText(p))
 	}
-	if !strings.Contains(p.Stages[0].Why, "expired") {
-		t.Errorf("the recovery does not say why: %q", p.Stages[0].Why)
-	}
-	// Once the new certificates are on the hosts, the peers' old
-	// connections may show a leader: the start must not be refused for it.
-	if p.Stages[1].QuorumLost != "" {
-		t.Errorf("the start asks again for no leader: %q", p.Stages[1].QuorumLost)
+	st := p.Stages[0]
+	if !strings.Contains(st.Why, "expired") || !strings.Contains(st.QuorumLost, "expired") {
+		t.Errorf("the recovery does not say why, or claims no lost quorum to check: %q, %q", st.Why, st.QuorumLost)
 	}
 	for _, n := range names3 {
-		if _, i := findOp(stageOps(p.Stages[0], n), isWriteOf("/etc/kubernetes/pki/etcd/peer.crt")); i < 0 {
-			t.Errorf("%s: no new peer certificate in %v", n, kinds(stageOps(p.Stages[0], n)))
-		}
-		if op, i := findOp(stageOps(p.Stages[1], n), isKind(ops.KindRestartEtcd)); i < 0 || !op.Meta().Disruptive {
-			t.Errorf("%s: no restart in %v", n, kinds(stageOps(p.Stages[1], n)))
+		steps := stageOps(st, n)
+		_, w := findOp(steps, isWriteOf("/etc/kubernetes/pki/etcd/peer.crt"))
+		op, r := findOp(steps, isKind(ops.KindRestartEtcd))
+		if w < 0 || r < w || !op.Meta().Disruptive {
+			t.Errorf("%s: %v, want its new peer certificate, then its restart", n, kinds(steps))
 		}
 	}
-	if !slices.Equal(sorted(p.Stages[1].Wait), names3) {
-		t.Errorf("the recovery waits for %v", p.Stages[1].Wait)
+	if !slices.Equal(sorted(st.Wait), names3) {
+		t.Errorf("the recovery waits for %v", st.Wait)
 	}
 	// The same hosts before their certificates expired, not answering for
 	// some other reason: nothing is restarted blind.

@@ -59,7 +59,7 @@ func Defrag(in Input, o DefragOptions) (*Plan, error) {
 		}
 	}
 	for _, m := range e.Members {
-		if !e.Healthy(m.ID) {
+		if !e.Healthy(m.ID) && !cutDefrag(in, m) {
 			why := "not answering"
 			if st, ok := e.Status[m.ID]; ok && st.Error != "" {
 				why = st.Error
@@ -85,6 +85,11 @@ func Defrag(in Input, o DefragOptions) (*Plan, error) {
 			followers = append(followers, t)
 		}
 	}
+	// A member a cut run was defragmenting comes back before any other
+	// member is taken out.
+	slices.SortStableFunc(followers, func(a, b defragTarget) int {
+		return boolRank(!cutDefrag(in, a.member)) - boolRank(!cutDefrag(in, b.member))
+	})
 	var stages []Stage
 	if o.Compact {
 		stages = append(stages, Stage{Name: "compact the history", Rollout: OneAtATime,
@@ -95,10 +100,10 @@ func Defrag(in Input, o DefragOptions) (*Plan, error) {
 	defrag := Stage{Name: "defragment the members", Rollout: OneAtATime, Quorum: facts.Quorum(voters),
 		Why: "one member at a time, each healthy and caught up before the next; followers first, the leader last, after its leadership moved to a follower defragmented already: a member applies nothing while its database is rewritten, and every proposal and lease renewal goes through the leader"}
 	for _, t := range followers {
-		defrag.Hosts = append(defrag.Hosts, HostOps{Host: t.name, Ops: []Op{ops.Defragment{Member: t.name}}})
+		defrag.Hosts = append(defrag.Hosts, HostOps{Host: t.name, Ops: defragOps(in, t, ops.Defragment{Member: t.name})})
 	}
 	if leader != nil {
-		steps := []Op{ops.Defragment{Member: leader.name, Alone: voters == 1}}
+		steps := defragOps(in, *leader, ops.Defragment{Member: leader.name, Alone: voters == 1})
 		switch to, ok := successor(in, followers, leader.member.ID); {
 		case voters == 1:
 			p.Warnings = append(p.Warnings, leader.name+" is the cluster's only member: it keeps its leadership, and the cluster takes no write while its database is rewritten")
@@ -130,6 +135,46 @@ func Defrag(in Input, o DefragOptions) (*Plan, error) {
 	}
 	p.Stages = stages
 	return p, nil
+}
+
+// defragOps defragment t behind its host's pending marker, when its host
+// can be reached: a run cut meanwhile leaves the next one the marker, which
+// waits for the member instead of refusing to run while it is busy. A
+// member a cut run left pending is waited for first, up to the health gate.
+func defragOps(in Input, t defragTarget, d ops.Defragment) []Op {
+	hf := in.Hosts[t.name]
+	if hf == nil {
+		return []Op{d}
+	}
+	var steps []Op
+	switch {
+	case cutDefrag(in, t.member):
+		steps = append(steps, ops.AwaitRestart{Member: t.name, Marker: facts.PendingDefrag, Why: "a run was cut while it defragmented this member, which finishes on its own"})
+	case !hf.HasPending(facts.PendingDefrag):
+		steps = append(steps, ops.Mark{Marker: facts.PendingDefrag, Why: "a run cut while the member is defragmented leaves it to the next, which waits for it"})
+	}
+	return append(steps, d, ops.Unmark{Marker: facts.PendingDefrag})
+}
+
+// cutDefrag reports whether a run that was cut was defragmenting member m,
+// which is not healthy now: its host holds the pending marker.
+func cutDefrag(in Input, m etcdclient.Member) bool {
+	if in.Etcd.Healthy(m.ID) {
+		return false
+	}
+	for _, h := range in.Cluster.Spec.Hosts {
+		if hf := in.Hosts[h.Name]; hf != nil && hf.HasPending(facts.PendingDefrag) && (m.Name == h.Name || m.HasPeerURL(manifests.PeerURL(h))) {
+			return true
+		}
+	}
+	return false
+}
+
+func boolRank(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // defragTarget is a member to defragment, by its inventory host's name.

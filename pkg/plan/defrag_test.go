@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/ops"
 )
 
@@ -37,12 +38,16 @@ func TestDefragOrder(t *testing.T) {
 	}
 	for _, n := range []string{"n1", "n2"} {
 		steps := stageOps(st, n)
-		if d := as[ops.Defragment](t, steps[0]); len(steps) != 1 || d.Member != n || d.Alone || !d.Meta().Disruptive {
-			t.Errorf("%s: %v", n, kinds(steps))
+		if !slices.Equal(kinds(steps), []string{"mark " + facts.PendingDefrag, string(ops.KindDefragment), "unmark " + facts.PendingDefrag}) {
+			t.Errorf("%s: %v, want the defragment behind its host's marker", n, kinds(steps))
+			continue
+		}
+		if d := as[ops.Defragment](t, steps[1]); d.Member != n || d.Alone || !d.Meta().Disruptive {
+			t.Errorf("%s: %+v", n, d)
 		}
 	}
 	leader := stageOps(st, "n0")
-	if got := kindsOnly(leader); !slices.Equal(got, []ops.Kind{ops.KindMoveLeaderTo, ops.KindDefragment}) {
+	if got := kindsOnly(leader); !slices.Equal(got, []ops.Kind{ops.KindMoveLeaderTo, ops.KindMark, ops.KindDefragment, ops.KindUnmark}) {
 		t.Fatalf("n0: %v", got)
 	}
 	if m := as[ops.MoveLeaderTo](t, leader[0]); m.Member != "n2" || m.MemberID != etcdclient.FormatID(idOf(t, "n2")) || m.From != "n0" {
@@ -104,7 +109,42 @@ func TestDefragRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkInvariants(t, p)
-	if steps := stageOps(p.Stages[0], "n0"); len(steps) != 1 || !as[ops.Defragment](t, steps[0]).Alone || !strings.Contains(strings.Join(p.Warnings, "\n"), "only member") {
+	if steps := stageOps(p.Stages[0], "n0"); len(steps) != 3 || !as[ops.Defragment](t, steps[1]).Alone || !strings.Contains(strings.Join(p.Warnings, "\n"), "only member") {
 		t.Errorf("a cluster of one:\n%s", planText(p))
+	}
+}
+
+// A member a cut run was defragmenting (its host's marker there, the
+// member busy) is not refused: it is waited for first, up to the health
+// gate, then defragmented again before any other member; a host that
+// cannot be reached gets no marker.
+func TestDefragAfterACutRun(t *testing.T) {
+	w := newWorld(t, 3)
+	hosts := w.allBootstrapped(t)
+	e := etcdView(t, "n0", names3...)
+	unhealthy(t, e, "n2")
+	hosts["n2"].Pending = []string{facts.PendingDefrag}
+	in := Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: e, Now: fixedNow}
+	p, err := Defrag(in, DefragOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := p.Stages[0]
+	if !slices.Equal(stageHosts(st), []string{"n2", "n1", "n0"}) {
+		t.Errorf("order %v, want n2 first", stageHosts(st))
+	}
+	if got := kindsOnly(stageOps(st, "n2")); !slices.Equal(got, []ops.Kind{ops.KindAwaitRestart, ops.KindDefragment, ops.KindUnmark}) {
+		t.Errorf("n2: %v", got)
+	}
+	delete(in.Hosts, "n1")
+	hosts["n2"].Pending = nil
+	_, err = Defrag(in, DefragOptions{})
+	if err == nil || !strings.Contains(err.Error(), "n2: is not healthy") {
+		t.Errorf("n2 busy without the marker: %v", err)
+	}
+	in.Etcd = etcdView(t, "n0", names3...)
+	p, err = Defrag(in, DefragOptions{})
+	if err != nil || len(stageOps(p.Stages[0], "n1")) != 1 {
+		t.Errorf("an unreachable host: %v\n%s", err, planText(p))
 	}
 }

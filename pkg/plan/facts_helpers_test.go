@@ -264,7 +264,7 @@ func member(t *testing.T, name string) etcdclient.Member {
 // voters, leader leading ("" for none): a linearizable member list.
 func etcdView(t *testing.T, leader string, names ...string) *facts.Cluster {
 	t.Helper()
-	e := &facts.Cluster{Status: map[uint64]etcdclient.MemberStatus{}, Unanswered: map[string]etcdclient.MemberStatus{}}
+	e := &facts.Cluster{Status: map[uint64]etcdclient.MemberStatus{}, Unanswered: map[string]etcdclient.MemberStatus{}, ClusterID: testClusterID}
 	var leaderID uint64
 	if leader != "" {
 		leaderID = idOf(t, leader)
@@ -273,7 +273,7 @@ func etcdView(t *testing.T, leader string, names ...string) *facts.Cluster {
 	for _, n := range names {
 		m := member(t, n)
 		e.Members = append(e.Members, m)
-		e.Status[m.ID] = etcdclient.MemberStatus{Name: n, Endpoint: clientOf(n), ID: m.HexID(), MemberID: m.ID,
+		e.Status[m.ID] = etcdclient.MemberStatus{Name: n, Endpoint: clientOf(n), ID: m.HexID(), MemberID: m.ID, ClusterID: testClusterID,
 			LeaderID: leaderID, Leader: n == leader, Version: "3.6.5", RaftTerm: 4, RaftIndex: 1234, Healthy: true}
 	}
 	if len(names) > 0 {

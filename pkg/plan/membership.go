@@ -97,6 +97,22 @@ func Remove(in Input, name string) (*Plan, error) {
 		refused.add("", "no quorum to remove a member with (%s): bring the members back first", quorumWhy(in))
 		return nil, refused.err("member remove")
 	}
+	if t.host != nil && t.reachable() {
+		// The member its host runs, or holds, known to the member list by
+		// another name or peer URL, is the one named.
+		if m, ok := identify(in, *t.host, t.facts).member(in); ok && !t.listed {
+			t.member, t.listed = m, true
+			p.Warnings = append(p.Warnings, fmt.Sprintf("%s's host holds member %s (%s, peer URLs %v): the member list knows it by that name and address; it is the member removed", name, orID(m), m.HexID(), m.PeerURLs))
+		}
+		want := uint64(0)
+		if t.listed {
+			want = t.member.ID
+		}
+		checkIdentity(in, *t.host, t.facts, in.Etcd.ClusterID, want, false, &refused)
+		if err := refused.err("member remove"); err != nil {
+			return nil, err
+		}
+	}
 	if !t.listed {
 		if t.reachable() && t.holdsEtcd() {
 			p.Warnings = append(p.Warnings, name+" is not a member of the cluster any more; its host is cleaned")
@@ -246,15 +262,21 @@ func Reset(in Input, name string) (*Plan, error) {
 		refused.add(name, "no member answers (%s), so it cannot be told whether %s is still a member", quorumWhy(in), name)
 	case t.listed:
 		refused.add(name, "is member %s of the cluster: remove it first with `etcdadm member remove %s`", t.member.HexID(), name)
-	case t.facts.DataDir.MemberID != 0:
-		if m, ok := in.Etcd.MemberByID(t.facts.DataDir.MemberID); ok {
-			refused.add(name, "its data directory holds member %s (%s) of the cluster: remove it first with `etcdadm member remove %s`", m.HexID(), m.Name, orID(m))
+	default:
+		id := identify(in, *t.host, t.facts)
+		if m, ok := id.member(in); ok {
+			refused.add(name, "%s, which is member %s (%s, peer URLs %v) of this cluster: remove it first with `etcdadm member remove %s`", id, orID(m), m.HexID(), m.PeerURLs, name)
+			break
 		}
+		checkIdentity(in, *t.host, t.facts, in.Etcd.ClusterID, 0, true, &refused)
 	}
 	if err := refused.err("reset"); err != nil {
 		return nil, err
 	}
 	p := newPlan(in)
+	if id := identify(in, *t.host, t.facts); id.foreign(in.Etcd.ClusterID) {
+		p.Warnings = append(p.Warnings, fmt.Sprintf("%s: %s, of another cluster than this one (%s): it goes under the backup directory", name, id, etcdclient.FormatID(in.Etcd.ClusterID)))
+	}
 	if !t.holdsEtcd() {
 		p.Warnings = append(p.Warnings, name+" holds nothing of etcd: nothing to do")
 		return p, nil
@@ -288,6 +310,13 @@ func Replace(in Input, name string, force bool) (*Plan, error) {
 		refused.add(name, "member %s is healthy: replace is for a failed member (pass --force to replace it anyway)", t.member.HexID())
 		return nil, refused.err("member replace")
 	}
+	want := uint64(0)
+	if t.listed {
+		want = t.member.ID
+	}
+	if checkIdentity(in, *t.host, t.facts, in.Etcd.ClusterID, want, false, &refused); len(refused) > 0 {
+		return nil, refused.err("member replace")
+	}
 	if t.listed {
 		if err := checkRemoval(in, t, &refused); err != nil {
 			return nil, err
@@ -316,6 +345,11 @@ func Replace(in Input, name string, force bool) (*Plan, error) {
 	Compare(&hp, hf)
 	p.Hosts = []Host{hp}
 	h := &host{cfg: *t.host, facts: hf, role: roleJoin, plan: &p.Hosts[0]}
+	if !t.listed {
+		// Removed before (while its host was down, say): what is left of
+		// its member is stale, and etcd would refuse to start on it.
+		h.clean = cleanOps(in, t.facts, false)
+	}
 	if h.work, err = in.Runtime.Work(runtimeHost(in, h)); err != nil {
 		return nil, fmt.Errorf("plan for %s: %w", name, err)
 	}

@@ -165,6 +165,14 @@ func Move(in Input, name string, from MoveFrom) (*Plan, error) {
 	if old != nil && old.UID != 0 {
 		refused.add(from.Host, "commands run as uid %d, not root: log in as root or as a user with passwordless sudo", old.UID)
 	}
+	if old != nil && old.RunsEtcd() {
+		// It stops there: it must be the member that moves.
+		var rs refusals
+		checkIdentity(in, config.Host{Name: name, Address: from.Address}, old, e.ClusterID, m.ID, false, &rs)
+		for _, r := range rs {
+			refused.add(from.Host, "%s", r.Reason)
+		}
+	}
 	p.Warnings = append(p.Warnings, planImages(in, []*host{h}, &refused)...)
 	if err := refused.err("member move"); err != nil {
 		return nil, err

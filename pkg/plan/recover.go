@@ -258,6 +258,9 @@ func (r *recovery) check(refused *refusals) {
 		preflight(in, &host{cfg: h, facts: other}, refused)
 		if other.DataDir.HasWAL && other.DataDir.ClusterID != 0 && dd.ClusterID != 0 && other.DataDir.ClusterID != dd.ClusterID {
 			refused.add(h.Name, "its data directory holds a member of another cluster (%s, not %s): move it away, or `etcdadm reset %s`", etcdclient.FormatID(other.DataDir.ClusterID), etcdclient.FormatID(dd.ClusterID), h.Name)
+		} else if other.RunsEtcd() && !r.formed {
+			// Every member stops: each must be this cluster's.
+			checkIdentity(in, h, other, dd.ClusterID, anyMember, false, refused)
 		}
 	}
 	if r.formed {

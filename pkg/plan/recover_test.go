@@ -489,11 +489,15 @@ func TestApplyRejoinsADroppedHost(t *testing.T) {
 	hosts["n0"].Pending = nil
 	p, err := build(t, in)
 	refusedWith(t, p, err, "n2", "`etcdadm reset n2`")
-	// Another cluster's data is not taken for this one's.
+	// Another cluster's member is not taken for this one's, nor is reset
+	// offered for it: the inventory's address is more likely wrong.
 	hosts["n0"].Pending = []string{facts.PendingRejoin + "n2"}
 	hosts["n2"].DataDir.ClusterID = 0x1234
 	p, err = build(t, in)
-	refusedWith(t, p, err, "n2", "`etcdadm reset n2`")
+	refusedWith(t, p, err, "n2", "runs a member of another cluster", "check the inventory's address of n2")
+	if strings.Contains(err.Error(), "reset") {
+		t.Errorf("reset offered for another cluster's member: %v", err)
+	}
 }
 
 // While a recovery has not finished, apply refuses and says how to finish.

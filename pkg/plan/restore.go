@@ -463,7 +463,7 @@ func keptBefore(hf *facts.Host, dataDir, marker string) (facts.Kept, bool) {
 // host or this machine holds its record, or the data directories hold
 // different clusters (a restore cut short without its records). Host
 // except, the one a command is about, is left out of the comparison: its
-// data is what the command deals with.
+// data is what the command deals with; so is a host whose etcd runs.
 func checkRestore(in Input, refused *refusals, except string) {
 	u, err := Unfinished(in)
 	switch {
@@ -483,7 +483,9 @@ func checkRestore(in Input, refused *refusals, except string) {
 	var order []uint64
 	for _, h := range in.Cluster.Spec.Hosts {
 		hf := in.Hosts[h.Name]
-		if hf == nil || h.Name == except || !hf.DataDir.HasWAL || hf.DataDir.ClusterID == 0 {
+		// A host whose etcd runs is not one a restore left stopped: what
+		// it runs is matched to this cluster by its identity instead.
+		if hf == nil || h.Name == except || !hf.DataDir.HasWAL || hf.DataDir.ClusterID == 0 || hf.RunsEtcd() {
 			continue
 		}
 		id := hf.DataDir.ClusterID

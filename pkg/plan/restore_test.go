@@ -401,11 +401,15 @@ func TestUnfinishedRestoreRefusesOtherCommands(t *testing.T) {
 	}
 
 	// No record, but n2 holds the restored cluster (a cut restore whose
-	// records are gone): refused, naming n2, but for a command about n2.
+	// records are gone, every etcd stopped): refused, naming n2, but for a
+	// command about n2.
 	mixed := marked(t)
 	mixed.Restore = nil
 	mixed.Hosts["n1"].Pending = nil
 	w.restoredData(t, mixed.Hosts["n2"], staged.Token)
+	for _, hf := range mixed.Hosts {
+		stop(hf)
+	}
 	_, err := Build(mixed)
 	if err == nil || !strings.Contains(err.Error(), "n2: its data directory holds another cluster") || !strings.Contains(err.Error(), "etcdadm reset n2") {
 		t.Errorf("apply with a mix of clusters: %v", err)

@@ -59,6 +59,27 @@ func bringUp(in Input, hosts []*host, name, why string) []Stage {
 	return out
 }
 
+// together makes all-at-once stages one: each host's operations in the
+// stages' order, the last stage's wait.
+func together(stages []Stage, name string) Stage {
+	st := Stage{Name: name, Rollout: AllAtOnce}
+	if len(stages) > 0 {
+		st.Why, st.Wait = stages[0].Why, stages[len(stages)-1].Wait
+	}
+	at := map[string]int{}
+	for _, s := range stages {
+		for _, ho := range s.Hosts {
+			i, ok := at[ho.Host]
+			if !ok {
+				i, at[ho.Host] = len(st.Hosts), len(st.Hosts)
+				st.Hosts = append(st.Hosts, HostOps{Host: ho.Host})
+			}
+			st.Hosts[i].Ops = append(st.Hosts[i].Ops, ho.Ops...)
+		}
+	}
+	return st
+}
+
 // withoutQuorum marks the stage of stages that starts the members as
 // planned for a cluster without quorum, for the executor to check again.
 func withoutQuorum(stages []Stage, why string) []Stage {
@@ -95,12 +116,15 @@ func converge(in Input, hosts []*host, up *upgrade, refused *refusals) ([]Stage,
 	expired := expiredMembers(in, members)
 	if blind && len(expired) > 0 && len(expired) == countRunning(members) {
 		// Members whose certificates expired cannot reach each other, nor
-		// be reached: there is no quorum to protect. Their peers' old
-		// connections may still carry a leader, which the new certificates
-		// make visible before the start: the start is not asked to find
-		// none.
+		// be reached: there is no quorum to protect. etcd reads its leaves
+		// at every handshake, so members that got new ones may elect a
+		// leader before they restart: the members are asked whether they
+		// still have none before any certificate is written, and each
+		// restarts right after its files, in one stage.
 		why := fmt.Sprintf("the certificates of %s expired, so no member can reach another", strings.Join(expired, ", "))
-		return bringUp(in, append(members, boots...), "recovery", why+": every member gets its new certificates and restarts at once"), warnings
+		st := together(bringUp(in, append(members, boots...), "recovery", why+": every member gets its new certificates and restarts at once"),
+			"recovery: new certificates and a restart on every member")
+		return withoutQuorum([]Stage{st}, why), warnings
 	}
 	if !e.HasQuorum() && !blind && e.QuorumLost {
 		// Nothing to protect: a bring-up to finish, or a cluster to recover.
@@ -186,6 +210,16 @@ func rolling(in Input, members []*host, up *upgrade, refused *refusals, blind bo
 	expected := healthyVoterNames(in, members)
 	// Fewer healthy voters than a quorum, yet its loss is not confirmed.
 	doubt := !blind && !e.HasQuorum()
+	// Voters a cut run was restarting come back, or are repaired, before
+	// any healthy member restarts (they are not healthy, so they come
+	// first): they do not count against quorum, and the executor asks
+	// afresh before each host.
+	coming := 0
+	for _, it := range items {
+		if cutRestart(in, it.h) && it.h.listed && !it.h.member.Learner {
+			coming++
+		}
+	}
 	for _, it := range items {
 		name := it.h.cfg.Name
 		if it.w.Disruptive() {
@@ -197,27 +231,35 @@ func rolling(in Input, members []*host, up *upgrade, refused *refusals, blind bo
 				refused.add(name, "restarting its member (%s) could cost the cluster its quorum: %d of %d voting members are healthy, below the quorum of %d, but the loss of quorum is not confirmed (%s)%s; wait until `etcdadm status` shows them healthy, or bring them back, then apply again",
 					strings.Join(it.w.Why, ", "), healthyNow, voters, q, quorumDoubt(e), unhealthyList(in))
 				continue
-			case it.h.listed && !it.h.member.Learner && e.Healthy(it.h.member.ID) && healthyNow-1 < q:
+			case it.h.listed && !it.h.member.Learner && e.Healthy(it.h.member.ID) && healthyNow+coming-1 < q:
 				refused.add(name, "restarting its member (%s) would leave %d of %d voting members healthy, below the quorum of %d%s; bring them back first, then apply again",
-					strings.Join(it.w.Why, ", "), healthyNow-1, voters, q, unhealthyList(in))
+					strings.Join(it.w.Why, ", "), healthyNow+coming-1, voters, q, unhealthyList(in))
 				continue
 			}
 		}
-		steps := append(slices.Clone(it.w.Prepare), it.w.Start...)
-		wait := ops.WaitMember{Member: name, NewProcess: it.w.Restarts}
-		if up != nil && up.changesVersion(name) && up.to != nil {
-			for i := range steps {
-				if r, ok := steps[i].(ops.RestartEtcd); ok {
-					rh := runtimeHost(in, it.h)
-					r.Rollback, r.RollbackRetry = in.Runtime.Rollback(rh, false), in.Runtime.Rollback(rh, true)
-					steps[i] = r
-				}
+		// The pending marker goes once the member is back, not before.
+		start, unmarks := splitUnmarks(it.w.Start)
+		steps := append(slices.Clone(it.w.Prepare), start...)
+		if cutRestart(in, it.h) && mayComeBack(in, it.h) {
+			steps = append([]Op{ops.AwaitRestart{Member: name, Marker: facts.PendingEtcdRestart, Why: "a run was cut while it restarted this member, which may be coming back"}}, steps...)
+		}
+		// A member that ran has the health gate to run and answer again;
+		// past it, it is put back on what it ran before.
+		rh := runtimeHost(in, it.h)
+		for i := range steps {
+			if r, ok := steps[i].(ops.RestartEtcd); ok && r.Disruptive {
+				r.Rollback, r.RollbackRetry = in.Runtime.Rollback(rh, false), in.Runtime.Rollback(rh, true)
+				steps[i] = r
 			}
+		}
+		wait := ops.WaitMember{Member: name, NewProcess: it.w.Restarts, Gated: it.w.Restarts && it.h.runs()}
+		if up != nil && up.changesVersion(name) && up.to != nil {
 			wait.Version = up.to.String()
 		}
 		if len(it.w.Start) > 0 || it.w.Kubelet {
 			steps = append(steps, wait)
 		}
+		steps = append(steps, unmarks...)
 		if !slices.Contains(expected, name) {
 			expected = append(expected, name)
 		}
@@ -225,6 +267,36 @@ func rolling(in Input, members []*host, up *upgrade, refused *refusals, blind bo
 		st.Hosts = append(st.Hosts, HostOps{Host: name, Ops: steps})
 	}
 	return st, warnings
+}
+
+// splitUnmarks takes the clearing of the pending restart out of a
+// member's start operations, to run once the member is back.
+func splitUnmarks(start []Op) (rest, unmarks []Op) {
+	for _, op := range start {
+		if u, ok := op.(ops.Unmark); ok && u.Marker == facts.PendingEtcdRestart {
+			unmarks = append(unmarks, op)
+		} else {
+			rest = append(rest, op)
+		}
+	}
+	return rest, unmarks
+}
+
+// cutRestart reports whether a run that was cut was restarting h's member,
+// which is not healthy now: its pending marker is there.
+func cutRestart(in Input, h *host) bool {
+	return h.facts.HasPending(facts.PendingEtcdRestart) && !(h.listed && in.Etcd.Healthy(h.member.ID))
+}
+
+// mayComeBack reports whether something would start h's member without
+// etcdadm: its start file is there and its unit (or kubelet) not stopped.
+func mayComeBack(in Input, h *host) bool {
+	hf := h.facts
+	stopped := func(state string) bool { return state == "inactive" || state == "failed" }
+	if _, there := hf.Files[in.Runtime.StartPath(in.Cluster)]; !there || stopped(hf.EtcdActive) {
+		return false
+	}
+	return in.Runtime.Unit() != "" || !stopped(hf.KubeletActive)
 }
 
 // quorumDoubt says why too few healthy voters is not a lost quorum.

@@ -325,7 +325,7 @@ func TestSystemdFlagChangeRolls(t *testing.T) {
 	}
 	for _, n := range names3 {
 		steps := stageOps(st, n)
-		want := []string{"mark " + facts.PendingEtcdRestart, "write " + kubeadmPath, string(ops.KindRestartEtcd), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitMember), string(ops.KindWaitCluster)}
+		want := []string{"mark " + facts.PendingEtcdRestart, "write " + kubeadmPath, string(ops.KindRestartEtcd), string(ops.KindWaitMember), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitCluster)}
 		if diff := cmp.Diff(want, kinds(steps)); diff != "" {
 			t.Errorf("%s: operations (-want +got):\n%s", n, diff)
 			continue
@@ -337,8 +337,8 @@ func TestSystemdFlagChangeRolls(t *testing.T) {
 		if m := facts.ParseEnvFile(r.Change.File.Data); m.Flags["quota-backend-bytes"] != "8589934592" || m.InitialCluster != hosts[n].Manifest.InitialCluster {
 			t.Errorf("%s: new flags %v", n, m.Flags)
 		}
-		if wm := as[ops.WaitMember](t, steps[4]); !wm.NewProcess || wm.Member != n || wm.Version != "" {
-			t.Errorf("%s: wait %+v", n, steps[4])
+		if wm := as[ops.WaitMember](t, steps[3]); !wm.NewProcess || wm.Member != n || wm.Version != "" || !wm.Gated {
+			t.Errorf("%s: wait %+v", n, steps[3])
 		}
 	}
 	for _, op := range opsOf(p, "n0") {
@@ -360,7 +360,7 @@ func TestSystemdCertificateChangeRestarts(t *testing.T) {
 	}
 	steps := stageOps(p.Stages[0], "n0")
 	want := []string{"mark " + facts.PendingEtcdRestart, "write /etc/kubernetes/pki/etcd/server.crt", "write /etc/kubernetes/pki/etcd/server.key", "write " + kubeadmPath,
-		string(ops.KindRestartEtcd), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitMember), string(ops.KindWaitCluster)}
+		string(ops.KindRestartEtcd), string(ops.KindWaitMember), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitCluster)}
 	if diff := cmp.Diff(want, kinds(steps)); diff != "" {
 		t.Fatalf("operations (-want +got):\n%s", diff)
 	}
@@ -393,7 +393,7 @@ func TestSystemdStartsAStoppedUnit(t *testing.T) {
 	hosts = w.allSystemd(t)
 	hosts["n1"].Pending = []string{facts.PendingEtcdRestart}
 	p = mustBuild(t, Input{Cluster: w.c, Runtime: rtOf(w.c), PKI: w.pki, Hosts: hosts, Etcd: viewVersion(etcdView(t, "n1", names3...), "3.7.0"), Now: fixedNow, Platform: testPlatform})
-	if got := kinds(opsOf(p, "n1")); !slices.Equal(got, []string{string(ops.KindRestartEtcd), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitMember), string(ops.KindWaitCluster)}) {
+	if got := kinds(opsOf(p, "n1")); !slices.Equal(got, []string{string(ops.KindRestartEtcd), string(ops.KindWaitMember), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitCluster)}) {
 		t.Errorf("n1, pending: %v", got)
 	}
 
@@ -432,7 +432,7 @@ func TestSystemdUpgrade(t *testing.T) {
 	rel := w2.c.Spec.Etcd.Release.Info
 	for _, n := range names3 {
 		steps := stageOps(up, n)
-		want := []string{"mark " + facts.PendingEtcdRestart, "write /usr/local/bin/etcd", "write /usr/local/bin/etcdctl", string(ops.KindRestartEtcd), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitMember), string(ops.KindWaitCluster)}
+		want := []string{"mark " + facts.PendingEtcdRestart, "write /usr/local/bin/etcd", "write /usr/local/bin/etcdctl", string(ops.KindRestartEtcd), string(ops.KindWaitMember), "unmark " + facts.PendingEtcdRestart, string(ops.KindWaitCluster)}
 		if diff := cmp.Diff(want, kinds(steps)); diff != "" {
 			t.Errorf("%s: operations (-want +got):\n%s", n, diff)
 			continue
@@ -444,8 +444,8 @@ func TestSystemdUpgrade(t *testing.T) {
 		if r.Rollback == nil || string(r.Rollback.Data) != string(hosts[n].Manifest.Data) || r.Rollback.Path != etcdservice.EnvPath || r.Why != "its etcd binaries change" {
 			t.Errorf("%s: restart %+v, want the host's environment file to roll back to", n, r)
 		}
-		if wm := as[ops.WaitMember](t, steps[5]); wm.Version != "3.7.3" || !wm.NewProcess {
-			t.Errorf("%s: wait %+v", n, steps[5])
+		if wm := as[ops.WaitMember](t, steps[4]); wm.Version != "3.7.3" || !wm.NewProcess {
+			t.Errorf("%s: wait %+v", n, steps[4])
 		}
 	}
 

@@ -932,25 +932,63 @@ func TestIntegrationRetries(t *testing.T) {
 	}
 }
 
+// A command whose deadline passes returns at once, and is killed on the
+// host, with what it started, for a root login (whose sshd does not pass
+// signals on) as for a user going through sudo; the connection stays
+// usable, and a command's stderr is as it printed it.
 func TestIntegrationCommandContext(t *testing.T) {
 	requireIntegration(t)
+	ensureUser(t, sudoUser, sudoUser+" ALL=(ALL) NOPASSWD: ALL")
 	c := newClient(t)
 	s := startSSHD(t, "a", sshdOptions{authorized: []*testKey{c.key}})
 	c.trust(t, s.knownHostsLine(0))
-	tr := dial(t, c.config(t, s))
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	_, err := tr.Run(ctx, "sleep 30", nil)
-	var ce *CommandError
-	if !errors.As(err, &ce) || ce.ExitCode != -1 || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("err = %v, want a CommandError wrapping the deadline", err)
+	for i, user := range []string{"root", sudoUser} {
+		cfg := c.config(t, s)
+		cfg.User = user
+		tr := dial(t, cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		start := time.Now()
+		// A child of the command's shell, as a script's would be.
+		mark := fmt.Sprintf("30.%d%d", os.Getpid(), i)
+		_, err := tr.Run(ctx, "sleep "+mark+"; echo done", nil)
+		cancel()
+		var ce *CommandError
+		if !errors.As(err, &ce) || ce.ExitCode != -1 || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s: err = %v, want a CommandError wrapping the deadline", user, err)
+		}
+		if d := time.Since(start); d > 7*time.Second {
+			t.Errorf("%s: Run returned after %v", user, d)
+		}
+		if pids := processesWith(t, "sleep\x00"+mark); len(pids) > 0 {
+			t.Errorf("%s: the command still runs after its deadline: pids %v", user, pids)
+		}
+		// The connection is still usable.
+		if got := mustRun(t, tr, "echo "+strconv.Itoa(42)); got != "42" {
+			t.Errorf("%s: after a timeout: %q", user, got)
+		}
+		if _, err := tr.Run(context.Background(), "echo first >&2; echo second >&2; exit 3", nil); !errors.As(err, &ce) || ce.Stderr != "first\nsecond\n" {
+			t.Errorf("%s: stderr %q", user, ce.Stderr)
+		}
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("Run returned after %v", d)
+}
+
+// processesWith lists the processes of this machine whose command line
+// holds s (its arguments separated by NUL).
+func processesWith(t *testing.T, s string) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The connection is still usable.
-	if got := mustRun(t, tr, "echo "+strconv.Itoa(42)); got != "42" {
-		t.Errorf("after a timeout: %q", got)
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && strings.Contains(string(b), s) {
+			pids = append(pids, pid)
+		}
 	}
+	return pids
 }

@@ -143,7 +143,7 @@ func (t *sshTransport) checkSudo(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = runSSH(ctx, c.client, t.cfg.Host, sudoCheckCommand, sudoCheckCommand, nil)
+	_, err = runSSH(ctx, c.client, t.cfg.Host, sudoCheckCommand, sudoCheckCommand, nil, nil)
 	var ce *CommandError
 	if errors.As(err, &ce) && isSudoPasswordFailure(ce.ExitCode, ce.Stderr) {
 		return sudoPasswordError(t.cfg.Host, t.conn.rt.Target.User, ce.Stderr)
@@ -159,7 +159,11 @@ func (t *sshTransport) Run(ctx context.Context, cmd string, stdin io.Reader) ([]
 	if err != nil {
 		return nil, &CommandError{Host: t.cfg.Host, Cmd: cmd, ExitCode: -1, Err: err}
 	}
-	out, err := runSSH(ctx, c.client, t.cfg.Host, cmd, wrapCommand(cmd, t.sudo), stdin)
+	group := &groupWriter{}
+	out, err := runSSH(ctx, c.client, t.cfg.Host, cmd, wrapCommand(groupPrelude+cmd, t.sudo), stdin, group)
+	if ctx.Err() != nil {
+		t.killGroup(c, group)
+	}
 	var ce *CommandError
 	switch {
 	case !errors.As(err, &ce):
@@ -173,8 +177,10 @@ func (t *sshTransport) Run(ctx context.Context, cmd string, stdin io.Reader) ([]
 
 // runSSH runs wire (cmd as sent) in a new session. A cancelled ctx returns
 // at once: the session is signalled and closed, but sshd may ignore the
-// signal (it does for root logins) and let the command run to its end.
-func runSSH(ctx context.Context, client *ssh.Client, host, cmd, wire string, stdin io.Reader) ([]byte, error) {
+// signal (it does for root logins) and let the command run to its end:
+// the caller kills it by its process group, which group, when not nil,
+// reads from the command's first line on stderr (groupPrelude).
+func runSSH(ctx context.Context, client *ssh.Client, host, cmd, wire string, stdin io.Reader, group *groupWriter) ([]byte, error) {
 	fail := func(code int, stderr string, err error) error {
 		return &CommandError{Host: host, Cmd: cmd, ExitCode: code, Stderr: stderr, Err: err}
 	}
@@ -186,6 +192,10 @@ func runSSH(ctx context.Context, client *ssh.Client, host, cmd, wire string, std
 	var stdout bytes.Buffer
 	stderr := &tailBuffer{max: 64 << 10}
 	sess.Stdin, sess.Stdout, sess.Stderr = stdin, &stdout, stderr
+	if group != nil {
+		group.w = stderr
+		sess.Stderr = group
+	}
 	if err := sess.Start(wire); err != nil {
 		return nil, fail(-1, "", fmt.Errorf("start: %w", err))
 	}

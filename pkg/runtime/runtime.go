@@ -44,6 +44,10 @@ type Runtime interface {
 	// the static Pod, or the service's environment file. The facts read
 	// it as the host's Manifest.
 	StartPath(c *config.Cluster) string
+	// HeldStartPath is where a restart parks the start file while the
+	// member stops ("" for none): the facts read it as the host's Manifest
+	// when the start file is missing, a restart cut in the middle.
+	HeldStartPath(c *config.Cluster) string
 	// Unit is the systemd unit that runs the member, "" for none: the
 	// facts read its state.
 	Unit() string

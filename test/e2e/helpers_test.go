@@ -41,6 +41,39 @@ type story struct {
 	gaps []string
 }
 
+// newStory builds etcdadm and brings up a lab of opts for a story, its
+// inventory and known_hosts in a directory of the test.
+func newStory(t *testing.T, opts lab.Options) *story {
+	t.Helper()
+	requireLab(t)
+	bin := buildEtcdadm(t)
+	l := upLab(t, opts)
+	dir := t.TempDir()
+	s := &story{bin: bin, lab: l, dir: dir, known: filepath.Join(dir, "known_hosts"), file: filepath.Join(dir, "cluster.yaml")}
+	copyFile(t, l.KnownHostsFile, s.known)
+	return s
+}
+
+// step is one step of a story told with S.
+type step[S any] struct {
+	name string
+	run  func(*testing.T, S)
+}
+
+// runSteps runs the steps in order, stopping the story at the first that
+// fails, then logs every writer's report.
+func runSteps[S any](t *testing.T, s *story, on S, steps []step[S]) {
+	t.Helper()
+	defer func() {
+		t.Logf("continuous writers:\n%s", strings.Join(s.gaps, "\n"))
+	}()
+	for _, st := range steps {
+		if !t.Run(st.name, func(t *testing.T) { st.run(t, on) }) {
+			t.Fatalf("stopping the story after %q failed", st.name)
+		}
+	}
+}
+
 func (s *story) write(t *testing.T, hosts []*lab.Host, edit func(string) string) string {
 	t.Helper()
 	data := s.lab.Inventory(lab.InventoryOptions{Name: "e2e", User: "root", KnownHostsFile: s.known, Hosts: hosts})
@@ -61,7 +94,14 @@ func (s *story) etcdadm(t *testing.T, args ...string) run {
 // cluster loads the inventory and the PKI as they are, saving nothing.
 func (s *story) cluster(t *testing.T) (*config.Cluster, *certs.PKI, *etcdclient.Client) {
 	t.Helper()
-	c, _, err := config.Load(s.file)
+	return clusterAt(t, s.file)
+}
+
+// clusterAt loads the inventory file and its PKI as they are, saving
+// nothing, and makes a client of its members.
+func clusterAt(t *testing.T, file string) (*config.Cluster, *certs.PKI, *etcdclient.Client) {
+	t.Helper()
+	c, _, err := config.Load(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,32 +367,4 @@ func serverCertHasSAN(t *testing.T, h *lab.Host, san string) bool {
 	}
 	cert, err := x509.ParseCertificate(block.Bytes)
 	return err == nil && slices.Contains(cert.DNSNames, san)
-}
-
-// newStory builds etcdadm and brings up a lab of opts, with an inventory
-// path and a copy of the lab's known_hosts in the test's directory.
-func newStory(t *testing.T, opts lab.Options) *story {
-	t.Helper()
-	bin := buildEtcdadm(t)
-	l := upLab(t, opts)
-	dir := t.TempDir()
-	s := &story{bin: bin, lab: l, dir: dir, known: filepath.Join(dir, "known_hosts"), file: filepath.Join(dir, "cluster.yaml")}
-	copyFile(t, l.KnownHostsFile, s.known)
-	return s
-}
-
-// step is one step of a story on S.
-type step[S any] struct {
-	name string
-	run  func(*testing.T, S)
-}
-
-// runSteps runs the steps in order; the story stops at the first that fails.
-func runSteps[S any](t *testing.T, s S, steps []step[S]) {
-	t.Helper()
-	for _, st := range steps {
-		if !t.Run(st.name, func(t *testing.T) { st.run(t, s) }) {
-			t.Fatalf("stopping the story after %q failed", st.name)
-		}
-	}
 }

@@ -42,7 +42,7 @@ type restoreStory struct {
 func TestIntegrationRestore(t *testing.T) {
 	requireLab(t)
 	st := newStory(t, lab.Options{Hosts: 3, Dir: "/var/tmp/etcdadm-e2e-restore", NamePrefix: "rst", Subnet: 22})
-	runSteps(t, &restoreStory{story: st, members: st.lab.Hosts}, []step[*restoreStory]{
+	runSteps(t, st, &restoreStory{story: st, members: st.lab.Hosts}, []step[*restoreStory]{
 		{"three members with keys, a snapshot saved private, keys written after it", stepRestoreBringUp},
 		{"a restore killed once the first host's data is replaced: apply refuses and starts nothing", stepRestoreCut},
 		{"the same restore again finishes it: one cluster ID, the snapshot's keys, nothing left behind", stepRestoreFinished},

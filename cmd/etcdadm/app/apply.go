@@ -34,6 +34,20 @@ type sshFlags struct {
 	keepBackups       int
 }
 
+// bindHealthGate adds --health-gate to a command that restarts members one
+// at a time.
+func bindHealthGate(cmd *cobra.Command, d *time.Duration) {
+	cmd.Flags().DurationVar(d, "health-gate", execute.DefaultHealthGate, "how long a restarted member has to run its new etcd and answer before it is put back on its old manifest or unit; also how long a member a cut run was restarting is waited for")
+}
+
+// checkHealthGate refuses a --health-gate that could never be met.
+func checkHealthGate(d time.Duration) error {
+	if d <= 0 {
+		return &usageError{fmt.Errorf("invalid value %s for --health-gate: use a positive duration, e.g. 60s", d)}
+	}
+	return nil
+}
+
 // bindKeepBackups adds --keep-backups to a command that changes hosts.
 func (f *sshFlags) bindKeepBackups(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.keepBackups, "keep-backups", execute.DefaultKeepBackups, "how many runs' backups each host keeps under "+execute.DefaultBackupDir+" (older ones are removed after a run that changed the host; 0 keeps all)")
@@ -149,7 +163,7 @@ func newApplyCommand(streams Streams) *cobra.Command {
 	f := &sshFlags{}
 	pf := &planFlags{}
 	var dryRun bool
-	var healthTimeout time.Duration
+	var healthTimeout, healthGate time.Duration
 	var imagesDir string
 	cmd := &cobra.Command{
 		Use:   "apply -f cluster.yaml",
@@ -170,7 +184,7 @@ spec.images.dir) before anything starts there. Re-running with nothing changed w
 nothing and restarts nothing.`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return converge(cmd.Context(), streams, f, pf, pipeline.ConvergeOptions{DryRun: dryRun, ExecOptions: pipeline.ExecOptions{HealthTimeout: healthTimeout}}, certs.Options{}, imagesDir)
+			return converge(cmd.Context(), streams, f, pf, pipeline.ConvergeOptions{DryRun: dryRun, ExecOptions: pipeline.ExecOptions{HealthTimeout: healthTimeout, HealthGate: healthGate}}, certs.Options{}, imagesDir)
 		},
 	}
 	f.bind(cmd)
@@ -178,6 +192,7 @@ nothing and restarts nothing.`,
 	pf.bind(cmd)
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "read the hosts and etcd and print the plan's stages, changing nothing anywhere")
 	cmd.Flags().DurationVar(&healthTimeout, "health-timeout", 5*time.Minute, "how long to wait for a member or the cluster to be healthy")
+	bindHealthGate(cmd, &healthGate)
 	bindImages(cmd, &imagesDir)
 	return cmd
 }
@@ -186,6 +201,9 @@ nothing and restarts nothing.`,
 // dry run: apply, and certs renew.
 func converge(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, o pipeline.ConvergeOptions, certOpts certs.Options, imagesDir string) error {
 	if err := pf.check(); err != nil {
+		return err
+	}
+	if err := checkHealthGate(o.HealthGate); err != nil {
 		return err
 	}
 	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{Options: pipeline.Options{LockPKI: !o.DryRun, Certs: certOpts, ControlPlane: true}, withImages: true, images: imagesDir})

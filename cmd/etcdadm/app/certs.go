@@ -163,7 +163,7 @@ func newCertsRenewCommand(streams Streams) *cobra.Command {
 	pf := &planFlags{}
 	var hosts []string
 	var dryRun bool
-	var healthTimeout time.Duration
+	var healthTimeout, healthGate time.Duration
 	cmd := &cobra.Command{
 		Use:   "renew -f cluster.yaml [--hosts a,b] [NAME...]",
 		Short: "Renew the member certificates on a running cluster, one member at a time",
@@ -200,7 +200,7 @@ connection, but --etcd-cafile only when it starts.`,
 				}
 			}
 			return converge(cmd.Context(), streams, f, pf, pipeline.ConvergeOptions{
-				DryRun: dryRun, ExecOptions: pipeline.ExecOptions{HealthTimeout: healthTimeout},
+				DryRun: dryRun, ExecOptions: pipeline.ExecOptions{HealthTimeout: healthTimeout, HealthGate: healthGate},
 				Check: pipeline.OnlyCertificates,
 			}, certs.Options{Renew: names, Hosts: hosts}, "")
 		},
@@ -211,6 +211,7 @@ connection, but --etcd-cafile only when it starts.`,
 	cmd.Flags().StringSliceVar(&hosts, "hosts", nil, "renew only these hosts' certificates, etcd or control-plane hosts (default every host)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the stages, changing nothing anywhere")
 	cmd.Flags().DurationVar(&healthTimeout, "health-timeout", 5*time.Minute, "how long to wait for a member or the cluster to be healthy")
+	bindHealthGate(cmd, &healthGate)
 	return cmd
 }
 

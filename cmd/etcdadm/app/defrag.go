@@ -30,6 +30,9 @@ is not healthy or a CORRUPT alarm is raised. --members limits it to some members
 order stays followers first). It shows the plan and asks (--yes for scripts).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkHealthGate(f.healthGate); err != nil {
+				return err
+			}
 			return runChange(cmd.Context(), streams, f, "defragment the members", change(func(in plan.Input) (*plan.Plan, error) {
 				return plan.Defrag(in, o)
 			}), func(s *pipeline.Session, out *pipeline.Outcome, sum *summary) {
@@ -41,6 +44,7 @@ order stays followers first). It shows the plan and asks (--yes for scripts).`,
 	}
 	f.bind(cmd)
 	cmd.Flags().BoolVar(&o.Compact, "compact", true, "compact the history up to the current revision first (a defragment gives back only what compaction freed)")
+	bindHealthGate(cmd, &f.healthGate)
 	cmd.Flags().StringSliceVar(&o.Members, "members", nil, "defragment only these members (inventory host names, comma-separated)")
 	return cmd
 }

@@ -26,6 +26,9 @@ type changeFlags struct {
 	yes           bool
 	dryRun        bool
 	healthTimeout time.Duration
+	// healthGate is bound by the commands that restart members one at a
+	// time; zero is the executor's default.
+	healthGate time.Duration
 }
 
 func (f *changeFlags) bind(cmd *cobra.Command) {
@@ -188,7 +191,7 @@ func runChange(ctx context.Context, streams Streams, f *changeFlags, what string
 	}
 	defer s.Close()
 	sum := newSummary(streams, f.output)
-	o := pipeline.ConvergeOptions{DryRun: f.dryRun, ExecOptions: pipeline.ExecOptions{HealthTimeout: f.healthTimeout, KeepBackups: f.keepBackups}}
+	o := pipeline.ConvergeOptions{DryRun: f.dryRun, ExecOptions: pipeline.ExecOptions{HealthTimeout: f.healthTimeout, HealthGate: f.healthGate, KeepBackups: f.keepBackups}}
 	out, err := run(ctx, s, o, pipeline.Hooks{
 		Confirm: func(p *plan.Plan) error {
 			return confirmPlan(ctx, streams, f.yes, sum, p, fmt.Sprintf("%s of cluster %s?", what, s.Cluster.Metadata.Name), what)

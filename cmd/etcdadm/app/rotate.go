@@ -18,7 +18,7 @@ func newCertsRotateCACommand(streams Streams) *cobra.Command {
 	pf := &planFlags{}
 	var abort, dryRun bool
 	var until string
-	var healthTimeout time.Duration
+	var healthTimeout, healthGate time.Duration
 	cmd := &cobra.Command{
 		Use:   "rotate-ca -f cluster.yaml [--abort]",
 		Short: "Move the cluster to a new etcd CA without downtime, in three rolling stages",
@@ -50,7 +50,10 @@ restart it after stage (a) (--until a) and again after stage (c).`,
 			if !ok {
 				return &usageError{fmt.Errorf("invalid value %q for --until: use a, b or c", until)}
 			}
-			return rotateCA(cmd.Context(), streams, f, pf, abort, dryRun, last, healthTimeout)
+			if err := checkHealthGate(healthGate); err != nil {
+				return err
+			}
+			return rotateCA(cmd.Context(), streams, f, pf, abort, dryRun, last, pipeline.ExecOptions{HealthTimeout: healthTimeout, HealthGate: healthGate, KeepBackups: f.keepBackups})
 		},
 	}
 	f.bind(cmd)
@@ -60,10 +63,11 @@ restart it after stage (a) (--until a) and again after stage (c).`,
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the next stage, changing nothing anywhere")
 	cmd.Flags().StringVar(&until, "until", "c", "stop after this stage (a, b or c), to restart the etcd clients in between; run again to go on")
 	cmd.Flags().DurationVar(&healthTimeout, "health-timeout", 5*time.Minute, "how long to wait for a member or the cluster to be healthy")
+	bindHealthGate(cmd, &healthGate)
 	return cmd
 }
 
-func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, abort, dryRun bool, until plan.RotationStage, healthTimeout time.Duration) (err error) {
+func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, abort, dryRun bool, until plan.RotationStage, exec pipeline.ExecOptions) (err error) {
 	if !dryRun && f.keepBackups < 0 {
 		return &usageError{fmt.Errorf("invalid value %d for --keep-backups: use 0 (keep all) or more", f.keepBackups)}
 	}
@@ -74,7 +78,7 @@ func rotateCA(ctx context.Context, streams Streams, f *sshFlags, pf *planFlags, 
 	defer s.Close()
 	sum := newSummary(streams, pf.output)
 	o := pipeline.RotateOptions{Abort: abort, Until: until,
-		ConvergeOptions: pipeline.ConvergeOptions{DryRun: dryRun, ExecOptions: pipeline.ExecOptions{HealthTimeout: healthTimeout, KeepBackups: f.keepBackups}}}
+		ConvergeOptions: pipeline.ConvergeOptions{DryRun: dryRun, ExecOptions: exec}}
 	out, err := pipeline.RotateCA(ctx, s, o, pipeline.Hooks{Saved: func(events []certs.Event) { printCertEvents(streams, events, false) }})
 	if dryRun {
 		if out != nil && out.Plan != nil {

@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/version"
 	"sigs.k8s.io/yaml"
 
+	"github.com/etcdadm-io/etcdadm/internal/shell"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
 	"github.com/etcdadm-io/etcdadm/pkg/hostfile"
@@ -31,6 +32,9 @@ var _ runtime.Runtime = Runtime{}
 func (Runtime) Name() config.Runtime { return config.RuntimeKubelet }
 
 func (Runtime) StartPath(c *config.Cluster) string { return manifests.ManifestPath(c) }
+
+// HeldStartPath is where a restart parks the manifest while the Pod goes.
+func (Runtime) HeldStartPath(c *config.Cluster) string { return holdPath(c) }
 
 func (Runtime) Unit() string { return "" }
 
@@ -179,8 +183,13 @@ func (Runtime) Work(h *runtime.Host) (runtime.Work, error) {
 	}
 	hasManifest := hf.Manifest != nil
 	restartEtcd := manifest == nil && hasManifest && (certRestart || hf.HasPending(facts.PendingEtcdRestart))
-	if restartEtcd && !hf.HasPending(facts.PendingEtcdRestart) {
+	newManifest := manifest != nil && running
+	switch {
+	case hf.HasPending(facts.PendingEtcdRestart):
+	case restartEtcd:
 		w.Prepare = append(w.Prepare, ops.Mark{Marker: facts.PendingEtcdRestart, Why: "etcd reads its CA and keeps its peer streams until it restarts"})
+	case newManifest:
+		w.Prepare = append(w.Prepare, ops.Mark{Marker: facts.PendingEtcdRestart, Why: "a run cut while the member restarts leaves it to the next, which waits for it"})
 	}
 	write := func(part hostfile.Part) {
 		for i, ch := range h.Changes {
@@ -226,9 +235,15 @@ func (Runtime) Work(h *runtime.Host) (runtime.Work, error) {
 	case manifest != nil:
 		w.Start = append(w.Start, ops.Write{Path: manifest.Path, Change: manifest})
 		w.Restarts = true
-		if hasManifest {
+		_, there := hf.Files[manifest.Path]
+		switch {
+		case hasManifest && !there:
+			// A restart cut in the middle held it back.
+			w.Start = append(w.Start, ops.Run{Command: "rm -f " + shell.Quote(holdPath(c)), Why: "the manifest a cut restart held back is written back"})
+			w.Why = append(w.Why, "its manifest was held back by a cut restart")
+		case hasManifest:
 			w.Why = append(w.Why, "its manifest changes")
-		} else {
+		default:
 			w.Why = append(w.Why, "its manifest is missing")
 		}
 	case restartEtcd:
@@ -252,7 +267,7 @@ func (Runtime) Work(h *runtime.Host) (runtime.Work, error) {
 		w.Restarts = true
 		w.Why = append(w.Why, why)
 	}
-	if len(w.Start) > 0 && hf.HasPending(facts.PendingEtcdRestart) || restartEtcd {
+	if len(w.Start) > 0 && hf.HasPending(facts.PendingEtcdRestart) || restartEtcd || newManifest {
 		w.Start = append(w.Start, ops.Unmark{Marker: facts.PendingEtcdRestart})
 	}
 	return w, nil

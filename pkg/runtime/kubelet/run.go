@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/etcdadm-io/etcdadm/internal/shell"
@@ -13,6 +15,7 @@ import (
 	"github.com/etcdadm-io/etcdadm/pkg/manifests"
 	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
+	"github.com/etcdadm-io/etcdadm/pkg/runtime"
 )
 
 // holdPath is where a restart parks the manifest: a dotted name in the same
@@ -95,14 +98,19 @@ func (Runtime) Stop(ctx context.Context, e ops.Env) error {
 }
 
 // RollBack puts a member that did not come up on its new manifest back on
-// its old one, and waits for it: the roll stops either way. The old
-// manifest is first kept under the run's backup directory (the restart
-// that replaced it kept none), so that a rollback that fails too says
-// where it is.
-func (Runtime) RollBack(ctx context.Context, e ops.Env, old hostfile.File, retry *hostfile.File, cause error) error {
+// its old one, with the CA, server and peer certificates this run replaced
+// put back from the copies it kept, and waits for it: the roll stops
+// either way. Why the new Pod did not come up (its image missing, its
+// container's exit) is told first. The old manifest is first kept under
+// the run's backup directory (the restart that replaced it kept none), so
+// that a rollback that fails too says where it is.
+func (Runtime) RollBack(ctx context.Context, e ops.Env, op ops.RestartEtcd, cause error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.HealthTimeout()+time.Minute)
 	defer cancel()
-	name := e.Host().Name
+	name, old := e.Host().Name, *op.Rollback
+	if why := podState(ctx, e, op); why != "" {
+		cause = fmt.Errorf("%w; %s", cause, why)
+	}
 	e.Log().Host(name, "the member did not come up on its new manifest (%v): putting its old manifest back", cause)
 	image := facts.ParseManifest(old.Data).Image
 	kept := path.Join(e.BackupDir(), manifests.ManifestPath(e.Cluster()))
@@ -110,20 +118,71 @@ func (Runtime) RollBack(ctx context.Context, e ops.Env, old hostfile.File, retry
 		e.Log().Warn(name, "could not keep the old manifest at %s: %v", kept, err)
 		kept = ""
 	}
-	now, err := ops.Processes(ctx, e.Transport())
+	put, err := ops.PutBack(ctx, e, func(p string) bool { return slices.Contains(runtime.EtcdFiles(), p) })
+	var now []facts.Process
 	if err == nil {
-		err = restart(ctx, e, old, retry, now)
+		now, err = ops.Processes(ctx, e.Transport())
+	}
+	if err == nil {
+		err = restart(ctx, e, old, op.RollbackRetry, now)
 	}
 	if err == nil {
 		err = ops.AwaitMember(ctx, e, true, "", now)
 	}
-	if err != nil {
-		where := "a copy of it is at " + kept + " on the host"
-		if kept == "" {
-			where = "no copy of it could be kept on the host; the inventory that named " + image + " plans it again with `etcdadm apply`"
-		}
-		return fmt.Errorf("%w; putting the old manifest (%s) back failed too: %v; %s", cause, image, err, where)
+	if err == nil {
+		// It runs what its files say: no restart is pending.
+		err = ops.Execute(ctx, e, ops.Unmark{Marker: facts.PendingEtcdRestart})
 	}
-	e.Log().Host(name, "back on its old manifest (%s), healthy and caught up", image)
-	return fmt.Errorf("%w; stopped here: %s is back on its old manifest (%s) and healthy, the members after it were not touched", cause, name, image)
+	what := fmt.Sprintf("old manifest (%s)", image)
+	if len(put) > 0 {
+		what += " and " + strings.Join(put, ", ")
+	}
+	if err != nil {
+		where := "a copy of the manifest is at " + kept + " on the host"
+		if kept == "" {
+			where = "no copy of the manifest could be kept on the host; the inventory that named " + image + " plans it again with `etcdadm apply`"
+		}
+		return fmt.Errorf("%w; putting its %s back failed too: %v; %s", cause, what, err, where)
+	}
+	e.Log().Host(name, "back on its %s, healthy and caught up", what)
+	return fmt.Errorf("%w; stopped here: %s is back on its %s and healthy, the members after it were not touched", cause, name, what)
+}
+
+// podState says why a new static Pod did not come up, as far as the host
+// tells: the image missing from containerd, the exit of its etcd
+// container (crictl, when the host has it), and the last lines the
+// container logged (the kubelet's log of it, newer than its manifest).
+func podState(ctx context.Context, e ops.Env, op ops.RestartEtcd) string {
+	c := e.Cluster()
+	image := ""
+	if op.Change != nil {
+		image = facts.ParseManifest(op.Change.File.Data).Image
+	}
+	q := shell.Quote
+	out, _ := e.Transport().Run(ctx, fmt.Sprintf(`img=%[1]s; m=%[2]s
+if [ -n "$img" ] && command -v ctr >/dev/null 2>&1; then
+  if %[3]s images ls -q "name==$img" 2>/dev/null | grep -q .; then echo image-present; else echo image-missing; fi
+fi
+if command -v crictl >/dev/null 2>&1; then
+  id=$(crictl ps -a --name '^etcd$' -q 2>/dev/null | head -n 1)
+  [ -z "$id" ] || crictl inspect -o go-template --template 'exit {{.status.exitCode}} {{.status.reason}}{{"\n"}}' "$id" 2>/dev/null
+fi
+logs=$(find /var/log/pods -path '*_etcd-*/etcd/*.log' -newer "$m" 2>/dev/null)
+[ -z "$logs" ] || tail -n 5 "$(ls -t $logs | head -n 1)" | sed -E 's/^[^ ]+ (stdout|stderr) [FP] //; s/^/| /'
+true`, q(image), q(manifests.ManifestPath(c)), facts.CtrCommand(facts.ContainerdAddress(c.Spec.Kubelet.ContainerRuntimeEndpoint))), nil)
+	var why, logged []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		switch {
+		case l == "image-missing":
+			why = append(why, fmt.Sprintf("the image %s is not in the host's containerd, and the kubelet could not pull it", image))
+		case strings.HasPrefix(l, "exit "):
+			why = append(why, "its etcd container exited with status "+strings.TrimSpace(strings.TrimPrefix(l, "exit ")))
+		case strings.HasPrefix(l, "| "):
+			logged = append(logged, strings.TrimPrefix(l, "| "))
+		}
+	}
+	if len(logged) > 0 {
+		why = append(why, "its etcd container logged: "+strings.Join(logged, " / "))
+	}
+	return strings.Join(why, "; ")
 }

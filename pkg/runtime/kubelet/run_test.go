@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/etcdadm-io/etcdadm/internal/etcdtest"
 	"github.com/etcdadm-io/etcdadm/internal/fakehost"
 	"github.com/etcdadm-io/etcdadm/internal/opstest"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
@@ -172,14 +173,78 @@ func TestStopKeepsTheManifestAndWaitsForEtcd(t *testing.T) {
 func TestRollBackKeepsTheOldManifest(t *testing.T) {
 	e, k := kubeletEnv(t)
 	k.Handle(fakehost.Contains("then mv -f"), fakehost.Fail(1, "read-only file system"))
+	k.Handle(fakehost.Contains("images ls -q"), fakehost.Reply(""))
 	old := hostfile.File{Path: k.manifest, Mode: 0o600, Data: []byte("image: registry.k8s.io/etcd:3.7.0-0\n")}
 	cause := errors.New("not healthy")
-	err := Runtime{}.RollBack(context.Background(), e, old, nil, cause)
+	err := Runtime{}.RollBack(context.Background(), e, ops.RestartEtcd{Rollback: &old}, cause)
 	kept := e.BackupDir() + k.manifest
-	if !errors.Is(err, cause) || !strings.Contains(err.Error(), "a copy of it is at "+kept) {
+	if !errors.Is(err, cause) || !strings.Contains(err.Error(), "a copy of the manifest is at "+kept) {
 		t.Fatalf("err %v, want the copy at %s named", err, kept)
 	}
 	if data, mode, ok := k.File(kept); !ok || string(data) != string(old.Data) || mode != 0o600 {
 		t.Errorf("the kept manifest: %q %v %v", data, mode, ok)
+	}
+}
+
+func podYAML(image string) string {
+	return "apiVersion: v1\nkind: Pod\nmetadata: {name: etcd, namespace: kube-system}\nspec:\n  containers:\n  - name: etcd\n    image: " + image + "\n"
+}
+
+// A member that did not come up on its new manifest is put back on its old
+// one, with the CA the run replaced put back too, and waited for (its
+// pending restart then cleared); the
+// error says why the new Pod did not come up (its image missing, what its
+// container logged) and that the roll stopped there.
+func TestRollBackPutsTheOldManifestBackAndSaysWhy(t *testing.T) {
+	ctx := context.Background()
+	cl := etcdtest.Start(t, 1)
+	c := &config.Cluster{Spec: config.Spec{Kubelet: config.Kubelet{StaticPodPath: "/etc/kubernetes/manifests"}, Hosts: cl.Hosts()}}
+	k := newKubeletHost(t, c)
+	e := &opstest.Env{C: c, H: c.Spec.Hosts[0], T: k.Host, R: Runtime{}, Client: cl.Client(t, cl.Dialer()),
+		State: "/var/lib/etcdadm", Backups: "/var/lib/etcdadm/backup", Stamp: "20300101T000000Z", Health: 10 * time.Second}
+	ca := "/etc/kubernetes/pki/etcd/ca.crt"
+	k.PutFile(ca, []byte("old CA"), 0o644)
+	newCA := hostfile.File{Path: ca, Mode: 0o644, Data: []byte("new CA")}
+	if err := ops.Execute(ctx, e, ops.Write{Path: ca, Change: &hostfile.Change{File: newCA, Path: ca, Kind: hostfile.Update}}); err != nil {
+		t.Fatal(err)
+	}
+	k.Handle(fakehost.Contains(".etcdadm-rollback.tmp"), func(context.Context, string, io.Reader) ([]byte, error) {
+		for _, r := range e.Replaced() {
+			data, mode, _ := k.File(r.Backup)
+			k.PutFile(r.Path, data, mode)
+		}
+		return nil, nil
+	})
+	k.Handle(fakehost.Contains("images ls -q"), fakehost.Reply("image-missing\n| etcd: flag provided but not defined\n"))
+	marker := ops.MarkerPath(e.State, facts.PendingEtcdRestart)
+	k.PutFile(marker, []byte("pending"), 0o600)
+	k.Handle(fakehost.Exact("rm -f '"+marker+"'"), func(context.Context, string, io.Reader) ([]byte, error) {
+		k.Remove(marker)
+		return nil, nil
+	})
+	broken, old := podYAML("registry.k8s.io/etcd:3.7.0-9"), podYAML("registry.k8s.io/etcd:3.7.0-0")
+	k.PutFile(k.manifest, []byte(broken), 0o600)
+	k.process()
+	op := ops.RestartEtcd{Change: &hostfile.Change{File: hostfile.File{Path: k.manifest, Data: []byte(broken)}},
+		Rollback: &hostfile.File{Path: k.manifest, Mode: 0o600, Data: []byte(old)}}
+	err := Runtime{}.RollBack(ctx, e, op, &ops.GateError{Err: errors.New("no new etcd process after 1m0s")})
+	for _, want := range []string{"no new etcd process after 1m0s", "the image registry.k8s.io/etcd:3.7.0-9 is not in the host's containerd",
+		"its etcd container logged: etcd: flag provided but not defined",
+		"stopped here: m0 is back on its old manifest (registry.k8s.io/etcd:3.7.0-0) and " + ca + " and healthy"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("err %v\nwant %q", err, want)
+		}
+	}
+	if data, _, _ := k.File(k.manifest); string(data) != old {
+		t.Errorf("manifest %q, want the old one", data)
+	}
+	if data, _, _ := k.File(ca); string(data) != "old CA" {
+		t.Errorf("CA %q, want the old one put back", data)
+	}
+	if _, _, ok := k.File(marker); ok {
+		t.Error("the pending restart is still recorded: the member runs what its files say")
+	}
+	if u := k.Unhandled(); len(u) != 0 {
+		t.Errorf("unexpected commands: %q", u)
 	}
 }

@@ -4,15 +4,16 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/etcdadm-io/etcdadm/internal/shell"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdservice"
 	"github.com/etcdadm-io/etcdadm/pkg/facts"
-	"github.com/etcdadm-io/etcdadm/pkg/hostfile"
 	"github.com/etcdadm-io/etcdadm/pkg/ops"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
+	"github.com/etcdadm-io/etcdadm/pkg/runtime"
 )
 
 // Restart writes the environment file when it changes, then has systemd
@@ -63,31 +64,32 @@ func (Runtime) Stop(ctx context.Context, e ops.Env) error {
 	return ops.MoveToBackup(ctx, e, etcdservice.EnvPath)
 }
 
-// RollBack puts back the binaries this run replaced on the host, from the
-// copies it kept, and the environment file the member ran with, then
-// restarts it and waits for it: the roll stops either way. A run that
-// replaced none goes on one cut after it replaced them: the copies the
-// newest earlier run kept under the backup directory are put back.
-func (r Runtime) RollBack(ctx context.Context, e ops.Env, old hostfile.File, _ *hostfile.File, cause error) error {
+// RollBack puts back what this run replaced for the member (its binaries,
+// its CA, server and peer certificates) from the copies it kept, and the
+// environment file it ran with, then restarts it and waits for it: the
+// roll stops either way. What systemd says of the unit is told first. An
+// upgrade's restart in a run that replaced no binary (the run that did was
+// cut) puts back the copies the newest earlier run kept under the backup
+// directory.
+func (r Runtime) RollBack(ctx context.Context, e ops.Env, op ops.RestartEtcd, cause error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.HealthTimeout()+time.Minute)
 	defer cancel()
-	t, name := e.Transport(), e.Host().Name
-	replaced := e.Replaced()
-	if len(replaced) == 0 {
-		var paths []string
-		for _, b := range releaseBinaries {
-			paths = append(paths, etcdservice.BinaryPath(b))
-		}
-		var err error
-		if replaced, err = KeptBinaries(ctx, t, path.Dir(e.BackupDir()), paths); err != nil {
-			return fmt.Errorf("%w; stopped here: %v", cause, err)
+	t, name, old := e.Transport(), e.Host().Name, op.Rollback
+	if why := unitState(ctx, t); why != "" {
+		cause = fmt.Errorf("%w; %s", cause, why)
+	}
+	e.Log().Host(name, "the member did not come up (%v): putting its old files back", cause)
+	put, err := ops.PutBack(ctx, e, etcdFile)
+	if err == nil && op.Binaries && !slices.ContainsFunc(put, isBinary) {
+		var kept []ops.Replaced
+		if kept, err = KeptBinaries(ctx, t, path.Dir(e.BackupDir()), binaryPaths()); err == nil && len(kept) > 0 {
+			if err = restoreBinaries(ctx, t, kept); err == nil {
+				for _, k := range kept {
+					put = append(put, k.Path)
+				}
+			}
 		}
 	}
-	if len(replaced) == 0 {
-		return fmt.Errorf("%w; stopped here: no run replaced a binary of %s and kept it under %s, so there is none to put back", cause, name, path.Dir(e.BackupDir()))
-	}
-	e.Log().Host(name, "the member did not come up on its new binaries (%v): putting its old ones back", cause)
-	err := restoreBinaries(ctx, t, replaced)
 	if err == nil {
 		_, err = t.WriteFile(ctx, remote.File{Path: old.Path, Mode: old.Mode, Data: old.Data}, "")
 	}
@@ -101,15 +103,19 @@ func (r Runtime) RollBack(ctx context.Context, e ops.Env, old hostfile.File, _ *
 	if err == nil {
 		err = ops.AwaitMember(ctx, e, true, "", now)
 	}
-	var olds []string
-	for _, b := range replaced {
-		olds = append(olds, b.Backup)
+	if err == nil {
+		// It runs what its files say: no restart is pending.
+		err = ops.Execute(ctx, e, ops.Unmark{Marker: facts.PendingEtcdRestart})
+	}
+	what := "old environment file"
+	if len(put) > 0 {
+		what += " and " + strings.Join(put, ", ")
 	}
 	if err != nil {
-		return fmt.Errorf("%w; putting the old binaries back failed too: %v; they are kept at %s on the host", cause, err, strings.Join(olds, ", "))
+		return fmt.Errorf("%w; putting its %s back failed too: %v; the run kept the old files under %s on the host", cause, what, err, e.BackupDir())
 	}
-	e.Log().Host(name, "back on its old binaries, healthy and caught up")
-	return fmt.Errorf("%w; stopped here: %s is back on its old binaries and healthy, the members after it were not touched", cause, name)
+	e.Log().Host(name, "back on its %s, healthy and caught up", what)
+	return fmt.Errorf("%w; stopped here: %s is back on its %s and healthy, the members after it were not touched", cause, name, what)
 }
 
 // KeptBinaries finds, for each of paths, the copy the newest run kept
@@ -150,4 +156,51 @@ func restoreBinaries(ctx context.Context, t remote.Transport, replaced []ops.Rep
 		return fmt.Errorf("put the old binaries back: %w", err)
 	}
 	return nil
+}
+
+// binaryPaths are where the release's binaries go on a host.
+func binaryPaths() []string {
+	var out []string
+	for _, b := range releaseBinaries {
+		out = append(out, etcdservice.BinaryPath(b))
+	}
+	return out
+}
+
+func isBinary(p string) bool { return slices.Contains(binaryPaths(), p) }
+
+// etcdFile reports whether a rollback puts p back: the release's binaries
+// and the files etcd reads when it starts.
+func etcdFile(p string) bool {
+	for _, name := range releaseBinaries {
+		if p == etcdservice.BinaryPath(name) {
+			return true
+		}
+	}
+	return slices.Contains(runtime.EtcdFiles(), p)
+}
+
+// unitState is what systemd says of the unit and the last lines of its
+// journal, for a member that did not come up; "" when it says nothing.
+func unitState(ctx context.Context, t remote.Transport) string {
+	u := shell.Quote(etcdservice.Unit)
+	out, _ := t.Run(ctx, fmt.Sprintf(`systemctl show %[1]s -p ActiveState -p SubState -p Result -p ExecMainStatus --no-pager 2>/dev/null
+if command -v journalctl >/dev/null 2>&1; then journalctl -u %[1]s -n 5 --no-pager -o cat 2>/dev/null | sed 's/^/| /'; fi; true`, u), nil)
+	var state, journal []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		switch {
+		case strings.HasPrefix(l, "| "):
+			journal = append(journal, strings.TrimPrefix(l, "| "))
+		case strings.Contains(l, "=") && !strings.HasSuffix(l, "="):
+			state = append(state, l)
+		}
+	}
+	var why []string
+	if len(state) > 0 {
+		why = append(why, etcdservice.Unit+": "+strings.Join(state, " "))
+	}
+	if len(journal) > 0 {
+		why = append(why, "its journal ends: "+strings.Join(journal, " / "))
+	}
+	return strings.Join(why, "; ")
 }

@@ -2,10 +2,8 @@ package systemd
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/etcdadm-io/etcdadm/internal/opstest"
@@ -97,8 +95,8 @@ func TestServiceStop(t *testing.T) {
 	}
 }
 
-// A failed upgrade puts back the binaries the run replaced; one that
-// replaced none says so.
+// A rollback puts back the binaries the run replaced, from the copies it
+// kept, and of the other files only those etcd reads when it starts.
 func TestServiceRollBackBinaries(t *testing.T) {
 	root := t.TempDir()
 	info, _ := testinv.Release(t, root)
@@ -112,8 +110,9 @@ func TestServiceRollBackBinaries(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("PATH", "/usr/bin:/bin")
-	if err := restoreBinaries(context.Background(), e.T, e.Replaced()); err != nil {
-		t.Fatal(err)
+	put, err := ops.PutBack(context.Background(), e, func(p string) bool { return p == dst })
+	if err != nil || len(put) != 1 || put[0] != dst {
+		t.Fatalf("put back %v, %v", put, err)
 	}
 	if b, _ := os.ReadFile(dst); string(b) != "old etcd" {
 		t.Errorf("after the rollback the binary is %d bytes", len(b))
@@ -121,10 +120,11 @@ func TestServiceRollBackBinaries(t *testing.T) {
 	if st, _ := os.Stat(dst); st.Mode().Perm() != 0o755 {
 		t.Errorf("mode %v", st.Mode())
 	}
-	cause := errors.New("not healthy")
-	err := Runtime{}.RollBack(context.Background(), localEnv(root), hostfile.File{}, nil, cause)
-	if !errors.Is(err, cause) || !strings.Contains(err.Error(), "no run replaced a binary of local") {
-		t.Errorf("rollback without binaries: %v", err)
+	for p, want := range map[string]bool{"/usr/local/bin/etcd": true, "/usr/local/bin/etcdctl": true, "/etc/kubernetes/pki/etcd/ca.crt": true,
+		"/etc/kubernetes/pki/etcd/peer.key": true, "/etc/kubernetes/kubeadmcfg.yaml": false, "/etc/etcd/etcd.env": false, "/etc/kubernetes/pki/etcd/healthcheck-client.crt": false} {
+		if etcdFile(p) != want {
+			t.Errorf("a rollback puts %s back: %v, want %v", p, !want, want)
+		}
 	}
 }
 

@@ -41,6 +41,9 @@ func (Runtime) Name() config.Runtime { return config.RuntimeSystemd }
 
 func (Runtime) StartPath(*config.Cluster) string { return etcdservice.EnvPath }
 
+// HeldStartPath: a restart leaves the environment file where it is.
+func (Runtime) HeldStartPath(*config.Cluster) string { return "" }
+
 func (Runtime) Unit() string { return etcdservice.Unit }
 
 // releaseBinaries are the binaries the systemd runtime installs.
@@ -191,7 +194,7 @@ func (Runtime) Work(h *runtime.Host) (runtime.Work, error) {
 	if !restart && !start {
 		return w, nil
 	}
-	w.Start = append(w.Start, ops.RestartEtcd{Path: etcdservice.EnvPath, Change: env, Command: CmdRestartEtcd, Disruptive: running, Why: strings.Join(why, ", ")})
+	w.Start = append(w.Start, ops.RestartEtcd{Path: etcdservice.EnvPath, Change: env, Command: CmdRestartEtcd, Binaries: binaries, Disruptive: running, Why: strings.Join(why, ", ")})
 	w.Restarts = true
 	w.Why = why
 	if pending || restart {
