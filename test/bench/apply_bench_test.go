@@ -246,19 +246,8 @@ func BenchmarkAddMember(b *testing.B) {
 	b.Run("floor-member-add-kubelet-restarted-by-hand", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
-			l, inv := setup(b)
-			c, pki, client := loadCluster(b, inv)
-			h := c.Spec.Hosts[3]
+			l, c, client, h, hp := fourthMember(b, setup, plan.AllParts)
 			ctx := context.Background()
-			list, err := client.MemberList(ctx, []string{manifests.ClientURL(c.Spec.Hosts[0])}, 5*time.Second)
-			if err != nil {
-				b.Fatal(err)
-			}
-			m := plan.Member{InitialCluster: etcdclient.InitialCluster(list.Members, h.Name, manifests.PeerURL(h)), State: manifests.StateExisting}
-			hp, err := plan.HostFiles(c, pipeline.RuntimeFor(c), pki, h, m, plan.AllParts)
-			if err != nil {
-				b.Fatal(err)
-			}
 			lh := l.Host(h.Name)
 			var manifest []plan.File
 			for _, f := range hp.Files {
@@ -285,19 +274,8 @@ func BenchmarkAddMember(b *testing.B) {
 	b.Run("floor-member-add-etcd-started-directly", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
-			l, inv := setup(b)
-			c, pki, client := loadCluster(b, inv)
-			h := c.Spec.Hosts[3]
+			l, c, client, h, hp := fourthMember(b, setup, []plan.Part{plan.PartCerts, plan.PartManifests})
 			ctx := context.Background()
-			list, err := client.MemberList(ctx, []string{manifests.ClientURL(c.Spec.Hosts[0])}, 5*time.Second)
-			if err != nil {
-				b.Fatal(err)
-			}
-			m := plan.Member{InitialCluster: etcdclient.InitialCluster(list.Members, h.Name, manifests.PeerURL(h)), State: manifests.StateExisting}
-			hp, err := plan.HostFiles(c, pipeline.RuntimeFor(c), pki, h, m, []plan.Part{plan.PartCerts, plan.PartManifests})
-			if err != nil {
-				b.Fatal(err)
-			}
 			lh := l.Host(h.Name)
 			var cmd []string
 			for _, f := range hp.Files {
@@ -332,6 +310,25 @@ func BenchmarkAddMember(b *testing.B) {
 			down(b, l)
 		}
 	})
+}
+
+// fourthMember brings up a lab of setup and returns the files of parts
+// its fourth host needs to join the three members as a new one.
+func fourthMember(b *testing.B, setup func(*testing.B) (*lab.Lab, string), parts []plan.Part) (*lab.Lab, *config.Cluster, *etcdclient.Client, config.Host, plan.Host) {
+	b.Helper()
+	l, inv := setup(b)
+	c, pki, client := loadCluster(b, inv)
+	h := c.Spec.Hosts[3]
+	list, err := client.MemberList(context.Background(), []string{manifests.ClientURL(c.Spec.Hosts[0])}, 5*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := plan.Member{InitialCluster: etcdclient.InitialCluster(list.Members, h.Name, manifests.PeerURL(h)), State: manifests.StateExisting}
+	hp, err := plan.HostFiles(c, pipeline.RuntimeFor(c), pki, h, m, parts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return l, c, client, h, hp
 }
 
 // etcdCommand is the command of a static Pod.
