@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/etcdadm-io/etcdadm/pkg/apiserver"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
@@ -62,14 +63,20 @@ func Request(c *config.Cluster, rt runtime.Runtime, h config.Host) facts.Request
 	files, dirs := plan.Paths(c, rt, h)
 	if c.IsControlPlaneHost(h.Name) {
 		// Its files and who trusts which CA, nothing of a member.
-		return facts.Request{CAPath: kubeadmconfig.ExternalCAFile, NoMember: true, Files: files, Dirs: dirs}
+		return facts.Request{CAPath: kubeadmconfig.ExternalCAFile, NoMember: true, Files: files, Dirs: dirs, ControlPlaneDir: apiserver.ManifestsDir}
+	}
+	cpDir := ""
+	if c.Spec.Topology == config.TopologyStacked {
+		// A stacked member's host runs kubeadm's control plane too.
+		cpDir = c.Spec.Kubelet.StaticPodPath
 	}
 	return facts.Request{
-		DataDir:      c.Spec.Etcd.DataDir,
-		ManifestPath: rt.StartPath(c),
-		EtcdUnit:     rt.Unit(),
-		CAPath:       path.Join(manifests.CertificatesDir, certs.CABaseName+".crt"),
-		ClientPort:   manifests.ClientPort,
+		ControlPlaneDir: cpDir,
+		DataDir:         c.Spec.Etcd.DataDir,
+		ManifestPath:    rt.StartPath(c),
+		EtcdUnit:        rt.Unit(),
+		CAPath:          path.Join(manifests.CertificatesDir, certs.CABaseName+".crt"),
+		ClientPort:      manifests.ClientPort,
 		// The images that matter are those of the kubelet's runtime.
 		ContainerdAddress: facts.ContainerdAddress(c.Spec.Kubelet.ContainerRuntimeEndpoint),
 		Files:             files,
