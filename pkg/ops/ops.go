@@ -146,6 +146,11 @@ var registry = map[Kind]handler{
 	KindDefragment:   handle(false, defragment, nil),
 	KindMoveLeaderTo: handle(false, moveLeaderTo, verifyLeads),
 	KindDisarmAlarm:  handle(false, disarmAlarm, verifyDisarmed),
+
+	KindRestartAPIServer:    handle(true, restartAPIServer, nil),
+	KindStopControlPlane:    handle(true, stopControlPlane, nil),
+	KindStartControlPlane:   handle(true, startControlPlane, nil),
+	KindUpdateKubeadmConfig: handle(true, updateKubeadmConfig, nil),
 }
 
 // handle adapts the functions of one payload type to a handler.
