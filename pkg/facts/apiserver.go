@@ -48,7 +48,11 @@ type APIServer struct {
 	// RestartHeld is set when Manifest is the kube-apiserver's Pod a cut
 	// restart took away and did not write back.
 	RestartHeld bool `json:"restartHeld,omitempty"`
-	bootTime    int64
+	// HeldManifest is the kube-apiserver's Pod a stop holds aside.
+	HeldManifest *apiserver.Manifest `json:"heldManifest,omitempty"`
+	// AdminConf is set when kubeadm's admin.conf is there.
+	AdminConf bool `json:"adminConf,omitempty"`
+	bootTime  int64
 }
 
 // Stale lists the etcd files the running kube-apiserver started before
@@ -72,7 +76,7 @@ func (a *APIServer) Stale() []string {
 // its etcd files were written, and the Pods held aside.
 func apiserverScript(b *strings.Builder, dir string) {
 	q := shell.Quote
-	b.WriteString("echo cp-read\n")
+	fmt.Fprintf(b, "echo cp-read; [ -f %s ] && echo cp-admin\n", q(apiserver.AdminConf))
 	fmt.Fprintf(b, "cpd=%s; m=%s\n", q(dir), q(apiserver.ManifestPath(dir)))
 	for _, name := range apiserver.ControlPlaneManifests {
 		fmt.Fprintf(b, "[ -f \"$cpd\"/%[1]s ] && echo 'cp-running %[1]s'; [ -f %[2]s ] && echo 'cp-held %[1]s'\n", q(name), q(HeldPath(dir, name)))
@@ -87,6 +91,7 @@ while read -r k v; do [ "$k" = btime ] && echo "cp-btime $v"; done < /proc/stat
 `)
 	b.WriteString(tagged(`$port`, `$port`, false, "cp-proc"))
 	b.WriteString("fi\n")
+	fmt.Fprintf(b, "show apiserver-held %s\n", q(HeldPath(dir, apiserver.ManifestName)))
 }
 
 // parseAPIServer reads one line of apiserverScript's output.
@@ -97,6 +102,8 @@ func (h *Host) parseAPIServer(tag, rest string) error {
 	a := h.APIServer
 	switch tag {
 	case "cp-read":
+	case "cp-admin":
+		a.AdminConf = true
 	case "cp-restart-held":
 		a.RestartHeld = true
 	case "cp-running":

@@ -462,9 +462,9 @@ func Parse(out []byte, before, after time.Time) (*Host, error) {
 				// An unreadable WAL still holds a member; its ID stays unknown.
 				h.DataDir.MemberID, h.DataDir.ClusterID, _ = WALMetadata(b)
 			}
-		case "cp-read", "cp-restart-held", "cp-running", "cp-held", "cp-mtime", "cp-btime", "cp-proc":
+		case "cp-read", "cp-admin", "cp-restart-held", "cp-running", "cp-held", "cp-mtime", "cp-btime", "cp-proc":
 			err = h.parseAPIServer(tag, rest)
-		case "manifest", "envfile", "ca", "data", "apiserver":
+		case "manifest", "envfile", "ca", "data", "apiserver", "apiserver-held":
 			p.start(tag, rest)
 		case "regular":
 			p.regular = append(p.regular, rest)
@@ -544,6 +544,11 @@ func (p *parser) endBlock(h *Host) error {
 			h.APIServer = &APIServer{}
 		}
 		h.APIServer.Manifest = apiserver.Parse(b)
+	case "apiserver-held":
+		if h.APIServer == nil {
+			h.APIServer = &APIServer{}
+		}
+		h.APIServer.HeldManifest = apiserver.Parse(b)
 	case "ca":
 		h.CAData = b
 		h.TrustedCAs = ParseCerts(b)

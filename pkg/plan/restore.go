@@ -133,7 +133,11 @@ func Restore(in Input, src RestoreSource) (*Plan, error) {
 		start.Hosts = append(start.Hosts, HostOps{Host: ch.Name, Ops: steps})
 		start.Wait = append(start.Wait, ch.Name)
 	}
-	p.Stages = []Stage{make, push, stop, swap, start}
+	stages, err := StopControlPlane(in, []Stage{make, push, stop, swap, start}, c.Spec.Hosts)
+	if err != nil {
+		return nil, err
+	}
+	p.Stages = stages
 	for _, m := range in.Etcd.Members {
 		known := false
 		for _, h := range c.Spec.Hosts {

@@ -195,7 +195,7 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 	if f.keepBackups < 0 {
 		return &usageError{fmt.Errorf("invalid value %d for --keep-backups: use 0 (keep all) or more", f.keepBackups)}
 	}
-	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{Options: pipeline.Options{LockPKI: !f.dryRun}})
+	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{Options: pipeline.Options{LockPKI: !f.dryRun, ControlPlane: true}})
 	if err != nil {
 		return err
 	}
