@@ -102,3 +102,16 @@ func WaitReady(ctx context.Context, client *http.Client, e Endpoint, timeout, in
 		}
 	}
 }
+
+// EndpointOf is where the kube-apiserver of manifest m serves, with its
+// cluster CA read through read (from its host).
+func EndpointOf(ctx context.Context, m *Manifest, read func(context.Context, string) ([]byte, error)) (Endpoint, error) {
+	if m.Address == "" || m.ClientCA == "" {
+		return Endpoint{}, fmt.Errorf("the kube-apiserver's manifest names no --advertise-address or --client-ca-file: it cannot be asked whether it is ready")
+	}
+	ca, err := read(ctx, m.ClientCA)
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("read the kube-apiserver's CA: %w", err)
+	}
+	return Endpoint{Address: m.Address, Port: m.Port, CA: ca}, nil
+}

@@ -120,14 +120,10 @@ func RestartHold(p string) string {
 // connection and checked against the cluster CA its manifest names.
 func AwaitAPIServer(ctx context.Context, e Env, m *apiserver.Manifest) error {
 	t := e.Transport()
-	if m.Address == "" || m.ClientCA == "" {
-		return fmt.Errorf("the kube-apiserver's manifest names no --advertise-address or --client-ca-file: it cannot be asked whether it is ready")
-	}
-	ca, err := t.ReadFile(ctx, m.ClientCA)
+	ep, err := apiserver.EndpointOf(ctx, m, t.ReadFile)
 	if err != nil {
-		return fmt.Errorf("read the kube-apiserver's CA: %w", err)
+		return err
 	}
-	ep := apiserver.Endpoint{Address: m.Address, Port: m.Port, CA: ca}
 	client, err := ep.Client(t.Dial)
 	if err != nil {
 		return err
