@@ -2,12 +2,9 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
-	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/etcdadm-io/etcdadm/pkg/apiserver"
 	"github.com/etcdadm-io/etcdadm/pkg/kubeadmconfig"
@@ -48,40 +45,34 @@ func updateKubeadmConfig(ctx context.Context, e Env, o UpdateKubeadmConfig) erro
 	return nil
 }
 
-// setStoredEndpoints reads and updates the ConfigMap, retrying a write that
-// lost a race with another writer.
+// setStoredEndpoints reads and updates the ConfigMap, again when another
+// writer changed it meanwhile.
 func setStoredEndpoints(ctx context.Context, e Env, endpoints []string) (bool, error) {
 	t := e.Transport()
 	kubeconfig, err := t.ReadFile(ctx, apiserver.AdminConf)
 	if err != nil {
 		return false, fmt.Errorf("read %s: %w", apiserver.AdminConf, err)
 	}
-	cfg, err := apiserver.RESTConfig(kubeconfig, t.Dial)
+	client, err := apiserver.NewClient(kubeconfig, t.Dial)
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", apiserver.AdminConf, err)
 	}
-	cfg.Timeout = 10 * time.Second
-	client, err := corev1client.NewForConfig(cfg)
-	if err != nil {
-		return false, err
-	}
-	cms := client.ConfigMaps(kubeadmconfig.StoredNamespace)
 	for attempt := 0; ; attempt++ {
-		cm, err := cms.Get(ctx, kubeadmconfig.StoredConfigMap, metav1.GetOptions{})
+		cm, err := client.ConfigMap(ctx, kubeadmconfig.StoredNamespace, kubeadmconfig.StoredConfigMap)
 		if err != nil {
-			return false, fmt.Errorf("read %s/%s: %w", kubeadmconfig.StoredNamespace, kubeadmconfig.StoredConfigMap, err)
+			return false, err
 		}
 		data, changed, err := kubeadmconfig.SetStoredEndpoints([]byte(cm.Data[kubeadmconfig.StoredKey]), endpoints)
 		if err != nil || !changed {
 			return false, err
 		}
 		cm.Data[kubeadmconfig.StoredKey] = string(data)
-		_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+		err = client.UpdateConfigMap(ctx, cm)
 		if err == nil {
 			return true, nil
 		}
-		if attempt == 2 {
-			return false, fmt.Errorf("write %s/%s: %w", kubeadmconfig.StoredNamespace, kubeadmconfig.StoredConfigMap, err)
+		if !errors.Is(err, apiserver.ErrConflict) || attempt == 2 {
+			return false, err
 		}
 	}
 }
