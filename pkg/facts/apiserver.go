@@ -1,6 +1,7 @@
 package facts
 
 import (
+	"context"
 	"fmt"
 	"path"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/etcdadm-io/etcdadm/internal/shell"
 	"github.com/etcdadm-io/etcdadm/pkg/apiserver"
+	"github.com/etcdadm-io/etcdadm/pkg/remote"
 )
 
 // HeldSuffix marks a control-plane static Pod a run moved aside (a dotted
@@ -139,4 +141,25 @@ func (h *Host) parseAPIServer(tag, rest string) error {
 		}
 	}
 	return nil
+}
+
+// NamedScript prints the processes named comm (as /proc/PID/comm has it)
+// in the network namespace of the shell it runs in, as "proc" lines: a
+// component's process as soon as it runs, before it listens on its port.
+func NamedScript(comm string) string {
+	return fmt.Sprintf(`for p in /proc/[0-9]*; do
+  [ -r "$p/comm" ] || continue; c=; read -r c < "$p/comm" 2>/dev/null || continue
+  [ "$c" = %s ] && [ "$p/ns/net" -ef /proc/$$/ns/net ] || continue
+  st=; read -r st < "$p/stat" 2>/dev/null || continue; st=${st##*) }; set -- $st; echo "proc ${p#/proc/} ${20} -"
+done; true
+`, shell.Quote(comm))
+}
+
+// Named returns the processes named comm on the host (NamedScript).
+func Named(ctx context.Context, t remote.Transport, comm string) ([]Process, error) {
+	out, err := t.Run(ctx, NamedScript(comm), nil)
+	if err != nil {
+		return nil, fmt.Errorf("look for %s's process: %w", comm, err)
+	}
+	return ParseProcesses(out), nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,5 +111,28 @@ func TestGatherNoAPIServer(t *testing.T) {
 	h, _, err = facts.Gather(ctx, tr, req, "")
 	if err != nil || h.APIServer == nil || h.APIServer.Manifest != nil || len(h.APIServer.Running)+len(h.APIServer.Held) > 0 {
 		t.Fatalf("an empty control-plane directory: %+v, %v", h.APIServer, err)
+	}
+}
+
+// A component's process is found by its name, in the shell's network
+// namespace: here, this test's own.
+func TestNamed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tr := remote.NewLocal("cp0", false)
+	defer tr.Close()
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := facts.Named(ctx, tr, strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(ps, func(p facts.Process) bool { return p.PID == os.Getpid() }) {
+		t.Errorf("this process (%d) not among %+v", os.Getpid(), ps)
+	}
+	if ps, err := facts.Named(ctx, tr, "no-such-process-name"); err != nil || len(ps) != 0 {
+		t.Errorf("a name nothing runs as: %+v, %v", ps, err)
 	}
 }

@@ -56,10 +56,11 @@ func restartAPIServer(ctx context.Context, e Env, o RestartAPIServer) error {
 }
 
 // ReplaceStaticPod puts f in place of the static Pod at its path whose
-// process listens on port: the old Pod is taken away, then its process and
-// its Pod (cgroup) are waited for until gone, then f is written, and
-// retry when no new process came after RetryAfter (the kubelet holds back
-// a Pod that arrives while it still finishes the old one). A run cut in
+// process, named what, listens on port: the old Pod is taken away, then
+// its process and its Pod (cgroup) are waited for until gone, then f is
+// written, and retry when no new process came after RetryAfter (the
+// kubelet holds back a Pod that arrives while it still finishes the old
+// one). A run cut in
 // between leaves the old Pod under a dotted name, which the facts read.
 func ReplaceStaticPod(ctx context.Context, e Env, port int, f hostfile.File, retry *hostfile.File, what string) error {
 	t, name := e.Transport(), e.Host().Name
@@ -85,8 +86,10 @@ func ReplaceStaticPod(ctx context.Context, e Env, port int, f hostfile.File, ret
 	if retry == nil {
 		return nil
 	}
+	// The new process is looked for by name: it runs well before it
+	// listens on its port.
 	for deadline := time.Now().Add(RetryAfter); time.Now().Before(deadline); {
-		now, err := facts.Processes(ctx, t, port)
+		now, err := facts.Named(ctx, t, what)
 		if err != nil {
 			return err
 		}
