@@ -229,8 +229,27 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 	healthy, total := execute.Summary(out.Members)
 	sum.members(out.Members)
 	sum.printf("restored in %s: %d/%d members healthy: %s", time.Since(start).Round(time.Millisecond), healthy, total, describeMembers(out.List.Members))
-	sum.printf("revision %d (the snapshot's %d, bumped by %d); restart the kube-apiservers, then the controllers and kubelets that watch them", out.Revision, info.Revision, int64(snapshot.RevisionBump))
+	next := "restart the kube-apiservers, then the controllers and kubelets that watch them"
+	if stoppedControlPlane(out.Plan) {
+		next = "the kube-apiservers, controller managers and schedulers started again on it; restart the kubelets that watch them"
+	}
+	sum.printf("revision %d (the snapshot's %d, bumped by %d); %s", out.Revision, info.Revision, int64(snapshot.RevisionBump), next)
 	return err
+}
+
+// stoppedControlPlane reports whether p stopped a control plane (and so
+// started it again).
+func stoppedControlPlane(p *plan.Plan) bool {
+	for _, st := range p.Stages {
+		for _, h := range st.Hosts {
+			for _, op := range h.Ops {
+				if op.Kind() == ops.KindStopControlPlane {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // saveEncrypted streams a snapshot from src, checked as it passes, to
