@@ -353,11 +353,15 @@ func restartControlPlane(in Input, servers []string) (*Stage, error) {
 		if len(held) == 0 && (a.facts == nil || !a.facts.HasPending(facts.PendingControlPlane)) {
 			continue
 		}
-		start, err := startOp(a, held, servers)
-		if err != nil {
-			return nil, err
+		steps := []Op{ops.Unmark{Marker: facts.PendingControlPlane}}
+		if len(held) > 0 {
+			start, err := startOp(a, held, servers)
+			if err != nil {
+				return nil, err
+			}
+			steps = append([]Op{start}, steps...)
 		}
-		st.Hosts = append(st.Hosts, HostOps{Host: a.name, Ops: []Op{start, ops.Unmark{Marker: facts.PendingControlPlane}}})
+		st.Hosts = append(st.Hosts, HostOps{Host: a.name, Ops: steps})
 	}
 	if len(st.Hosts) == 0 {
 		return nil, nil
