@@ -282,7 +282,7 @@ func stepAPIServersStacked(t *testing.T, s *apiserverStory) {
 	ctx := context.Background()
 	hosts := []*lab.Host{s.cps[0], s.cps[1], s.members[2]}
 	for _, h := range hosts {
-		if _, err := h.Exec(ctx, "sh", "-c", "rm -f /etc/kubernetes/manifests/kube-apiserver.yaml; while ss -Hltn 'sport = :6443' | grep -q .; do sleep 0.2; done; rm -rf /etc/kubernetes /var/lib/etcdadm /var/lib/etcd"); err != nil {
+		if _, err := h.Exec(ctx, "sh", "-c", "rm -f /etc/kubernetes/manifests/kube-apiserver.yaml; while ss -Hltn 'sport = :6443' | grep -q .; do sleep 0.2; done; rm -rf /etc/kubernetes /var/lib/etcdadm; find /var/lib/etcd -mindepth 1 -delete"); err != nil {
 			t.Fatal(err)
 		}
 	}
