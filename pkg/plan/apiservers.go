@@ -241,8 +241,8 @@ func kubeadmRecordStage(in Input, hosts []config.Host, files bool) (*Stage, []st
 	return &st, warnings, nil
 }
 
-// heldControlPlane lists, by host, the control plane's static Pods a stop
-// holds aside (a restore cut short), and whether its record is there.
+// heldControlPlane lists the control plane's static Pods a stop holds
+// aside on a's host (a restore cut short).
 func heldControlPlane(a apiserverHost) []string {
 	if a.facts == nil || a.facts.APIServer == nil {
 		return nil
@@ -262,7 +262,7 @@ func controlPlaneNames(a apiserverHost) []string {
 	return out
 }
 
-// StopControlPlane wraps stages, the stages of a change that takes every
+// withControlPlaneStopped wraps stages, the stages of a change that takes every
 // member's data away (a restore), with the control plane's stop and start:
 // before the first stage that stops a member, every kube-apiserver,
 // kube-controller-manager and kube-scheduler static Pod is moved aside
@@ -271,7 +271,7 @@ func controlPlaneNames(a apiserverHost) []string {
 // with --etcd-servers the client URLs of hosts) and every kube-apiserver
 // is waited for until it answers /readyz. The controllers start again
 // with the data they will watch, instead of a cache of the old.
-func StopControlPlane(in Input, stages []Stage, hosts []config.Host) ([]Stage, error) {
+func withControlPlaneStopped(in Input, stages []Stage, hosts []config.Host) ([]Stage, error) {
 	stop := Stage{Name: "stop the control plane", Rollout: AllAtOnce,
 		Why: "no kube-apiserver may serve, and no controller act on, the data being replaced"}
 	start := Stage{Name: "start the control plane", Rollout: AllAtOnce,

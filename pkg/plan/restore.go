@@ -133,7 +133,7 @@ func Restore(in Input, src RestoreSource) (*Plan, error) {
 		start.Hosts = append(start.Hosts, HostOps{Host: ch.Name, Ops: steps})
 		start.Wait = append(start.Wait, ch.Name)
 	}
-	stages, err := StopControlPlane(in, []Stage{make, push, stop, swap, start}, c.Spec.Hosts)
+	stages, err := withControlPlaneStopped(in, []Stage{make, push, stop, swap, start}, c.Spec.Hosts)
 	if err != nil {
 		return nil, err
 	}
