@@ -151,6 +151,7 @@ var registry = map[Kind]handler{
 	KindStopControlPlane:    handle(true, stopControlPlane, nil),
 	KindStartControlPlane:   handle(true, startControlPlane, nil),
 	KindUpdateKubeadmConfig: handle(true, updateKubeadmConfig, nil),
+	KindWaitAPIServer:       handle(true, waitAPIServer, nil),
 }
 
 // handle adapts the functions of one payload type to a handler.

@@ -375,6 +375,7 @@ func restartControlPlane(in Input, servers []string) (*Stage, error) {
 // members, their etcd files change or they have not read them, kubeadm's
 // record of the endpoints, and a control plane a cut restore stopped.
 func keepAPIServers(in Input, p *Plan) error {
+	waitStackedAPIServers(in, p)
 	servers := Servers(in.Cluster.Spec.Hosts)
 	st, warnings := apiserverStage(in, "kube-apiservers", "each kube-apiserver restarted one at a time, and ready before the next: the others serve meanwhile",
 		func([]string) []string { return servers }, etcdFilesChange(p))
@@ -480,4 +481,34 @@ func restarted(in Input, stages []Stage) Input {
 		}
 	}
 	return out
+}
+
+// waitStackedAPIServers makes a roll of stacked members wait, after each
+// member that restarts on a host running a kube-apiserver, until that
+// kube-apiserver is ready again: it reaches its own member alone, so the
+// next member's restart would otherwise leave the cluster with none.
+func waitStackedAPIServers(in Input, p *Plan) {
+	if in.Cluster.Spec.Topology != config.TopologyStacked {
+		return
+	}
+	dirs := map[string]string{}
+	for _, a := range apiserverHosts(in) {
+		if a.manifest() != nil {
+			dirs[a.name] = a.dir
+		}
+	}
+	for i := range p.Stages {
+		st := &p.Stages[i]
+		if st.Rollout != OneAtATime {
+			continue
+		}
+		for j := range st.Hosts {
+			h := &st.Hosts[j]
+			dir, ok := dirs[h.Host]
+			if !ok || !slices.ContainsFunc(h.Ops, func(o Op) bool { return o.Kind() == ops.KindRestartEtcd }) {
+				continue
+			}
+			h.Ops = append(h.Ops, ops.WaitAPIServer{Dir: dir, Why: "it reaches its own member alone: the next member restarts once it serves again"})
+		}
+	}
 }

@@ -389,6 +389,14 @@ func TestStackedAPIServersKeepLoopback(t *testing.T) {
 	if kas != len(p.Stages)-1 || kas == 0 {
 		t.Fatalf("want the members' stage, then the kube-apiservers':\n%s", planText(p))
 	}
+	// n0's member restarts for its new bundle; its kube-apiserver, which
+	// reaches it alone, is ready again before the next member restarts.
+	steps := stageOps(p.Stages[0], "n0")
+	restart, ri := findOp(steps, isKind(ops.KindRestartEtcd))
+	wait, wi := findOp(steps, isKind(ops.KindWaitAPIServer))
+	if restart == nil || wait == nil || wi < ri || wi != len(steps)-1 {
+		t.Errorf("n0's roll: %v, want the wait for its kube-apiserver last", kinds(steps))
+	}
 	hostsOf, restarts := restartsOf(t, p.Stages[kas])
 	if !slices.Equal(hostsOf, []string{"n0"}) || !slices.Equal(restarts[0].Servers, []string{"https://127.0.0.1:2379"}) {
 		t.Fatalf("restarts %v: %+v", hostsOf, restarts)
