@@ -195,7 +195,7 @@ func stepAPIServersRenewRotate(t *testing.T, s *apiserverStory) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if n := strings.Count(r.stderr, "the kube-apiserver answers /readyz"); n < 2*3 {
+	if n := strings.Count(r.stderr, "after its restart"); n < 2*3 {
 		t.Errorf("%d kube-apiserver restarts in the rotation, want one per host and stage", n)
 	}
 	s.checkServers(t, s.members)
@@ -315,7 +315,7 @@ func stepAPIServersStacked(t *testing.T, s *apiserverStory) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if n := strings.Count(r.stderr, "the kube-apiserver answers /readyz"); n != 2 {
+	if n := strings.Count(r.stderr, "after its restart"); n != 2 {
 		t.Errorf("%d kube-apiserver restarts, want one per control-plane host", n)
 	}
 	// Each stacked kube-apiserver reaches its own member alone: while the
