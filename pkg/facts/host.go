@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/etcdadm-io/etcdadm/internal/shell"
+	"github.com/etcdadm-io/etcdadm/pkg/apiserver"
 	"github.com/etcdadm-io/etcdadm/pkg/remote"
 )
 
@@ -132,6 +133,10 @@ type Request struct {
 	// taken before it runs out: a run known to have ended.
 	Lease    time.Duration
 	Takeover string
+	// ControlPlaneDir, when set, is the manifests directory whose
+	// kube-apiserver (and the rest of kubeadm's control plane) is read:
+	// on a control-plane host.
+	ControlPlaneDir string
 }
 
 func (r Request) stateDir() string {
@@ -221,6 +226,9 @@ type Host struct {
 	EtcdActive string `json:"etcdActive,omitempty"`
 	// Arch is the machine's architecture, as `uname -m` says it.
 	Arch string `json:"arch,omitempty"`
+	// APIServer is the control plane kubeadm runs on the host; nil when
+	// it was not read.
+	APIServer *APIServer `json:"apiserver,omitempty"`
 }
 
 // HasPending reports whether a marker records the work.
@@ -275,6 +283,12 @@ func Script(req Request) (string, error) {
 		}
 	}
 	fmt.Fprintf(&b, "show ca %s\n", q(req.CAPath))
+	if req.ControlPlaneDir != "" {
+		if !path.IsAbs(req.ControlPlaneDir) {
+			return "", fmt.Errorf("path %q is not absolute", req.ControlPlaneDir)
+		}
+		apiserverScript(&b, req.ControlPlaneDir)
+	}
 	if len(req.Files) > 0 {
 		b.WriteString("set --\nfor f in")
 		for _, f := range req.Files {
@@ -427,7 +441,9 @@ func Parse(out []byte, before, after time.Time) (*Host, error) {
 				// An unreadable WAL still holds a member; its ID stays unknown.
 				h.DataDir.MemberID, h.DataDir.ClusterID, _ = WALMetadata(b)
 			}
-		case "manifest", "envfile", "ca", "data":
+		case "cp-read", "cp-admin", "cp-restart-held", "cp-running", "cp-held", "cp-mtime", "cp-btime", "cp-proc":
+			err = h.parseAPIServer(tag, rest)
+		case "manifest", "envfile", "ca", "data", "apiserver", "apiserver-held":
 			p.start(tag, rest)
 		case "regular":
 			p.regular = append(p.regular, rest)
@@ -506,6 +522,16 @@ func (p *parser) endBlock(h *Host) error {
 		h.Manifest = ParseManifest(b)
 	case "envfile":
 		h.Manifest = ParseEnvFile(b)
+	case "apiserver":
+		if h.APIServer == nil {
+			h.APIServer = &APIServer{}
+		}
+		h.APIServer.Manifest = apiserver.Parse(b)
+	case "apiserver-held":
+		if h.APIServer == nil {
+			h.APIServer = &APIServer{}
+		}
+		h.APIServer.HeldManifest = apiserver.Parse(b)
 	case "ca":
 		h.CAData = b
 		h.TrustedCAs = ParseCerts(b)
@@ -662,12 +688,18 @@ func ProcessScript(port int) string {
 // to name the listeners' owners, the most costly part of the facts: it runs
 // only when a plain `ss` shows something listening on those ports.
 func processes(filter string, port int, listen bool) string {
+	return tagged(filter, strconv.Itoa(port), listen, "proc")
+}
+
+// tagged is processes for the port a shell word names ("$port"), each
+// process printed on a line starting with tag.
+func tagged(filter, port string, listen bool, tag string) string {
 	printListen := ""
 	if listen {
 		printListen = `case $l in *:2379\ *|*:2380\ *|*:2381\ *) printf 'listen %s\n' "$l";; esac; `
 	}
-	return fmt.Sprintf(`ssout=$(ss -Hltn '( sport = :%[1]s )' 2>/dev/null); [ -z "$ssout" ] || ssout=$(ss -Hltnp '( sport = :%[1]s )' 2>/dev/null); pids=
-while IFS= read -r l; do [ -n "$l" ] || continue; %[3]scase $l in *:%[2]d\ *) r=$l; while :; do case $r in *pid=*) r=${r#*pid=}; p=${r%%%%,*}; case " $pids " in *" $p "*) ;; *) pids="$pids $p";; esac;; *) break;; esac; done;; esac; done <<EOF
+	return fmt.Sprintf(`ssout=$(ss -Hltn "( sport = :%[1]s )" 2>/dev/null); [ -z "$ssout" ] || ssout=$(ss -Hltnp "( sport = :%[1]s )" 2>/dev/null); pids=
+while IFS= read -r l; do [ -n "$l" ] || continue; %[3]scase $l in *:%[2]s\ *) r=$l; while :; do case $r in *pid=*) r=${r#*pid=}; p=${r%%%%,*}; case " $pids " in *" $p "*) ;; *) pids="$pids $p";; esac;; *) break;; esac; done;; esac; done <<EOF
 $ssout
 EOF
 for p in $pids; do
@@ -680,9 +712,9 @@ for p in $pids; do
     IFS=$oifs
     [ -n "$found" ] && cg=$base$acc
   done < /proc/$p/cgroup
-  echo "proc $p $start $cg"
+  echo "%[4]s $p $start $cg"
 done
-`, filter, port, printListen)
+`, filter, port, printListen, tag)
 }
 
 // ParseProcesses reads the output of ProcessScript.

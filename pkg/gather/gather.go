@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/etcdadm-io/etcdadm/pkg/apiserver"
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
@@ -76,9 +77,15 @@ func Request(c *config.Cluster, rt runtime.Runtime, h config.Host) facts.Request
 	files, dirs := plan.Paths(c, rt, h)
 	if c.IsControlPlaneHost(h.Name) {
 		// Its files and who trusts which CA, nothing of a member.
-		return facts.Request{CAPath: kubeadmconfig.ExternalCAFile, NoMember: true, Files: files, Dirs: dirs}
+		return facts.Request{CAPath: kubeadmconfig.ExternalCAFile, NoMember: true, Files: files, Dirs: dirs, ControlPlaneDir: apiserver.ManifestsDir}
+	}
+	cpDir := ""
+	if c.Spec.Topology == config.TopologyStacked {
+		// A stacked member's host runs kubeadm's control plane too.
+		cpDir = c.Spec.Kubelet.StaticPodPath
 	}
 	return facts.Request{
+		ControlPlaneDir:  cpDir,
 		DataDir:          c.Spec.Etcd.DataDir,
 		ManifestPath:     rt.StartPath(c),
 		HeldManifestPath: rt.HeldStartPath(c),

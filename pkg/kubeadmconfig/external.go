@@ -1,10 +1,13 @@
 package kubeadmconfig
 
 import (
+	"fmt"
 	"io/fs"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kubeadmv1beta4 "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/v1beta4"
+	"sigs.k8s.io/yaml"
 
 	"github.com/etcdadm-io/etcdadm/internal/typedyaml"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
@@ -48,4 +51,46 @@ func BuildExternal(c *config.Cluster) *kubeadmv1beta4.ClusterConfiguration {
 // MarshalExternal writes a control-plane host's etcd-external.yaml.
 func MarshalExternal(c *config.Cluster) ([]byte, error) {
 	return typedyaml.Marshal(BuildExternal(c), nil)
+}
+
+// Stored is where kubeadm keeps its ClusterConfiguration in the cluster:
+// the kube-system/kubeadm-config ConfigMap, under this key. Its next
+// `kubeadm upgrade` writes the kube-apiserver's --etcd-servers from it.
+const (
+	StoredNamespace = "kube-system"
+	StoredConfigMap = "kubeadm-config"
+	StoredKey       = "ClusterConfiguration"
+)
+
+// SetStoredEndpoints returns the ClusterConfiguration kubeadm stored (the
+// ConfigMap's data) with etcd.external.endpoints (and httpEndpoints, where
+// it is the endpoints, as kubeadm defaults it) set to endpoints, decoded
+// and written back as the typed v1beta4 object kubeadm wrote; changed is
+// false when it already held them. A stored configuration of a stacked
+// control plane (etcd.local) is refused: its endpoints are not etcdadm's.
+func SetStoredEndpoints(data []byte, endpoints []string) (out []byte, changed bool, err error) {
+	var cfg kubeadmv1beta4.ClusterConfiguration
+	if err := yaml.Unmarshal(data, &cfg); err != nil {
+		return nil, false, fmt.Errorf("read kubeadm's %s: %w", StoredKey, err)
+	}
+	if cfg.Kind != "ClusterConfiguration" || cfg.APIVersion != kubeadmv1beta4.SchemeGroupVersion.String() {
+		return nil, false, fmt.Errorf("kubeadm's %s is %s %s, not a %s ClusterConfiguration", StoredKey, cfg.APIVersion, cfg.Kind, kubeadmv1beta4.SchemeGroupVersion)
+	}
+	if cfg.Etcd.External == nil {
+		return nil, false, fmt.Errorf("kubeadm's %s has no etcd.external: its control plane runs its own etcd", StoredKey)
+	}
+	ext := cfg.Etcd.External
+	if slices.Equal(ext.Endpoints, endpoints) {
+		return data, false, nil
+	}
+	// httpEndpoints defaults to the endpoints, and kubeadm stores it so:
+	// it follows them unless it was set to something else.
+	if slices.Equal(ext.HTTPEndpoints, ext.Endpoints) {
+		ext.HTTPEndpoints = slices.Clone(endpoints)
+	}
+	ext.Endpoints = slices.Clone(endpoints)
+	if out, err = yaml.Marshal(&cfg); err != nil {
+		return nil, false, fmt.Errorf("write kubeadm's %s: %w", StoredKey, err)
+	}
+	return out, true, nil
 }

@@ -152,6 +152,12 @@ var registry = map[Kind]handler{
 	KindMoveLeaderTo: handle(false, moveLeaderTo, verifyLeads),
 	KindDisarmAlarm:  handle(false, disarmAlarm, verifyDisarmed),
 	KindAwaitRestart: handle(false, awaitRestart, nil),
+
+	KindRestartAPIServer:    handle(true, restartAPIServer, nil),
+	KindStopControlPlane:    handle(true, stopControlPlane, nil),
+	KindStartControlPlane:   handle(true, startControlPlane, nil),
+	KindUpdateKubeadmConfig: handle(true, updateKubeadmConfig, nil),
+	KindWaitAPIServer:       handle(true, waitAPIServer, nil),
 }
 
 // handle adapts the functions of one payload type to a handler.

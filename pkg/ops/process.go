@@ -41,10 +41,15 @@ const PodCleanupWait = 15 * time.Second
 // static Pod that comes back before that starts only after the kubelet's
 // retry delay (10s), or behind its restart back-off.
 func WaitGone(ctx context.Context, e Env, before []facts.Process, pod bool) error {
+	return WaitGoneOn(ctx, e, manifests.ClientPort, before, pod)
+}
+
+// WaitGoneOn is WaitGone for the processes listening on port.
+func WaitGoneOn(ctx context.Context, e Env, port int, before []facts.Process, pod bool) error {
 	t := e.Transport()
 	deadline := time.Now().Add(e.HealthTimeout())
 	for {
-		now, err := Processes(ctx, t)
+		now, err := facts.Processes(ctx, t, port)
 		if err != nil {
 			return err
 		}
@@ -60,7 +65,11 @@ func WaitGone(ctx context.Context, e Env, before []facts.Process, pod bool) erro
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("etcd (pid %v) still runs %s after it was told to stop", before, e.HealthTimeout())
+			what := fmt.Sprintf("the process on port %d", port)
+			if port == manifests.ClientPort {
+				what = "etcd"
+			}
+			return fmt.Errorf("%s (pid %v) still runs %s after it was told to stop", what, before, e.HealthTimeout())
 		}
 		if err := Sleep(ctx, 100*time.Millisecond); err != nil {
 			return err

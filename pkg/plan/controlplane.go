@@ -38,6 +38,9 @@ func Build(in Input) (*Plan, error) {
 	p.Hosts = append(p.Hosts, hosts...)
 	if re == nil && len(refused) == 0 {
 		p.Stages = append(p.Stages, controlPlaneStages(p, hosts, in.Hosts)...)
+		if err := keepAPIServers(in, p); err != nil {
+			return nil, err
+		}
 		return p, nil
 	}
 	if re != nil {

@@ -144,6 +144,14 @@ func Remove(in Input, name string) (*Plan, error) {
 	}
 	p.Stages = []Stage{{Name: "remove member " + name, Rollout: OneAtATime, Why: "the other members keep quorum without it",
 		Hosts: []HostOps{{Host: name, Ops: steps}}}}
+	final := without(in.Cluster.Spec.Hosts, name)
+	urls := slices.Clone(t.member.ClientURLs)
+	if t.host != nil {
+		urls = append(urls, manifests.ClientURL(*t.host))
+	}
+	if err := aroundMembership(in, p, final, goneURLs(final, urls...)); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -359,5 +367,9 @@ func Replace(in Input, name string, force bool) (*Plan, error) {
 	stages = append(stages, join(jin, h, voters, 0))
 	p.Stages = stages
 	p.Warnings = append(p.Warnings, unknownMembers(in)...)
+	final := in.Cluster.Spec.Hosts
+	if err := aroundMembership(in, p, final, goneURLs(final, t.member.ClientURLs...)); err != nil {
+		return nil, err
+	}
 	return p, nil
 }

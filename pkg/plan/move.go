@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/etcdadm-io/etcdadm/pkg/config"
@@ -232,6 +233,10 @@ func Move(in Input, name string, from MoveFrom) (*Plan, error) {
 	stages = append(stages, Stage{Name: "finish the move", Rollout: AllAtOnce,
 		Hosts: []HostOps{{Host: name, Ops: []Op{ops.Unmark{Marker: marker}}}}})
 	p.Stages = stages
+	oldURL := manifests.ClientURL(config.Host{Name: name, Address: from.Address})
+	if err := aroundMembership(in, p, c.Spec.Hosts, goneURLs(c.Spec.Hosts, append(slices.Clone(m.ClientURLs), oldURL)...)); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 

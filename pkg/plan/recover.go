@@ -153,6 +153,10 @@ func Recover(in Input, from string) (*Plan, error) {
 		return nil, err
 	}
 	p.Stages = stages
+	// Without quorum no kube-apiserver is ready: they follow once it is back.
+	if err := aroundMembership(in, p, c.Spec.Hosts, nil); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 

@@ -245,13 +245,17 @@ func Restore(in Input, src RestoreSource) (*Plan, error) {
 		restore.Make = made
 	}
 	make.Hosts = []HostOps{{Host: LocalHost, Ops: []Op{restore}}}
+	var stages []Stage
 	if len(record.Hosts) > 0 {
-		p.Stages = append(p.Stages, record)
+		stages = append(stages, record)
 	}
 	if len(made) > 0 {
-		p.Stages = append(p.Stages, make, push, stop, swap)
+		stages = append(stages, make, push, stop, swap)
 	}
-	p.Stages = append(p.Stages, start, clean)
+	stages = append(stages, start, clean)
+	if p.Stages, err = withControlPlaneStopped(in, stages, c.Spec.Hosts); err != nil {
+		return nil, err
+	}
 	for _, m := range in.Etcd.Members {
 		known := false
 		for _, h := range c.Spec.Hosts {
@@ -444,6 +448,14 @@ func AbortRestore(in Input) (*Plan, error) {
 		}
 	}
 	p.Stages = append(p.Stages, start, clean)
+	// The restore may have stopped the control plane before it was cut.
+	held, err := restartControlPlane(in, Servers(c.Spec.Hosts))
+	if err != nil {
+		return nil, err
+	}
+	if held != nil {
+		p.Stages = append(p.Stages, *held)
+	}
 	return p, nil
 }
 

@@ -3,6 +3,7 @@ package plan
 import (
 	"errors"
 	"path"
+	"slices"
 	"strings"
 	"testing"
 
@@ -349,6 +350,26 @@ func TestAbortRestore(t *testing.T) {
 		_, err := AbortRestore(in)
 		if err == nil || !strings.Contains(err.Error(), "runs with quorum") {
 			t.Errorf("%v", err)
+		}
+	})
+	t.Run("a control plane the restore stopped is started last", func(t *testing.T) {
+		in := cut(t)
+		wc, hosts := withCPs(t, w, in.Hosts, clientsOf(names3...), "cp0")
+		a := hosts["cp0"].APIServer
+		a.HeldManifest, a.Manifest = a.Manifest, nil
+		a.Held, a.Running = a.Running, nil
+		hosts["cp0"].Pending = []string{facts.PendingControlPlane}
+		in.Cluster, in.PKI, in.Hosts = wc.c, wc.pki, hosts
+		p, err := AbortRestore(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := p.Stages[len(p.Stages)-1]
+		if got := kinds(stageOps(last, "cp0")); len(p.Stages) != 5 || strings.Join(got, ",") != "start-control-plane,unmark control-plane-stopped" {
+			t.Fatalf("stages %s; cp0's last: %v", stageList(p), got)
+		}
+		if up := as[ops.StartControlPlane](t, stageOps(last, "cp0")[0]); !slices.Equal(up.Names, a.Held) {
+			t.Errorf("put back %v, want the held %v", up.Names, a.Held)
 		}
 	})
 	t.Run("nothing to abort", func(t *testing.T) {

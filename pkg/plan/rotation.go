@@ -67,7 +67,9 @@ func Rotation(in Input, m CAMove) (RotationStage, string) {
 		}
 		trustsTarget := trusts(hf, target)
 		leaves := leavesIssuedBy(hf, target, certs.SpecsFor(in.Cluster, h.Name))
-		pending := hf.HasPending(facts.PendingEtcdRestart)
+		// A kube-apiserver reads its CA bundle only when it starts: one
+		// that started before its etcd files changed is not past a stage.
+		pending := hf.HasPending(facts.PendingEtcdRestart) || len(hf.APIServer.Stale()) > 0
 		onlyTarget := len(hf.TrustedCAs) == 1 && trustsTarget
 		if !(trustsTarget && (trusts(hf, other) || leaves) && !pending) {
 			notA = append(notA, h.Name)

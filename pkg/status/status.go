@@ -322,16 +322,31 @@ type ControlPlaneReport struct {
 	Address      string             `json:"address"`
 	HostError    string             `json:"hostError,omitempty"`
 	Certificates []certs.Expiration `json:"certificates,omitempty"`
+	// APIServer is its kube-apiserver; nil when it has none.
+	APIServer *APIServerReport `json:"apiserver,omitempty"`
 }
 
 func controlPlaneStatus(c *config.Cluster, f *gather.Facts, unreachable map[string]error, now time.Time) []ControlPlaneReport {
 	var out []ControlPlaneReport
-	for _, h := range c.Spec.ControlPlane.Hosts {
+	members := memberClientURLs(c, f.Etcd)
+	stacked := c.Spec.Topology == config.TopologyStacked
+	hosts := c.Spec.ControlPlane.Hosts
+	if stacked {
+		// A stacked member's host is a control-plane host: its kube-apiserver's row.
+		hosts = nil
+		for _, h := range c.Spec.Hosts {
+			if hf := f.Hosts[h.Name]; hf != nil && apiserverReport(hf, members, true) != nil {
+				hosts = append(hosts, config.ControlPlaneHost{Name: h.Name, Address: h.Address})
+			}
+		}
+	}
+	for _, h := range hosts {
 		r := ControlPlaneReport{Name: h.Name, Address: h.Address}
 		if err := unreachable[h.Name]; err != nil {
 			r.HostError = err.Error()
 		} else if hf := f.Hosts[h.Name]; hf != nil {
 			r.Certificates = HostCertificates(c, h.Name, hf, now)
+			r.APIServer = apiserverReport(hf, members, stacked)
 		} else {
 			r.HostError = "not read"
 		}
@@ -341,14 +356,15 @@ func controlPlaneStatus(c *config.Cluster, f *gather.Facts, unreachable map[stri
 }
 
 // writeControlPlaneTable prints a line per control-plane host: when its
-// kube-apiserver's client certificate expires.
+// kube-apiserver's client certificate expires, the --etcd-servers it uses,
+// whether they are the members', and whether it answers /readyz.
 func writeControlPlaneTable(w io.Writer, rows []ControlPlaneReport) error {
 	if len(rows) == 0 {
 		return nil
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CONTROL-PLANE HOST\tADDRESS\tAPISERVER-ETCD-CLIENT EXPIRES")
+	fmt.Fprintln(tw, "CONTROL-PLANE HOST\tADDRESS\tAPISERVER-ETCD-CLIENT EXPIRES\tETCD-SERVERS\tMEMBERS\tREADYZ")
 	for _, r := range rows {
 		expires := "-"
 		switch {
@@ -365,7 +381,8 @@ func writeControlPlaneTable(w io.Writer, rows []ControlPlaneReport) error {
 				}
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, r.Address, expires)
+		servers, matches, ready := apiserverColumns(r.APIServer)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Address, expires, servers, matches, ready)
 	}
 	return tw.Flush()
 }

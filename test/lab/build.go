@@ -34,6 +34,10 @@ const (
 	PauseImage      = "registry.k8s.io/pause:3.10.2"
 	// VersitygwVersion is the S3 server the backup tests store to.
 	VersitygwVersion = "v1.8.0"
+	// KubeAPIServerImage is the kube-apiserver kubeadm v1.37.2's static Pod
+	// names, built like the kubelet; it is imported only by the tests that
+	// run a control plane (Host.ImportImage).
+	KubeAPIServerImage = "registry.k8s.io/kube-apiserver:" + KubeletVersion
 
 	modulePath = "github.com/etcdadm-io/etcdadm"
 )
@@ -64,6 +68,10 @@ type Artifacts struct {
 	PauseImage    string `json:",omitempty"` // OCI image layout tarball of PauseImage
 	// S3Server is versitygw, a real S3 server with a posix backend.
 	S3Server string `json:",omitempty"`
+	// KubeAPIServer is the binary, and KubeAPIServerImage the OCI image
+	// layout tarball of KubeAPIServerImage.
+	KubeAPIServer      string `json:",omitempty"`
+	KubeAPIServerImage string `json:",omitempty"`
 }
 
 type goTarget struct {
@@ -156,6 +164,8 @@ func Build(ctx context.Context, opts BuildOptions, log io.Writer) (*Artifacts, e
 		a.EtcdNextImage = filepath.Join(out, "images", "etcd-"+EtcdNextVersion+"-0.tar")
 		a.PauseImage = filepath.Join(out, "images", "pause-3.10.2.tar")
 		a.S3Server = filepath.Join(bin, "versitygw")
+		a.KubeAPIServer = filepath.Join(bin, "kube-apiserver")
+		a.KubeAPIServerImage = filepath.Join(out, "images", "kube-apiserver-"+KubeletVersion+".tar")
 		targets = append(targets, []struct {
 			t   goTarget
 			out string
@@ -166,6 +176,8 @@ func Build(ctx context.Context, opts BuildOptions, log io.Writer) (*Artifacts, e
 			{goTarget{name: "etcd v" + EtcdVersion, dir: "test/lab/build/etcd", pkg: "./etcd", sources: []string{"test/lab/build/etcd"}, slow: "about 2-3 minutes cold"}, a.Etcd},
 			{goTarget{name: "etcdctl v" + EtcdVersion, dir: "test/lab/build/etcd", pkg: "./etcdctl", sources: []string{"test/lab/build/etcd"}}, a.Etcdctl},
 			{goTarget{name: "etcd v" + EtcdNextVersion, dir: "test/lab/build/etcdnext", pkg: "./etcd", sources: []string{"test/lab/build/etcdnext"}, slow: "about 2-3 minutes cold"}, a.EtcdNext},
+			{goTarget{name: "kube-apiserver " + KubeletVersion, dir: "test/lab/build/kubeapiserver", pkg: ".", sources: []string{"test/lab/build/kubeapiserver"},
+				ldflags: kubeletVersionFlags(), tags: "selinux,notest,grpcnotrace", slow: "about 3-6 minutes cold on 2 cores"}, a.KubeAPIServer},
 			{goTarget{name: "versitygw " + VersitygwVersion, dir: "test/lab/build/versitygw", pkg: "github.com/versity/versitygw/cmd/versitygw", sources: []string{"test/lab/build/versitygw"}, slow: "about 1-2 minutes cold"}, a.S3Server},
 		}...)
 	}
@@ -196,6 +208,9 @@ func Build(ctx context.Context, opts BuildOptions, log io.Writer) (*Artifacts, e
 				{Path: "usr/local/bin/etcd", Source: a.EtcdNext, Mode: 0o755},
 				{Path: "usr/local/bin/etcdctl", Source: a.Etcdctl, Mode: 0o755},
 			}}},
+		{a.KubeAPIServerImage, ociimage.Image{Ref: KubeAPIServerImage, Env: path,
+			Dirs:  map[string]int64{"tmp": 0o1777},
+			Files: []ociimage.File{{Path: "usr/local/bin/kube-apiserver", Source: a.KubeAPIServer, Mode: 0o755}}}},
 	}
 	for _, im := range images {
 		if err := b.image(im.out, im.img); err != nil {

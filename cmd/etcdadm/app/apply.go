@@ -308,6 +308,7 @@ func newStatusCommand(streams Streams) *cobra.Command {
 				s.Log.Logger().Warn(fmt.Sprintf("%s has no etcd CA: etcd cannot be asked; only the hosts are shown", s.PKI.Dir))
 			}
 			r := status.Status(s.Cluster, facts, s.Unreachable, time.Now())
+			r.WithReadyz(s.APIServersReady(cmd.Context(), facts))
 			if output == "json" {
 				return status.WriteStatusJSON(streams.Out, r)
 			}

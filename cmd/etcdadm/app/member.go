@@ -185,7 +185,7 @@ func runChange(ctx context.Context, streams Streams, f *changeFlags, what string
 	if f.keepBackups < 0 {
 		return &usageError{fmt.Errorf("invalid value %d for --keep-backups: use 0 (keep all) or more", f.keepBackups)}
 	}
-	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{Options: pipeline.Options{LockPKI: !f.dryRun, AnyHost: true}})
+	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{Options: pipeline.Options{LockPKI: !f.dryRun, AnyHost: true, ControlPlane: true}})
 	if err != nil {
 		return err
 	}

@@ -228,7 +228,7 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 	if err := restoreChecks(streams, f, what); err != nil {
 		return err
 	}
-	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{Options: pipeline.Options{LockPKI: !f.dryRun}})
+	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{Options: pipeline.Options{LockPKI: !f.dryRun, ControlPlane: true}})
 	if err != nil {
 		return err
 	}
@@ -244,7 +244,11 @@ func restoreSnapshot(ctx context.Context, streams Streams, f *changeFlags, file 
 	})
 	return reportRestore(streams, f, sum, out, err, func() {
 		sum.printf("restored in %s: %s", time.Since(start).Round(time.Millisecond), describeMembers(out.List.Members))
-		sum.printf("revision %d (the snapshot's %d, bumped by %d); restart the kube-apiservers, then the controllers and kubelets that watch them", out.Revision, info.Revision, int64(snapshot.RevisionBump))
+		next := "restart the kube-apiservers, then the controllers and kubelets that watch them"
+		if stoppedControlPlane(out.Plan) {
+			next = "the kube-apiservers, controller managers and schedulers started again on it; restart the kubelets that watch them"
+		}
+		sum.printf("revision %d (the snapshot's %d, bumped by %d); %s", out.Revision, info.Revision, int64(snapshot.RevisionBump), next)
 	})
 }
 
@@ -256,7 +260,7 @@ func abortRestore(ctx context.Context, streams Streams, f *changeFlags) (err err
 	if err := restoreChecks(streams, f, what); err != nil {
 		return err
 	}
-	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{Options: pipeline.Options{LockPKI: !f.dryRun}})
+	s, err := f.open(ctx, streams, progress.NewLog(streams.progress()), openOptions{Options: pipeline.Options{LockPKI: !f.dryRun, ControlPlane: true}})
 	if err != nil {
 		return err
 	}
@@ -309,6 +313,21 @@ func reportRestore(streams Streams, f *changeFlags, sum *summary, out *pipeline.
 		done()
 	}
 	return sum.done(err)
+}
+
+// stoppedControlPlane reports whether p stopped a control plane (and so
+// started it again).
+func stoppedControlPlane(p *plan.Plan) bool {
+	for _, st := range p.Stages {
+		for _, h := range st.Hosts {
+			for _, op := range h.Ops {
+				if op.Kind() == ops.KindStopControlPlane {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // saveEncrypted streams a snapshot from src, checked as it passes, to
