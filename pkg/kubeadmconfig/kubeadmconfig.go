@@ -44,7 +44,7 @@ func Build(c *config.Cluster, h config.Host, initialCluster, state string) Objec
 	init.LocalAPIEndpoint.AdvertiseAddress = h.Address
 
 	var extra []kubeadmv1beta4.Arg
-	for _, a := range manifests.ExtraArgs(c, initialCluster, state) {
+	for _, a := range manifests.ExtraArgs(c, h, initialCluster, state) {
 		extra = append(extra, kubeadmv1beta4.Arg{Name: a.Name, Value: a.Value})
 	}
 	local := &kubeadmv1beta4.LocalEtcd{

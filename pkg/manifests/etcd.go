@@ -76,10 +76,11 @@ func InitialCluster(members []config.Host) string {
 	return strings.Join(parts, ",")
 }
 
-// ExtraArgs are the flags etcdadm adds to kubeadm's defaults for a member,
+// ExtraArgs are the flags etcdadm adds to kubeadm's defaults for member h,
 // in the order they go into kubeadmcfg.yaml: the initial cluster first, then
-// the inventory's extraArgs sorted by name.
-func ExtraArgs(c *config.Cluster, initialCluster, state string) []Arg {
+// the inventory's extraArgs sorted by name, then the host's own in its order
+// (as the guide's per-host kubeadmcfg.yaml lists them).
+func ExtraArgs(c *config.Cluster, h config.Host, initialCluster, state string) []Arg {
 	args := []Arg{
 		{Name: "initial-cluster", Value: initialCluster},
 		{Name: "initial-cluster-state", Value: state},
@@ -91,6 +92,9 @@ func ExtraArgs(c *config.Cluster, initialCluster, state string) []Arg {
 	slices.Sort(names)
 	for _, k := range names {
 		args = append(args, Arg{Name: k, Value: c.Spec.Etcd.ExtraArgs[k]})
+	}
+	for _, a := range h.ExtraArgs {
+		args = append(args, Arg{Name: a.Name, Value: a.Value})
 	}
 	return args
 }
@@ -159,14 +163,14 @@ func Command(defaults, extra []Arg) []string {
 // static Pod's container runs etcd with, and what the systemd runtime's
 // environment file passes to etcd.
 func Flags(c *config.Cluster, h config.Host, initialCluster, state string) []string {
-	return Command(defaultArgs(c, h), ExtraArgs(c, initialCluster, state))
+	return Command(defaultArgs(c, h), ExtraArgs(c, h, initialCluster, state))
 }
 
 // EtcdPod is the static Pod of member h; initialCluster is the
 // --initial-cluster it starts with (see InitialCluster) and state is
 // StateNew or StateExisting.
 func EtcdPod(c *config.Cluster, h config.Host, initialCluster, state string) *corev1.Pod {
-	extra := ExtraArgs(c, initialCluster, state)
+	extra := ExtraArgs(c, h, initialCluster, state)
 	probeHost, probePort, probeScheme := probeEndpoint(extra, loopback(h))
 	dirOrCreate := corev1.HostPathDirectoryOrCreate
 	priority := int32(2000001000)
