@@ -106,8 +106,8 @@ func loopback(h config.Host) string {
 	return "127.0.0.1"
 }
 
-// defaultArgs are kubeadm's flags for a member that starts a cluster on its own.
-func defaultArgs(c *config.Cluster, h config.Host) []Arg {
+// DefaultArgs are kubeadm's flags for a member that starts a cluster on its own.
+func DefaultArgs(c *config.Cluster, h config.Host) []Arg {
 	lo := loopback(h)
 	return []Arg{
 		{"name", h.Name},
@@ -163,7 +163,7 @@ func Command(defaults, extra []Arg) []string {
 // static Pod's container runs etcd with, and what the systemd runtime's
 // environment file passes to etcd.
 func Flags(c *config.Cluster, h config.Host, initialCluster, state string) []string {
-	return Command(defaultArgs(c, h), ExtraArgs(c, h, initialCluster, state))
+	return Command(DefaultArgs(c, h), ExtraArgs(c, h, initialCluster, state))
 }
 
 // EtcdPod is the static Pod of member h; initialCluster is the
