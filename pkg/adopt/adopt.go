@@ -95,7 +95,9 @@ func (r *Refusal) Error() string {
 
 type refusal struct{ list []string }
 
-func (r *refusal) add(format string, args ...any) { r.list = append(r.list, fmt.Sprintf(format, args...)) }
+func (r *refusal) add(format string, args ...any) {
+	r.list = append(r.list, fmt.Sprintf(format, args...))
+}
 
 func (r *refusal) err() error {
 	if len(r.list) == 0 {

@@ -116,12 +116,12 @@ func Unified(nameA, nameB string, a, b []byte) string {
 		case i < n && j < m && la[i] == lb[j]:
 			edits = append(edits, edit{' ', la[i], i, j})
 			i, j = i+1, j+1
-		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
-			edits = append(edits, edit{'+', lb[j], i, j})
-			j++
-		default:
+		case i < n && (j == m || lcs[i+1][j] >= lcs[i][j+1]):
 			edits = append(edits, edit{'-', la[i], i, j})
 			i++
+		default:
+			edits = append(edits, edit{'+', lb[j], i, j})
+			j++
 		}
 	}
 	var out strings.Builder
