@@ -123,10 +123,10 @@ Restart=always
 
 // Host paths of the guide.
 const (
-	PKIDir      = "/etc/kubernetes/pki"
-	Manifest    = "/etc/kubernetes/manifests/etcd.yaml"
+	PKIDir          = "/etc/kubernetes/pki"
+	Manifest        = "/etc/kubernetes/manifests/etcd.yaml"
 	KubeletConfPath = "/etc/systemd/system/kubelet.service.d/kubelet.conf"
-	DropInPath  = "/etc/systemd/system/kubelet.service.d/20-etcd-service-manager.conf"
+	DropInPath      = "/etc/systemd/system/kubelet.service.d/20-etcd-service-manager.conf"
 )
 
 // Build runs the guide's kubeadm phases in work (a scratch directory) and
