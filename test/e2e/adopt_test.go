@@ -26,8 +26,7 @@ import (
 
 type adoptStory struct {
 	*story
-	guide   []*lab.Host
-	stacked *lab.Host
+	guide []*lab.Host
 	opts    kubeadmguide.Options
 	// files are what kubeadm's phases and the guide put on each host.
 	files map[string]map[string]kubeadmguide.File
@@ -41,10 +40,11 @@ type adoptStory struct {
 // host carries another CA, adopts it (nothing on a host changes, no etcd
 // restarts), applies the printed inventory (no member restarts, etcd.yaml
 // and certificates byte-identical), renews every member's certificates;
-// then adopts and renews a stacked member beside kubeadm's kube-apiserver.
+// then, on the same hosts cleaned, adopts and renews three stacked members,
+// each beside the kube-apiserver kubeadm's control-plane phase writes.
 func TestIntegrationAdopt(t *testing.T) {
-	s := &adoptStory{story: newStory(t, lab.Options{Hosts: 4, Dir: "/var/tmp/etcdadm-e2e-adopt", NamePrefix: "adopt", Subnet: 27})}
-	s.guide, s.stacked = s.lab.Hosts[:3], s.lab.Hosts[3]
+	s := &adoptStory{story: newStory(t, lab.Options{Hosts: 3, Dir: "/var/tmp/etcdadm-e2e-adopt", NamePrefix: "adopt", Subnet: 27})}
+	s.guide = s.lab.Hosts
 	s.opts = kubeadmguide.Options{KubernetesVersion: lab.KubeletVersion, CgroupDriver: "cgroupfs", KubeletExtra: "failCgroupV1: false\n"}
 	defer func() { t.Logf("figures:\n%s", strings.Join(s.figures, "\n")) }()
 	runSteps(t, s.story, s, []step[*adoptStory]{
@@ -333,14 +333,20 @@ func stepAdoptRenew(t *testing.T, s *adoptStory) {
 	}
 }
 
-// A stacked member: etcd's static Pod from kubeadm's etcd local phase,
-// next to the kube-apiserver kubeadm's control-plane phase writes, which
-// reaches it on loopback.
+// Stacked members: etcd's static Pods from kubeadm's etcd local phase,
+// each next to the kube-apiserver kubeadm's control-plane phase writes,
+// which reaches it on loopback.
 func stepAdoptStacked(t *testing.T, s *adoptStory) {
-	h := s.stacked
+	ctx := context.Background()
+	hosts := s.guide
+	for _, h := range hosts {
+		if _, err := h.Exec(ctx, "sh", "-c", "rm -f /etc/kubernetes/manifests/etcd.yaml; while ss -Hltn 'sport = :2379' | grep -q .; do sleep 0.2; done; rm -rf /etc/kubernetes /var/lib/etcdadm; find /var/lib/etcd -mindepth 1 -delete"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	o := s.opts
 	o.Stacked = true
-	files, err := kubeadmguide.Build(t.TempDir(), nodesOf([]*lab.Host{h}), o)
+	files, err := kubeadmguide.Build(t.TempDir(), nodesOf(hosts), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,55 +355,69 @@ func stepAdoptStacked(t *testing.T, s *adoptStory) {
 		t.Fatal(err)
 	}
 	st := &story{bin: s.bin, lab: s.lab, dir: dir, known: s.known, file: filepath.Join(dir, "cluster.yaml")}
-	st.write(t, []*lab.Host{h}, func(inv string) string { return strings.Replace(inv, "spec:\n", "spec:\n  topology: stacked\n", 1) })
+	st.write(t, hosts, func(inv string) string { return strings.Replace(inv, "spec:\n", "spec:\n  topology: stacked\n", 1) })
 	c, _, err := config.Load(st.file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The kubelet of a stacked host is kubeadm's: here the lab's, on the
 	// manifests directory.
-	startKubelet(t, c, h)
-	putGuideFiles(t, h, files[h.Name])
-	cli := guideClient(t, files[h.Name])
-	waitFor(t, "the stacked member healthy", 3*time.Minute, func() bool { return allHealthy(cli, []*lab.Host{h}) })
-	startControlPlane(t, c, s.lab, []*lab.Host{h}, nil)
-	before := snapshot(t, h)
-	pidsBefore := pids([]*lab.Host{h}, "etcd")
+	for _, h := range hosts {
+		startKubelet(t, c, h)
+		putGuideFiles(t, h, files[h.Name])
+	}
+	cli := guideClient(t, files[hosts[0].Name])
+	waitFor(t, "the stacked members healthy", 3*time.Minute, func() bool { return allHealthy(cli, hosts) })
+	startControlPlane(t, c, s.lab, hosts, nil)
+	before := snapshots(t, hosts)
+	pidsBefore := pids(hosts, "etcd")
 	r := st.etcdadm(t, "adopt", "-f", st.file, "--yes", "-o", "yaml")
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if now := snapshot(t, h); now != before {
-		t.Errorf("adopt changed %s:\n%s\nthen\n%s", h.Name, before, now)
-	}
+	unchanged(t, before, hosts)
 	if !strings.Contains(r.stderr, "kubeadm stacked control plane") || !strings.Contains(r.stdout, "topology: stacked") {
 		t.Errorf("not adopted as stacked:\n%s", r.stdout)
 	}
 	if err := os.WriteFile(st.file, []byte(r.stdout), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sums := hostSums(t, []*lab.Host{h})
+	sums := hostSums(t, hosts)
 	a := st.etcdadm(t, "apply", "-f", st.file)
 	if a.err != nil {
 		t.Fatal(a.err)
 	}
-	if order := restartOrder(a.stderr); len(order) > 0 || !equalPIDs(pids([]*lab.Host{h}, "etcd"), pidsBefore) {
+	if order := restartOrder(a.stderr); len(order) > 0 || !equalPIDs(pids(hosts, "etcd"), pidsBefore) {
 		t.Errorf("apply of the adopted stacked inventory restarted %v", order)
 	}
-	if now := hostSums(t, []*lab.Host{h}); now[h.Name] != sums[h.Name] {
-		t.Errorf("apply changed etcd.yaml or a certificate:\n%s\nthen\n%s", sums[h.Name], now[h.Name])
+	for h, sum := range hostSums(t, hosts) {
+		if sum != sums[h] {
+			t.Errorf("%s: apply changed etcd.yaml or a certificate:\n%s\nthen\n%s", h, sums[h], sum)
+		}
 	}
-	serverBefore := serverSums(t, []*lab.Host{h})
-	if r := st.etcdadm(t, "certs", "renew", "-f", st.file); r.err != nil {
-		t.Fatal(r.err)
+	serverBefore := serverSums(t, hosts)
+	start := time.Now()
+	renew := st.etcdadm(t, "certs", "renew", "-f", st.file)
+	if renew.err != nil {
+		t.Fatal(renew.err)
 	}
-	if serverSums(t, []*lab.Host{h})[h.Name] == serverBefore[h.Name] {
-		t.Error("the stacked member kept its server certificate")
+	for h, sum := range serverSums(t, hosts) {
+		if sum == serverBefore[h] {
+			t.Errorf("%s kept its server certificate", h)
+		}
+	}
+	if order := restartOrder(renew.stderr); len(order) != 3 {
+		t.Errorf("restarts %v, want every stacked member once", order)
 	}
 	_, _, client := clusterAt(t, st.file)
-	waitFor(t, "the stacked member healthy after its renewal", time.Minute, func() bool {
-		sts := client.Status(context.Background(), endpointsOf([]*lab.Host{h}), 2*time.Second)
-		return len(sts) == 1 && sts[0].Healthy
+	waitFor(t, "the stacked members healthy after the renewal", time.Minute, func() bool {
+		n := 0
+		for _, st := range client.Status(context.Background(), endpointsOf(hosts), 2*time.Second) {
+			if st.Healthy {
+				n++
+			}
+		}
+		return n == 3
 	})
-	s.record("stacked member adopted (PIDs %v), applied without a restart, renewed", pidsBefore)
+	s.record("3 stacked members adopted and applied without a restart (etcd PIDs %v), renewed in %s", pidsBefore, time.Since(start).Round(10*time.Millisecond))
 }
