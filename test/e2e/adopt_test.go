@@ -27,7 +27,7 @@ import (
 type adoptStory struct {
 	*story
 	guide []*lab.Host
-	opts    kubeadmguide.Options
+	opts  kubeadmguide.Options
 	// files are what kubeadm's phases and the guide put on each host.
 	files map[string]map[string]kubeadmguide.File
 	// adopted is the inventory adopt printed.
