@@ -174,6 +174,9 @@ func BuildInit(c *config.Cluster, h config.Host, initialCluster, state string) O
 	o.Cluster.ControlPlaneEndpoint = APIServerEndpoint(c)
 	o.Cluster.Etcd.Local.ServerCertSANs = slices.Clone(c.Spec.Etcd.ServerCertSANs)
 	o.Cluster.Etcd.Local.PeerCertSANs = slices.Clone(c.Spec.Etcd.PeerCertSANs)
+	// Uploaded for the whole cluster: the first host's own flags stay in its kubeadmcfg.yaml.
+	args := o.Cluster.Etcd.Local.ExtraArgs
+	o.Cluster.Etcd.Local.ExtraArgs = args[:len(args)-len(h.ExtraArgs)]
 	return o
 }
 
