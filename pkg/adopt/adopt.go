@@ -136,9 +136,6 @@ type running struct {
 	flags  []manifests.Arg
 	image  string
 	layout Layout
-	// extra are the flags after kubeadm's sorted defaults, the initial
-	// cluster and its state first.
-	extra []manifests.Arg
 }
 
 // Analyze reads the hosts' files against inventory c: the refusals, or
