@@ -20,6 +20,8 @@ import (
 	certsphase "k8s.io/kubernetes/cmd/kubeadm/app/phases/certs"
 	etcdphase "k8s.io/kubernetes/cmd/kubeadm/app/phases/etcd"
 	configutil "k8s.io/kubernetes/cmd/kubeadm/app/util/config"
+	etcdutil "k8s.io/kubernetes/cmd/kubeadm/app/util/etcd"
+	staticpodutil "k8s.io/kubernetes/cmd/kubeadm/app/util/staticpod"
 )
 
 // Node is one etcd host of the guide: HOSTS[i] and NAMES[i].
@@ -47,9 +49,12 @@ type Options struct {
 	// host's address, which a kube-apiserver beside it reaches) and writes
 	// no kubelet drop-in: the kubelet is kubeadm's.
 	Stacked bool
-	// CA, when set, is the directory whose etcd/ca.{crt,key} sign the
-	// certificates instead of a new CA.
-	CA string
+	// KubeadmJoin makes a stacked control plane as kubeadm init and join
+	// make it, with no etcd extraArgs: the first host's static Pod is
+	// init's (the host alone in --initial-cluster, no state); the others
+	// get none from Build, but from Join, which adds them as learners.
+	// Implies Stacked.
+	KubeadmJoin bool
 }
 
 // Config is the guide's kubeadmcfg.yaml for host i of nodes.
@@ -60,8 +65,19 @@ func Config(nodes []Node, i int, o Options) string {
 	}
 	n := nodes[i]
 	listen := fmt.Sprintf("        - name: listen-client-urls\n          value: https://%s:2379\n", n.Address)
-	if o.Stacked {
+	if o.Stacked || o.KubeadmJoin {
 		listen = ""
+	}
+	if o.KubeadmJoin {
+		return fmt.Sprintf(`apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+nodeRegistration: {name: %s}
+localAPIEndpoint: {advertiseAddress: %s}
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: %s
+`, n.Name, n.Address, o.KubernetesVersion)
 	}
 	return fmt.Sprintf(`---
 apiVersion: "kubeadm.k8s.io/v1beta4"
@@ -132,18 +148,15 @@ const (
 // Build runs the guide's kubeadm phases in work (a scratch directory) and
 // returns every host's files by host path.
 func Build(work string, nodes []Node, o Options) (map[string]map[string]File, error) {
+	o.Stacked = o.Stacked || o.KubeadmJoin
 	caDir := filepath.Join(work, "ca")
-	if o.CA != "" {
-		caDir = o.CA
-	} else {
-		cfg, err := load(Config(nodes, 0, o))
-		if err != nil {
-			return nil, err
-		}
-		cfg.CertificatesDir = caDir
-		if err := certsphase.CreateCACertAndKeyFiles(certsphase.KubeadmCertEtcdCA(), cfg); err != nil {
-			return nil, fmt.Errorf("kubeadm init phase certs etcd-ca: %w", err)
-		}
+	cfg0, err := load(Config(nodes, 0, o))
+	if err != nil {
+		return nil, err
+	}
+	cfg0.CertificatesDir = caDir
+	if err := certsphase.CreateCACertAndKeyFiles(certsphase.KubeadmCertEtcdCA(), cfg0); err != nil {
+		return nil, fmt.Errorf("kubeadm init phase certs etcd-ca: %w", err)
 	}
 	out := map[string]map[string]File{}
 	for i, n := range nodes {
@@ -187,6 +200,14 @@ func Build(work string, nodes []Node, o Options) (map[string]map[string]File, er
 			}
 			files[PKIDir+"/"+rel] = File{Data: b, Mode: mode}
 		}
+		if !o.Stacked {
+			files[KubeletConfPath] = File{Data: []byte(KubeletConf(o)), Mode: 0o644}
+			files[DropInPath] = File{Data: []byte(DropIn), Mode: 0o644}
+		}
+		out[n.Name] = files
+		if o.KubeadmJoin && i > 0 {
+			continue
+		}
 		manifests := filepath.Join(work, n.Name, "manifests")
 		cfg.CertificatesDir = PKIDir
 		if err := etcdphase.CreateLocalEtcdStaticPodManifestFile(manifests, "", cfg.NodeRegistration.Name, &cfg.ClusterConfiguration, &cfg.LocalAPIEndpoint, false); err != nil {
@@ -197,13 +218,71 @@ func Build(work string, nodes []Node, o Options) (map[string]map[string]File, er
 			return nil, err
 		}
 		files[Manifest] = File{Data: b, Mode: 0o600}
-		if !o.Stacked {
-			files[KubeletConfPath] = File{Data: []byte(KubeletConf(o)), Mode: 0o644}
-			files[DropInPath] = File{Data: []byte(DropIn), Mode: 0o644}
-		}
-		out[n.Name] = files
 	}
 	return out, nil
+}
+
+// JoinManifest is the static Pod kubeadm join's etcd phase writes for host
+// i of a stacked control plane whose etcd lists members (host i last, as
+// adding it returns them): kubeadm's own GetEtcdPodSpec, written by its
+// WriteStaticPodToDisk.
+func JoinManifest(work string, nodes []Node, i int, o Options, members []Node) ([]byte, error) {
+	o.KubeadmJoin = true
+	cfg, err := load(Config(nodes, i, o))
+	if err != nil {
+		return nil, err
+	}
+	cfg.CertificatesDir = PKIDir
+	var initial []etcdutil.Member
+	for _, m := range members {
+		initial = append(initial, etcdutil.Member{Name: m.Name, PeerURL: etcdutil.GetPeerURL(&kubeadmapi.APIEndpoint{AdvertiseAddress: m.Address})})
+	}
+	pod := etcdphase.GetEtcdPodSpec(&cfg.ClusterConfiguration, &cfg.LocalAPIEndpoint, nodes[i].Name, initial)
+	dir := filepath.Join(work, nodes[i].Name, "join")
+	if err := staticpodutil.WriteStaticPodToDisk("etcd", dir, pod); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(filepath.Join(dir, "etcd.yaml"))
+}
+
+// Join does what kubeadm join's etcd phase does for host i, with
+// kubeadm's own etcd client on the first host's member, authenticated as
+// host i's healthcheck client: adds it as a learner, writes its static Pod
+// (put places it on the host), then promotes it once it caught up.
+func Join(work string, nodes []Node, i int, o Options, put func([]byte) error) error {
+	pki := filepath.Join(work, nodes[i].Name, "pki", "etcd")
+	cli, err := etcdutil.New([]string{etcdutil.GetClientURLByIP(nodes[0].Address)}, filepath.Join(pki, "ca.crt"), filepath.Join(pki, "healthcheck-client.crt"), filepath.Join(pki, "healthcheck-client.key"))
+	if err != nil {
+		return fmt.Errorf("kubeadm's etcd client: %w", err)
+	}
+	peer := etcdutil.GetPeerURL(&kubeadmapi.APIEndpoint{AdvertiseAddress: nodes[i].Address})
+	members, err := cli.AddMemberAsLearner(nodes[i].Name, peer)
+	if err != nil {
+		return fmt.Errorf("add %s as a learner: %w", nodes[i].Name, err)
+	}
+	var listed []Node
+	for _, m := range members {
+		for _, n := range nodes {
+			if etcdutil.GetPeerURL(&kubeadmapi.APIEndpoint{AdvertiseAddress: n.Address}) == m.PeerURL {
+				listed = append(listed, Node{Name: m.Name, Address: n.Address})
+			}
+		}
+	}
+	b, err := JoinManifest(work, nodes, i, o, listed)
+	if err != nil {
+		return err
+	}
+	if err := put(b); err != nil {
+		return err
+	}
+	id, err := cli.GetMemberID(peer)
+	if err != nil {
+		return err
+	}
+	if err := cli.MemberPromote(id); err != nil {
+		return fmt.Errorf("promote %s: %w", nodes[i].Name, err)
+	}
+	return nil
 }
 
 func load(doc string) (*kubeadmapi.InitConfiguration, error) {

@@ -128,6 +128,9 @@ type Result struct {
 // Start is how a running member started.
 type Start struct {
 	InitialCluster, State string
+	// KubeadmOrder: the command has them among kubeadm's sorted defaults,
+	// as kubeadm init and join write a stacked member's.
+	KubeadmOrder bool
 }
 
 // running is what one host runs, parsed.

@@ -262,3 +262,52 @@ func TestUnified(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+// A stacked control plane as kubeadm init and join make it: the first
+// member's --initial-cluster names it alone, without a state; the others'
+// list the members and "existing"; both among kubeadm's sorted defaults.
+// Adopted, each is rendered byte for byte in kubeadm's order.
+func TestKubeadmInitAndJoinOrderIsKept(t *testing.T) {
+	o := kubeadmguide.Options{KubernetesVersion: "v1.37.2", KubeadmJoin: true}
+	work := t.TempDir()
+	built, err := kubeadmguide.Build(work, nodes, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(nodes); i++ {
+		b, err := kubeadmguide.JoinManifest(work, nodes, i, o, nodes[:i+1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		built[nodes[i].Name][kubeadmguide.Manifest] = kubeadmguide.File{Data: b, Mode: 0o600}
+	}
+	hosts := toHosts(built, nodes)
+	for _, h := range hosts {
+		h.Files["/etc/kubernetes/manifests/kube-apiserver.yaml"] = []byte("kind: Pod\n")
+	}
+	res, err := Analyze(inventory(t, t.TempDir(), nodes), hosts, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Layout != LayoutStacked || res.Inventory.Spec.Topology != config.TopologyStacked {
+		t.Errorf("layout %q", res.Layout)
+	}
+	if st := res.Members["infra0"]; !st.KubeadmOrder || st.State != "" || st.InitialCluster != "infra0=https://10.0.0.6:2380" {
+		t.Errorf("infra0 started as %+v", st)
+	}
+	if st := res.Members["infra2"]; !st.KubeadmOrder || st.State != "existing" || !strings.Contains(st.InitialCluster, "infra1=https://10.0.0.7:2380") {
+		t.Errorf("infra2 started as %+v", st)
+	}
+	for i, h := range res.Inventory.Spec.Hosts {
+		if len(h.ExtraArgs) != 0 {
+			t.Errorf("%s: extraArgs %v, kubeadm init and join set none", h.Name, h.ExtraArgs)
+		}
+		_, ours, err := Render(res.Inventory, h, res.Members[h.Name], hosts[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(ours) != string(hosts[i].Files[kubeadmguide.Manifest]) {
+			t.Errorf("%s:\n%s", h.Name, Unified("kubeadm", "etcdadm", hosts[i].Files[kubeadmguide.Manifest], ours))
+		}
+	}
+}

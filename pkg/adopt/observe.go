@@ -213,6 +213,48 @@ func split(defaults, flags []manifests.Arg) ([]manifests.Arg, bool) {
 	return nil, false
 }
 
+// splitStart finds how member h started and its flags beyond kubeadm's
+// defaults: --initial-cluster and its state first among those (etcdadm's
+// order), or, on a stacked control plane, among the defaults (kubeadm's).
+func splitStart(inv *config.Cluster, h config.Host, flags []manifests.Arg, stacked bool) (Start, []manifests.Arg, bool) {
+	if !stacked || !sortedUpTo(flags, "initial-cluster") {
+		extra, ok := split(manifests.DefaultArgs(inv, h), flags)
+		if ok && len(extra) >= 2 && extra[0].Name == "initial-cluster" && extra[1].Name == "initial-cluster-state" {
+			return Start{InitialCluster: extra[0].Value, State: extra[1].Value}, extra[2:], true
+		}
+		return Start{}, nil, false
+	}
+	st := Start{InitialCluster: flag(flags, "initial-cluster"), State: flag(flags, "initial-cluster-state"), KubeadmOrder: true}
+	defaults := manifests.DefaultArgs(inv, h)
+	for i := range defaults {
+		if defaults[i].Name == "initial-cluster" {
+			defaults[i].Value = st.InitialCluster
+		}
+	}
+	if st.State != "" {
+		defaults = append(defaults, manifests.Arg{Name: "initial-cluster-state", Value: st.State})
+	}
+	extra, ok := split(defaults, flags)
+	if !ok || st.InitialCluster == "" || slices.ContainsFunc(extra, func(a manifests.Arg) bool { return a.Name == "initial-cluster" || a.Name == "initial-cluster-state" }) {
+		return Start{}, nil, false
+	}
+	return st, extra, true
+}
+
+// sortedUpTo reports whether the flags are sorted by name from the first
+// to the flag name: where kubeadm's own phases put --initial-cluster.
+func sortedUpTo(flags []manifests.Arg, name string) bool {
+	for i, a := range flags {
+		if i > 0 && a.Name < flags[i-1].Name {
+			return false
+		}
+		if a.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // observeFlags finds each member's flags beyond kubeadm's defaults: those
 // every member has alike, sorted by name, become spec.etcd.extraArgs; the
 // others, in their order, the host's extraArgs.
@@ -220,15 +262,15 @@ func observeFlags(inv *config.Cluster, runs map[string]*running, res *Result, r 
 	rest := map[string][]manifests.Arg{}
 	for _, h := range inv.Spec.Hosts {
 		rn := runs[h.Name]
-		extra, ok := split(manifests.DefaultArgs(inv, h), rn.flags)
-		if !ok || len(extra) < 2 || extra[0].Name != "initial-cluster" || extra[1].Name != "initial-cluster-state" {
-			r.add("%s: etcd's command does not end with --initial-cluster and --initial-cluster-state after kubeadm's sorted defaults (as `kubeadm init phase etcd local` writes them from a kubeadmcfg.yaml that sets them): etcdadm would write it otherwise, and restart the member; its flags: %s",
+		st, extra, ok := splitStart(inv, h, rn.flags, res.Layout == LayoutStacked)
+		if !ok {
+			r.add("%s: etcd's command has neither --initial-cluster and --initial-cluster-state after kubeadm's sorted defaults (as `kubeadm init phase etcd local` writes them from a kubeadmcfg.yaml that sets them) nor, on a stacked control plane, among them (as kubeadm init and join write them): etcdadm would write it otherwise, and restart the member; its flags: %s",
 				h.Name, describe(rn.flags))
 			continue
 		}
-		res.Members[h.Name] = Start{InitialCluster: extra[0].Value, State: extra[1].Value}
-		rest[h.Name] = extra[2:]
-		for _, a := range extra[2:] {
+		res.Members[h.Name] = st
+		rest[h.Name] = extra
+		for _, a := range extra {
 			if _, managed := config.ManagedEtcdFlags[a.Name]; managed && !slices.Contains([]string{"name", "listen-peer-urls", "initial-advertise-peer-urls", "advertise-client-urls"}, a.Name) {
 				r.add("%s: etcd runs with --%s=%s among its extra flags, which etcdadm sets itself from %s", h.Name, a.Name, a.Value, config.ManagedEtcdFlags[a.Name])
 			}
@@ -395,6 +437,9 @@ func Render(c *config.Cluster, h config.Host, st Start, files Host) (string, []b
 		return etcdservice.EnvPath, b, err
 	}
 	pod := manifests.EtcdPod(c, h, st.InitialCluster, st.State)
+	if st.KubeadmOrder {
+		pod = manifests.EtcdPodKubeadmOrder(c, h, st.InitialCluster, st.State)
+	}
 	if b, ok := files.file(manifestPath(c)); ok {
 		var running corev1.Pod
 		if yaml.Unmarshal(b, &running) == nil {

@@ -170,7 +170,27 @@ func Flags(c *config.Cluster, h config.Host, initialCluster, state string) []str
 // --initial-cluster it starts with (see InitialCluster) and state is
 // StateNew or StateExisting.
 func EtcdPod(c *config.Cluster, h config.Host, initialCluster, state string) *corev1.Pod {
-	extra := ExtraArgs(c, h, initialCluster, state)
+	return etcdPod(c, h, DefaultArgs(c, h), ExtraArgs(c, h, initialCluster, state))
+}
+
+// EtcdPodKubeadmOrder is EtcdPod with --initial-cluster and its state
+// (none when state is empty) among the sorted defaults, as kubeadm init
+// and join write them for a stacked member.
+func EtcdPodKubeadmOrder(c *config.Cluster, h config.Host, initialCluster, state string) *corev1.Pod {
+	defaults := DefaultArgs(c, h)
+	for i := range defaults {
+		if defaults[i].Name == "initial-cluster" {
+			defaults[i].Value = initialCluster
+		}
+	}
+	if state != "" {
+		defaults = append(defaults, Arg{"initial-cluster-state", state})
+	}
+	extra := ExtraArgs(c, h, initialCluster, state)[2:]
+	return etcdPod(c, h, defaults, extra)
+}
+
+func etcdPod(c *config.Cluster, h config.Host, defaults, extra []Arg) *corev1.Pod {
 	probeHost, probePort, probeScheme := probeEndpoint(extra, loopback(h))
 	dirOrCreate := corev1.HostPathDirectoryOrCreate
 	priority := int32(2000001000)
@@ -185,7 +205,7 @@ func EtcdPod(c *config.Cluster, h config.Host, initialCluster, state string) *co
 		Spec: corev1.PodSpec{
 			Containers: []corev1.Container{{
 				Name:            "etcd",
-				Command:         append([]string{"etcd"}, Flags(c, h, initialCluster, state)...),
+				Command:         append([]string{"etcd"}, Command(defaults, extra)...),
 				Image:           c.EtcdImage(),
 				ImagePullPolicy: corev1.PullIfNotPresent,
 				VolumeMounts: []corev1.VolumeMount{

@@ -93,8 +93,10 @@ func putGuideFiles(t *testing.T, h *lab.Host, files map[string]kubeadmguide.File
 			t.Fatalf("start the kubelet on %s: %v", h.Name, err)
 		}
 	}
-	if err := h.WriteFile(ctx, kubeadmguide.Manifest, files[kubeadmguide.Manifest].Data, files[kubeadmguide.Manifest].Mode); err != nil {
-		t.Fatal(err)
+	if m, ok := files[kubeadmguide.Manifest]; ok {
+		if err := h.WriteFile(ctx, kubeadmguide.Manifest, m.Data, m.Mode); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -333,9 +335,11 @@ func stepAdoptRenew(t *testing.T, s *adoptStory) {
 	}
 }
 
-// Stacked members: etcd's static Pods from kubeadm's etcd local phase,
-// each next to the kube-apiserver kubeadm's control-plane phase writes,
-// which reaches it on loopback.
+// A stacked control plane as kubeadm makes it: the first member's static
+// Pod from kubeadm init's etcd phase, the others joined as kubeadm join's
+// etcd phase does (added as learners with kubeadm's etcd client, their
+// Pods from its GetEtcdPodSpec, promoted), each next to the kube-apiserver
+// kubeadm's control-plane phase writes, which reaches it on loopback.
 func stepAdoptStacked(t *testing.T, s *adoptStory) {
 	ctx := context.Background()
 	hosts := s.guide
@@ -345,8 +349,10 @@ func stepAdoptStacked(t *testing.T, s *adoptStory) {
 		}
 	}
 	o := s.opts
-	o.Stacked = true
-	files, err := kubeadmguide.Build(t.TempDir(), nodesOf(hosts), o)
+	o.KubeadmJoin = true
+	work := t.TempDir()
+	nodes := nodesOf(hosts)
+	files, err := kubeadmguide.Build(work, nodes, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,6 +373,14 @@ func stepAdoptStacked(t *testing.T, s *adoptStory) {
 		putGuideFiles(t, h, files[h.Name])
 	}
 	cli := guideClient(t, files[hosts[0].Name])
+	waitFor(t, "the first stacked member healthy", 3*time.Minute, func() bool { return allHealthy(cli, hosts[:1]) })
+	for i := 1; i < len(hosts); i++ {
+		h := hosts[i]
+		put := func(b []byte) error { return h.WriteFile(ctx, kubeadmguide.Manifest, b, 0o600) }
+		if err := kubeadmguide.Join(work, nodes, i, o, put); err != nil {
+			t.Fatalf("kubeadm join's etcd phase on %s: %v", h.Name, err)
+		}
+	}
 	waitFor(t, "the stacked members healthy", 3*time.Minute, func() bool { return allHealthy(cli, hosts) })
 	startControlPlane(t, c, s.lab, hosts, nil)
 	before := snapshots(t, hosts)
