@@ -382,6 +382,7 @@ func stepAdoptStacked(t *testing.T, s *adoptStory) {
 		}
 	}
 	waitFor(t, "the stacked members healthy", 3*time.Minute, func() bool { return allHealthy(cli, hosts) })
+	kubeadmOrder(t, hosts)
 	startControlPlane(t, c, s.lab, hosts, nil)
 	before := snapshots(t, hosts)
 	pidsBefore := pids(hosts, "etcd")
@@ -423,6 +424,8 @@ func stepAdoptStacked(t *testing.T, s *adoptStory) {
 	if order := restartOrder(renew.stderr); len(order) != 3 {
 		t.Errorf("restarts %v, want every stacked member once", order)
 	}
+	// Restarted with a new restart annotation, each keeps kubeadm's order.
+	kubeadmOrder(t, hosts)
 	_, _, client := clusterAt(t, st.file)
 	waitFor(t, "the stacked members healthy after the renewal", time.Minute, func() bool {
 		n := 0
@@ -434,4 +437,23 @@ func stepAdoptStacked(t *testing.T, s *adoptStory) {
 		return n == 3
 	})
 	s.record("3 stacked members adopted and applied without a restart (etcd PIDs %v), renewed in %s", pidsBefore, time.Since(start).Round(10*time.Millisecond))
+}
+
+// kubeadmOrder checks that the stacked members' manifests are as kubeadm
+// init and join write them: the first without --initial-cluster-state, the
+// joined ones with "existing", among the sorted defaults (before --key-file).
+func kubeadmOrder(t *testing.T, hosts []*lab.Host) {
+	t.Helper()
+	for i, h := range hosts {
+		b, err := h.ReadFile(context.Background(), kubeadmguide.Manifest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := string(b)
+		ic, key := strings.Index(m, "- --initial-cluster="), strings.Index(m, "- --key-file=")
+		state := strings.Contains(m, "--initial-cluster-state=existing")
+		if ic < 0 || key < ic || (i == 0) == state || (i == 0 && strings.Contains(m, "--initial-cluster-state")) {
+			t.Errorf("%s's etcd.yaml is not kubeadm %s's:\n%s", h.Name, map[bool]string{true: "init", false: "join"}[i == 0], m)
+		}
+	}
 }
