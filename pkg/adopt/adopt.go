@@ -3,9 +3,9 @@
 // etcd's manifest or systemd environment, the kubelet's drop-ins) and from
 // etcd's member list, it refuses what etcdadm could not run, and otherwise
 // makes the inventory that renders, byte for byte, what runs, and the PKI
-// that holds the hosts' own certificates. It reads nothing itself (the
-// pipeline hands it what the hosts hold) and writes nothing: it is a leaf
-// that imports nothing that plans, reaches a host or runs.
+// that holds the hosts' own certificates. It is pure: it reads and writes
+// nothing itself (the pipeline hands it what the hosts hold and etcd's
+// member list), and imports nothing that plans, reaches a host or runs.
 package adopt
 
 import (
@@ -161,6 +161,7 @@ func Analyze(c *config.Cluster, hosts []Host, now time.Time) (*Result, error) {
 	ca := agreeOnCA(c, byName, res, &r)
 	if ca != nil {
 		readLeaves(c, byName, ca, res, &r)
+		readControlPlane(c, byName, ca, res, &r)
 	}
 	runs := map[string]*running{}
 	for _, h := range c.Spec.Hosts {
@@ -326,6 +327,37 @@ func readLeaves(c *config.Cluster, hosts map[string]Host, ca *x509.Certificate, 
 			got[s.Name] = certs.Files{CertPEM: crt, KeyPEM: key, CertPath: h.Name + ":" + leafPath(s, ".crt"), KeyPath: h.Name + ":" + leafPath(s, ".key")}
 		}
 		res.Leaves[h.Name] = got
+	}
+}
+
+// readControlPlane takes the apiserver-etcd-client certificate of each
+// control-plane host of an external cluster, where it has one, refusing
+// one that trusts, or holds a certificate of, another CA.
+func readControlPlane(c *config.Cluster, hosts map[string]Host, ca *x509.Certificate, res *Result, r *refusal) {
+	spec := certs.ControlPlaneSpecs()[0]
+	for _, cp := range c.Spec.ControlPlane.Hosts {
+		files, ok := hosts[cp.Name]
+		if !ok {
+			r.add("%s: nothing was read from it", cp.Name)
+			continue
+		}
+		if b, ok := files.file(caPath(".crt")); ok {
+			if cert, err := parseCert(b); err != nil || !bytes.Equal(cert.Raw, ca.Raw) {
+				r.add("%s: %s is not the members' etcd CA (sha256 %s…): the control-plane host trusts another; put the members' CA there, or leave the host out of spec.controlPlane.hosts", cp.Name, caPath(".crt"), fingerprint(ca))
+				continue
+			}
+		}
+		crt, hasCert := files.file(leafPath(spec, ".crt"))
+		key, hasKey := files.file(leafPath(spec, ".key"))
+		if !hasCert || !hasKey {
+			continue
+		}
+		cert, err := parseCert(crt)
+		if err != nil || pkiutil.VerifyCertChain(cert, nil, ca) != nil {
+			r.add("%s: %s was not issued by the etcd CA (CN=%s, sha256 %s…): reissue it from the cluster's CA, or leave the host out of spec.controlPlane.hosts", cp.Name, leafPath(spec, ".crt"), ca.Subject.CommonName, fingerprint(ca))
+			continue
+		}
+		res.Leaves[cp.Name] = map[string]certs.Files{spec.Name: {CertPEM: crt, KeyPEM: key, CertPath: cp.Name + ":" + leafPath(spec, ".crt"), KeyPath: cp.Name + ":" + leafPath(spec, ".key")}}
 	}
 }
 

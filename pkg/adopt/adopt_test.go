@@ -311,3 +311,37 @@ func TestKubeadmInitAndJoinOrderIsKept(t *testing.T) {
 		}
 	}
 }
+
+// A control-plane host's apiserver-etcd-client is adopted with the rest;
+// one that trusts another CA is refused.
+func TestControlPlaneHostsClientCertificate(t *testing.T) {
+	_, hosts := guide(t, guideOptions)
+	dir := t.TempDir()
+	doc := "apiVersion: etcdadm/v1alpha1\nkind: Cluster\nmetadata: {name: guide}\nspec:\n  kubernetesVersion: v1.37.2\n  hosts:\n"
+	for _, n := range nodes {
+		doc += "  - {name: " + n.Name + ", address: " + n.Address + "}\n"
+	}
+	doc += "  controlPlane:\n    hosts:\n    - {name: cp0, address: 10.0.0.20}\n"
+	c, _, err := config.Parse([]byte(doc), "cluster.yaml", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := Host{Name: "cp0", Files: map[string][]byte{}}
+	for _, p := range []string{"/etc/kubernetes/pki/etcd/ca.crt", "/etc/kubernetes/pki/apiserver-etcd-client.crt", "/etc/kubernetes/pki/apiserver-etcd-client.key"} {
+		cp.Files[p] = hosts[0].Files[p]
+	}
+	res, err := Analyze(c, append(hosts, cp), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Leaves["cp0"][certs.APIServerEtcdClient].CertPEM; string(got) != string(cp.Files["/etc/kubernetes/pki/apiserver-etcd-client.crt"]) {
+		t.Error("cp0's client certificate was not adopted")
+	}
+	other, err := kubeadmguide.Build(t.TempDir(), nodes[:1], guideOptions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp.Files["/etc/kubernetes/pki/etcd/ca.crt"] = other["infra0"]["/etc/kubernetes/pki/etcd/ca.crt"].Data
+	_, err = Analyze(c, append(hosts, cp), time.Now())
+	refused(t, err, "cp0: /etc/kubernetes/pki/etcd/ca.crt is not the members' etcd CA")
+}

@@ -87,8 +87,11 @@ func observe(c *config.Cluster, hosts map[string]Host, runs map[string]*running,
 	s := &inv.Spec
 	switch res.Layout {
 	case LayoutStacked:
+		if len(c.Spec.ControlPlane.Hosts) > 0 {
+			r.add("the members run a stacked control plane: spec.controlPlane.hosts is for the control-plane hosts of an external cluster; remove it")
+			return nil, nil
+		}
 		s.Topology = config.TopologyStacked
-		s.ControlPlane = config.ControlPlane{}
 	default:
 		s.Topology = config.TopologyExternal
 	}

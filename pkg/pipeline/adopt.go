@@ -51,7 +51,7 @@ func Adopt(ctx context.Context, c *config.Cluster, o AdoptOptions) (*Adoption, e
 		return nil, err
 	}
 	defer release()
-	hs, err := hosts.Connect(ctx, c.Spec.Hosts, o.Connect, o.Concurrency, o.Log)
+	hs, err := hosts.Connect(ctx, c.AllHosts(), o.Connect, o.Concurrency, o.Log)
 	if err != nil {
 		return nil, err
 	}
@@ -108,12 +108,12 @@ func Adopt(ctx context.Context, c *config.Cluster, o AdoptOptions) (*Adoption, e
 	return a, nil
 }
 
-// readHosts reads adopt.Paths on every host, one file at a time; a
-// missing file is left out.
+// readHosts reads adopt.Paths on every host (the control-plane hosts'
+// too), one file at a time; a missing file is left out.
 func readHosts(ctx context.Context, c *config.Cluster, hs *hosts.Hosts, concurrency int) ([]adopt.Host, error) {
 	var mu sync.Mutex
 	got := map[string]adopt.Host{}
-	err := hosts.ForEach(ctx, c.Spec.Hosts, concurrency, func(ctx context.Context, h config.Host) error {
+	err := hosts.ForEach(ctx, c.AllHosts(), concurrency, func(ctx context.Context, h config.Host) error {
 		t := hs.T[h.Name]
 		files := map[string][]byte{}
 		for _, p := range adopt.Paths(c) {
@@ -135,7 +135,7 @@ func readHosts(ctx context.Context, c *config.Cluster, hs *hosts.Hosts, concurre
 		return nil, hosts.Named(err, "reading the hosts")
 	}
 	out := make([]adopt.Host, 0, len(got))
-	for _, h := range c.Spec.Hosts {
+	for _, h := range c.AllHosts() {
 		out = append(out, got[h.Name])
 	}
 	return out, nil
