@@ -123,6 +123,8 @@ type Result struct {
 	// Notes are what the operator should know but that does not stop the
 	// adoption.
 	Notes []string
+	// keyOn are the hosts that hold the CA key.
+	keyOn []string
 }
 
 // Start is how a running member started.
@@ -182,6 +184,9 @@ func Analyze(c *config.Cluster, hosts []Host, now time.Time) (*Result, error) {
 	if len(differ) > 0 {
 		r.add("the hosts run etcd in different ways (%s: %s; %s): etcdadm runs every member the same way", c.Spec.Hosts[0].Name, res.Layout, strings.Join(differ, "; "))
 		return nil, r.err()
+	}
+	if res.Layout != LayoutStacked {
+		res.Notes = append(res.Notes, fmt.Sprintf("the CA key %s is on %s: etcdadm keeps its copy in spec.pki.dir and never writes it to an external member; remove it from the host(s) once this machine's copy is safe", caPath(".key"), strings.Join(res.keyOn, ", ")))
 	}
 	inv, err := observe(c, byName, runs, res, &r)
 	if err != nil {
@@ -287,9 +292,8 @@ func agreeOnCA(c *config.Cluster, hosts map[string]Host, res *Result, r *refusal
 	}
 	if res.CA.KeyPEM == nil {
 		r.add("no host holds the CA's key %s (read on %s): etcdadm signs renewed certificates with it; put it on one host, or in spec.pki.dir as etcd/ca.key", caPath(".key"), strings.Join(best.hosts, ", "))
-	} else if c.Spec.Topology != config.TopologyStacked && len(hosts) > 0 {
-		res.Notes = append(res.Notes, fmt.Sprintf("the CA key %s is on %s: etcdadm keeps its copy in spec.pki.dir and never writes it to an external member; remove it from the host(s) once this machine's copy is safe", caPath(".key"), strings.Join(keyFrom, ", ")))
 	}
+	res.keyOn = keyFrom
 	return best.cert
 }
 
