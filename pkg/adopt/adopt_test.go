@@ -345,3 +345,33 @@ func TestControlPlaneHostsClientCertificate(t *testing.T) {
 	_, err = Analyze(c, append(hosts, cp), time.Now())
 	refused(t, err, "cp0: /etc/kubernetes/pki/etcd/ca.crt is not the members' etcd CA")
 }
+
+// A SAN the inventory wants and the running certificates lack shows in
+// the differences; the adopted inventory drops it.
+func TestSANDifferences(t *testing.T) {
+	_, hosts := guide(t, guideOptions)
+	doc := "apiVersion: etcdadm/v1alpha1\nkind: Cluster\nmetadata: {name: guide}\nspec:\n  kubernetesVersion: v1.37.2\n  etcd: {serverCertSANs: [etcd.example.com]}\n  hosts:\n"
+	for _, n := range nodes {
+		doc += "  - {name: " + n.Name + ", address: " + n.Address + "}\n"
+	}
+	c, _, err := config.Parse([]byte(doc), "cluster.yaml", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := Analyze(c, hosts, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Inventory.Spec.Etcd.ServerCertSANs) != 0 {
+		t.Errorf("adopted serverCertSANs %v", res.Inventory.Spec.Etcd.ServerCertSANs)
+	}
+	d, err := Differences(c, res, hosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--- infra1:/etc/kubernetes/pki/etcd/server.crt SANs (running)", "+DNS:etcd.example.com", "-    - etcd.example.com"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("the differences lack %q:\n%s", want, d)
+		}
+	}
+}

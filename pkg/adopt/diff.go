@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	"github.com/etcdadm-io/etcdadm/pkg/certs"
@@ -67,7 +68,7 @@ func Differences(c *config.Cluster, res *Result, hosts []Host) (string, error) {
 func sanLines(dns []string, ips []net.IP) []byte {
 	var b bytes.Buffer
 	seen := map[string]bool{}
-	for _, d := range dns {
+	for _, d := range slices.Sorted(slices.Values(dns)) {
 		if !seen["DNS:"+d] {
 			seen["DNS:"+d] = true
 			fmt.Fprintf(&b, "DNS:%s\n", d)

@@ -15,6 +15,7 @@ import (
 	kubeletv1beta1 "k8s.io/kubelet/config/v1beta1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/etcdadm-io/etcdadm/pkg/certs"
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdservice"
 	"github.com/etcdadm-io/etcdadm/pkg/kubelet"
@@ -145,13 +146,13 @@ func observePKI(inv *config.Cluster, res *Result, r *refusal) {
 	}
 	inv.Spec.PKI.CACertificateValidity = validity(ca)
 	first := inv.Spec.Hosts[0].Name
-	server, err := parseCert(res.Leaves[first]["etcd-server"].CertPEM)
+	server, err := parseCert(res.Leaves[first][certs.EtcdServer].CertPEM)
 	if err != nil {
 		return
 	}
 	alg, ok := keyAlgorithm(server)
 	if !ok {
-		r.add("%s: %s has a key etcdadm cannot make (%T): it would renew it with another", first, res.Leaves[first]["etcd-server"].CertPath, server.PublicKey)
+		r.add("%s: %s has a key etcdadm cannot make (%T): it would renew it with another", first, res.Leaves[first][certs.EtcdServer].CertPath, server.PublicKey)
 		return
 	}
 	inv.Spec.PKI.KeyAlgorithm = alg
@@ -177,8 +178,8 @@ func observePKI(inv *config.Cluster, res *Result, r *refusal) {
 		return common, per
 	}
 	var serverPer, peerPer map[string][]string
-	inv.Spec.Etcd.ServerCertSANs, serverPer = sans("etcd-server", inv.Spec.Etcd.ServerCertSANs)
-	inv.Spec.Etcd.PeerCertSANs, peerPer = sans("etcd-peer", inv.Spec.Etcd.PeerCertSANs)
+	inv.Spec.Etcd.ServerCertSANs, serverPer = sans(certs.EtcdServer, inv.Spec.Etcd.ServerCertSANs)
+	inv.Spec.Etcd.PeerCertSANs, peerPer = sans(certs.EtcdPeer, inv.Spec.Etcd.PeerCertSANs)
 	for i := range inv.Spec.Hosts {
 		h := &inv.Spec.Hosts[i]
 		h.ServerCertSANs, h.PeerCertSANs = keepOrder(h.ServerCertSANs, serverPer[h.Name]), keepOrder(h.PeerCertSANs, peerPer[h.Name])
