@@ -6,7 +6,7 @@ STATICCHECK   := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEMO_DIR      ?= _output/demo
 DEMO_LAB      ?= /var/tmp/etcdadm-demo
 LAB           := $(BIN)/lab
-TEST_TIMEOUT  ?= 30m
+TEST_TIMEOUT  ?= 38m
 
 .PHONY: all build test test-unit lint bench demo demo-down demo-render lab-build clean
 

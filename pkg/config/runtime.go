@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -58,9 +59,18 @@ func validateRuntime(c *Cluster, ps *problems) {
 	if s.Topology == TopologyStacked {
 		ps.add("spec.etcd.runtime", "systemd is for the external topology: a stacked member runs as a static Pod of kubeadm's kubelet; remove spec.etcd.runtime, or use topology external")
 	}
+	const unsafe = " \t\n\r\"'\\"
+	why := "holds a space, a quote or a backslash, which the systemd runtime cannot pass on etcd's command line (ExecStart splits $ETCD_ARGS at spaces); write the value without them"
 	for _, k := range sortedKeys(e.ExtraArgs) {
-		if v := e.ExtraArgs[k]; strings.ContainsAny(v, " \t\n\r\"'\\") {
-			ps.add("spec.etcd.extraArgs."+k, "%q holds a space, a quote or a backslash, which the systemd runtime cannot pass on etcd's command line (ExecStart splits $ETCD_ARGS at spaces); write the value without them", v)
+		if v := e.ExtraArgs[k]; strings.ContainsAny(v, unsafe) {
+			ps.add("spec.etcd.extraArgs."+k, "%q %s", v, why)
+		}
+	}
+	for i, h := range s.Hosts {
+		for j, a := range h.ExtraArgs {
+			if strings.ContainsAny(a.Value, unsafe) {
+				ps.add(fmt.Sprintf("spec.hosts[%d].extraArgs[%d].value", i, j), "%q %s", a.Value, why)
+			}
 		}
 	}
 	r := &e.Release

@@ -161,7 +161,18 @@ type Host struct {
 	Address        string   `json:"address"`
 	ServerCertSANs []string `json:"serverCertSANs,omitempty"`
 	PeerCertSANs   []string `json:"peerCertSANs,omitempty"`
-	SSH            HostSSH  `json:"ssh,omitempty"`
+	// ExtraArgs are this member's own etcd flags, in the order its command
+	// lists them after the cluster's: a list, as kubeadm v1beta4 writes
+	// extraArgs, because the order is part of the manifest's bytes (the
+	// guide's kubeadmcfg.yaml sets the URLs and the name per host).
+	ExtraArgs []Arg   `json:"extraArgs,omitempty"`
+	SSH       HostSSH `json:"ssh,omitempty"`
+}
+
+// Arg is one etcd flag, without its leading dashes.
+type Arg struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 // HostSSH overrides how one host is reached.

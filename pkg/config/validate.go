@@ -121,6 +121,46 @@ func validateEtcd(s *Spec, ps *problems) {
 	}
 }
 
+// pinnedHostFlags are the managed flags a host's extraArgs may list, with
+// the value etcdadm sets anyway: listing one changes only where it sits in
+// the command, as the guide's kubeadmcfg.yaml places it.
+var pinnedHostFlags = map[string]func(Host) string{
+	"name":                        func(h Host) string { return h.Name },
+	"listen-peer-urls":            peerURL,
+	"initial-advertise-peer-urls": peerURL,
+	"advertise-client-urls":       func(h Host) string { return "https://" + net.JoinHostPort(h.Address, "2379") },
+}
+
+func peerURL(h Host) string { return "https://" + net.JoinHostPort(h.Address, "2380") }
+
+// validateHostExtraArgs checks a host's own flags: names as in
+// spec.etcd.extraArgs, each once, and a managed flag only with the value
+// etcdadm sets.
+func validateHostExtraArgs(field string, h Host, cluster map[string]string, ps *problems) {
+	seen := map[string]bool{}
+	for i, a := range h.ExtraArgs {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		pinned, isPinned := pinnedHostFlags[a.Name]
+		switch {
+		case a.Name == "":
+			ps.add(f+".name", "is required: the etcd flag, without dashes")
+		case strings.HasPrefix(a.Name, "-"):
+			ps.add(f+".name", "write the flag name without dashes: %s", strings.TrimLeft(a.Name, "-"))
+		case !flagName.MatchString(a.Name):
+			ps.add(f+".name", "%q is not an etcd flag name", a.Name)
+		case seen[a.Name]:
+			ps.add(f+".name", "--%s is listed twice; keep one", a.Name)
+		case cluster[a.Name] != "":
+			ps.add(f+".name", "--%s is set in spec.etcd.extraArgs too; keep it in one place", a.Name)
+		case isPinned && a.Value != pinned(h):
+			ps.add(f+".value", "--%s is %s for this host (from its name and address); write that value, or remove the flag", a.Name, pinned(h))
+		case !isPinned && ManagedEtcdFlags[a.Name] != "":
+			ps.add(f+".name", "etcdadm sets --%s itself from %s; remove it from extraArgs", a.Name, ManagedEtcdFlags[a.Name])
+		}
+		seen[a.Name] = true
+	}
+}
+
 func validateSANs(field string, sans []string, ps *problems) {
 	seen := map[string]bool{}
 	for i, san := range sans {
@@ -349,6 +389,7 @@ func validateHosts(s *Spec, ps *problems) []Warning {
 		}, ps)
 		validateSANs(f+".serverCertSANs", h.ServerCertSANs, ps)
 		validateSANs(f+".peerCertSANs", h.PeerCertSANs, ps)
+		validateHostExtraArgs(f+".extraArgs", h, s.Etcd.ExtraArgs, ps)
 	}
 	validateControlPlane(s, seen, ps)
 	if n := len(s.Hosts); n%2 == 0 {

@@ -23,6 +23,10 @@ type Manifest struct {
 	Restart string `json:"restart,omitempty"`
 	// Flags are the etcd command's flags, without their dashes.
 	Flags map[string]string `json:"-"`
+	// KubeadmOrder says the command lists --initial-cluster (and its
+	// state) among kubeadm's sorted defaults, as kubeadm init and join
+	// write it, rather than after them, as etcdadm does.
+	KubeadmOrder bool `json:"kubeadmOrder,omitempty"`
 }
 
 // ParseManifest reads an etcd static Pod.
@@ -75,6 +79,7 @@ func ParseEnvFile(data []byte) *Manifest {
 
 // setFlags reads --name=value arguments into the manifest's flags.
 func (m *Manifest) setFlags(args []string) {
+	m.KubeadmOrder = kubeadmOrder(args)
 	for _, arg := range args {
 		name, value, ok := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
 		if !ok || !strings.HasPrefix(arg, "--") {
@@ -86,4 +91,25 @@ func (m *Manifest) setFlags(args []string) {
 	m.InitialCluster = m.Flags["initial-cluster"]
 	m.InitialClusterState = m.Flags["initial-cluster-state"]
 	m.DataDir = m.Flags["data-dir"]
+}
+
+// kubeadmOrder reports whether --initial-cluster sits among flags sorted by
+// name from the first: where kubeadm's own etcd phases put it. etcdadm puts
+// it after the sorted defaults, behind flags such as --key-file.
+func kubeadmOrder(args []string) bool {
+	prev := ""
+	for _, arg := range args {
+		if !strings.HasPrefix(arg, "--") {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimPrefix(arg, "--"), "=")
+		if name < prev {
+			return false
+		}
+		if name == "initial-cluster" {
+			return true
+		}
+		prev = name
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package facts_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -120,5 +121,24 @@ func TestParseInitialCluster(t *testing.T) {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestKubeadmOrderIsWhereInitialClusterSits(t *testing.T) {
+	pod := func(args ...string) []byte {
+		return []byte("apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: etcd\n    command: [etcd, " + strings.Join(args, ", ") + "]\n")
+	}
+	for _, tc := range []struct {
+		data []byte
+		want bool
+	}{
+		{pod("--advertise-client-urls=a", "--initial-cluster=x=a", "--key-file=k"), true},
+		{pod("--advertise-client-urls=a", "--initial-cluster=x=a", "--initial-cluster-state=existing", "--key-file=k"), true},
+		{pod("--key-file=k", "--watch-progress-notify-interval=5s", "--initial-cluster=x=a", "--initial-cluster-state=new"), false},
+		{pod("--key-file=k"), false},
+	} {
+		if got := facts.ParseManifest(tc.data).KubeadmOrder; got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.data, got, tc.want)
+		}
 	}
 }

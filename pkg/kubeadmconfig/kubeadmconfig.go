@@ -44,7 +44,7 @@ func Build(c *config.Cluster, h config.Host, initialCluster, state string) Objec
 	init.LocalAPIEndpoint.AdvertiseAddress = h.Address
 
 	var extra []kubeadmv1beta4.Arg
-	for _, a := range manifests.ExtraArgs(c, initialCluster, state) {
+	for _, a := range manifests.ExtraArgs(c, h, initialCluster, state) {
 		extra = append(extra, kubeadmv1beta4.Arg{Name: a.Name, Value: a.Value})
 	}
 	local := &kubeadmv1beta4.LocalEtcd{
@@ -174,6 +174,9 @@ func BuildInit(c *config.Cluster, h config.Host, initialCluster, state string) O
 	o.Cluster.ControlPlaneEndpoint = APIServerEndpoint(c)
 	o.Cluster.Etcd.Local.ServerCertSANs = slices.Clone(c.Spec.Etcd.ServerCertSANs)
 	o.Cluster.Etcd.Local.PeerCertSANs = slices.Clone(c.Spec.Etcd.PeerCertSANs)
+	// Uploaded for the whole cluster: the first host's own flags stay in its kubeadmcfg.yaml.
+	args := o.Cluster.Etcd.Local.ExtraArgs
+	o.Cluster.Etcd.Local.ExtraArgs = args[:len(args)-len(h.ExtraArgs)]
 	return o
 }
 

@@ -76,10 +76,11 @@ func InitialCluster(members []config.Host) string {
 	return strings.Join(parts, ",")
 }
 
-// ExtraArgs are the flags etcdadm adds to kubeadm's defaults for a member,
+// ExtraArgs are the flags etcdadm adds to kubeadm's defaults for member h,
 // in the order they go into kubeadmcfg.yaml: the initial cluster first, then
-// the inventory's extraArgs sorted by name.
-func ExtraArgs(c *config.Cluster, initialCluster, state string) []Arg {
+// the inventory's extraArgs sorted by name, then the host's own in its order
+// (as the guide's per-host kubeadmcfg.yaml lists them).
+func ExtraArgs(c *config.Cluster, h config.Host, initialCluster, state string) []Arg {
 	args := []Arg{
 		{Name: "initial-cluster", Value: initialCluster},
 		{Name: "initial-cluster-state", Value: state},
@@ -92,6 +93,9 @@ func ExtraArgs(c *config.Cluster, initialCluster, state string) []Arg {
 	for _, k := range names {
 		args = append(args, Arg{Name: k, Value: c.Spec.Etcd.ExtraArgs[k]})
 	}
+	for _, a := range h.ExtraArgs {
+		args = append(args, Arg{Name: a.Name, Value: a.Value})
+	}
 	return args
 }
 
@@ -102,8 +106,8 @@ func loopback(h config.Host) string {
 	return "127.0.0.1"
 }
 
-// defaultArgs are kubeadm's flags for a member that starts a cluster on its own.
-func defaultArgs(c *config.Cluster, h config.Host) []Arg {
+// DefaultArgs are kubeadm's flags for a member that starts a cluster on its own.
+func DefaultArgs(c *config.Cluster, h config.Host) []Arg {
 	lo := loopback(h)
 	return []Arg{
 		{"name", h.Name},
@@ -159,14 +163,34 @@ func Command(defaults, extra []Arg) []string {
 // static Pod's container runs etcd with, and what the systemd runtime's
 // environment file passes to etcd.
 func Flags(c *config.Cluster, h config.Host, initialCluster, state string) []string {
-	return Command(defaultArgs(c, h), ExtraArgs(c, initialCluster, state))
+	return Command(DefaultArgs(c, h), ExtraArgs(c, h, initialCluster, state))
 }
 
 // EtcdPod is the static Pod of member h; initialCluster is the
 // --initial-cluster it starts with (see InitialCluster) and state is
 // StateNew or StateExisting.
 func EtcdPod(c *config.Cluster, h config.Host, initialCluster, state string) *corev1.Pod {
-	extra := ExtraArgs(c, initialCluster, state)
+	return etcdPod(c, h, DefaultArgs(c, h), ExtraArgs(c, h, initialCluster, state))
+}
+
+// EtcdPodKubeadmOrder is EtcdPod with --initial-cluster and its state
+// (none when state is empty) among the sorted defaults, as kubeadm init
+// and join write them for a stacked member.
+func EtcdPodKubeadmOrder(c *config.Cluster, h config.Host, initialCluster, state string) *corev1.Pod {
+	defaults := DefaultArgs(c, h)
+	for i := range defaults {
+		if defaults[i].Name == "initial-cluster" {
+			defaults[i].Value = initialCluster
+		}
+	}
+	if state != "" {
+		defaults = append(defaults, Arg{"initial-cluster-state", state})
+	}
+	extra := ExtraArgs(c, h, initialCluster, state)[2:]
+	return etcdPod(c, h, defaults, extra)
+}
+
+func etcdPod(c *config.Cluster, h config.Host, defaults, extra []Arg) *corev1.Pod {
 	probeHost, probePort, probeScheme := probeEndpoint(extra, loopback(h))
 	dirOrCreate := corev1.HostPathDirectoryOrCreate
 	priority := int32(2000001000)
@@ -181,7 +205,7 @@ func EtcdPod(c *config.Cluster, h config.Host, initialCluster, state string) *co
 		Spec: corev1.PodSpec{
 			Containers: []corev1.Container{{
 				Name:            "etcd",
-				Command:         append([]string{"etcd"}, Flags(c, h, initialCluster, state)...),
+				Command:         append([]string{"etcd"}, Command(defaults, extra)...),
 				Image:           c.EtcdImage(),
 				ImagePullPolicy: corev1.PullIfNotPresent,
 				VolumeMounts: []corev1.VolumeMount{

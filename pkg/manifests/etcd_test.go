@@ -58,3 +58,43 @@ func TestProbeFollowsListenMetricsURLs(t *testing.T) {
 		t.Errorf("default got %s %d %s", host, port, scheme)
 	}
 }
+
+// The guide's kubeadmcfg.yaml sets five flags per host after the initial
+// cluster: a host's extraArgs keep that order, after the cluster's.
+func TestHostExtraArgsFollowTheClustersInTheirOrder(t *testing.T) {
+	c, _, err := config.Parse([]byte(`apiVersion: etcdadm/v1alpha1
+kind: Cluster
+metadata: {name: guide}
+spec:
+  etcd: {extraArgs: {quota-backend-bytes: "8589934592"}}
+  hosts:
+  - name: infra0
+    address: 10.0.0.6
+    extraArgs:
+    - {name: name, value: infra0}
+    - {name: listen-peer-urls, value: "https://10.0.0.6:2380"}
+    - {name: listen-client-urls, value: "https://10.0.0.6:2379"}
+    - {name: advertise-client-urls, value: "https://10.0.0.6:2379"}
+    - {name: initial-advertise-peer-urls, value: "https://10.0.0.6:2380"}
+`), "guide", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := EtcdPod(c, c.Spec.Hosts[0], "infra0=https://10.0.0.6:2380", StateNew).Spec.Containers[0].Command
+	want := []string{
+		"--initial-cluster=infra0=https://10.0.0.6:2380",
+		"--initial-cluster-state=new",
+		"--quota-backend-bytes=8589934592",
+		"--name=infra0",
+		"--listen-peer-urls=https://10.0.0.6:2380",
+		"--listen-client-urls=https://10.0.0.6:2379",
+		"--advertise-client-urls=https://10.0.0.6:2379",
+		"--initial-advertise-peer-urls=https://10.0.0.6:2380",
+	}
+	if diff := cmp.Diff(want, cmd[len(cmd)-len(want):]); diff != "" {
+		t.Errorf("the command's tail (-want +got):\n%s", diff)
+	}
+	if n := len(cmd); n != 1+13+len(want) {
+		t.Errorf("%d words, want kubeadm's 13 defaults left after the overrides: %v", n, cmd)
+	}
+}

@@ -370,10 +370,12 @@ func memberFor(in Input, hosts []*host, h *host, formed bool, joined *[]etcdclie
 	}
 	m := h.facts.Manifest
 	kept := m != nil && m.Err == "" && m.Name == h.cfg.Name && m.InitialCluster != "" &&
-		(m.InitialClusterState == manifests.StateNew || m.InitialClusterState == manifests.StateExisting)
+		(m.InitialClusterState == manifests.StateNew || m.InitialClusterState == manifests.StateExisting ||
+			m.InitialClusterState == "" && m.KubeadmOrder && c.Spec.Topology == config.TopologyStacked)
 	var keep Member
 	if kept {
-		keep = Member{InitialCluster: m.InitialCluster, State: m.InitialClusterState, Restart: m.Restart, Why: "kept from the member's manifest: etcd reads it only on an empty data directory"}
+		keep = Member{InitialCluster: m.InitialCluster, State: m.InitialClusterState, Restart: m.Restart, KubeadmOrder: m.KubeadmOrder && c.Spec.Topology == config.TopologyStacked,
+			Why: "kept from the member's manifest: etcd reads it only on an empty data directory"}
 	}
 	peer := manifests.PeerURL(h.cfg)
 	switch h.role {

@@ -82,6 +82,11 @@ type Member struct {
 	State          string `json:"initialClusterState"`
 	// Restart is the manifest's restart annotation, kept as the host has it.
 	Restart string `json:"restart,omitempty"`
+	// KubeadmOrder keeps --initial-cluster and its state among kubeadm's
+	// sorted defaults, where a member kubeadm init or join started has
+	// them (its State may then be empty): moved, the manifest would change
+	// and the member restart for nothing.
+	KubeadmOrder bool `json:"kubeadmOrder,omitempty"`
 	// ForceNewCluster starts the member's data as a cluster of that member
 	// alone (etcd's --force-new-cluster): a recovery's first start, never
 	// kept, since every later start would drop the members added since.

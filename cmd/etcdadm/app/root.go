@@ -100,6 +100,7 @@ of a whole cluster from one inventory file, exactly as kubeadm would, and puts t
 		newPhaseCommand(streams),
 		newCertsCommand(streams),
 		newVersionCommand(streams),
+		newAdoptCommand(streams),
 		newAlarmCommand(streams),
 		newDefragCommand(streams),
 		newBackupCommand(streams),

@@ -79,6 +79,9 @@ func (Runtime) FilePaths(c *config.Cluster) []string {
 // ManifestFile is the etcd static Pod of host h, whose member starts as m.
 func ManifestFile(c *config.Cluster, h config.Host, m runtime.Member) (hostfile.File, error) {
 	pod := manifests.EtcdPod(c, h, m.InitialCluster, m.State)
+	if m.KubeadmOrder {
+		pod = manifests.EtcdPodKubeadmOrder(c, h, m.InitialCluster, m.State)
+	}
 	pod.Spec.Containers[0].Command = append(pod.Spec.Containers[0].Command, m.Flags()...)
 	if m.Restart != "" {
 		pod.Annotations[manifests.RestartAnnotation] = m.Restart
