@@ -53,6 +53,9 @@ type MemberReport struct {
 	// Kept are the host's backups of data a restore or a recovery
 	// replaced, which pruning never removes.
 	Kept []facts.Kept `json:"kept,omitempty"`
+	// Pending is the work runs recorded on the host before starting it and
+	// have not finished: what a cut run left (see PendingWork).
+	Pending []string `json:"pending,omitempty"`
 }
 
 // Report is the status of a cluster.
@@ -189,6 +192,7 @@ func hostFacts(c *config.Cluster, mr *MemberReport, f *gather.Facts, unreachable
 	}
 	mr.Certificates = HostCertificates(c, h.Name, hf, now)
 	mr.Kept = hf.Kept
+	mr.Pending = hf.Pending
 }
 
 // HostCertificates are the rows of the certificates read on a host, each
@@ -269,7 +273,35 @@ func WriteStatusTable(w io.Writer, r *Report) error {
 		fmt.Fprintf(w, "no leader at first, but quorum is not lost: %s\n", r.QuorumWhy)
 	}
 	writeAlarms(w, r)
+	for _, m := range r.Members {
+		for _, p := range m.Pending {
+			fmt.Fprintf(w, "%s: %s\n", m.Name, PendingWork(p))
+		}
+	}
 	return writeControlPlaneTable(w, r.ControlPlane)
+}
+
+// PendingWork says what a host's marker p records and which command
+// finishes it.
+func PendingWork(p string) string {
+	switch {
+	case strings.HasPrefix(p, facts.PendingRestore):
+		return "an unfinished snapshot restore (" + p + "): the same `etcdadm snapshot restore FILE --yes` again finishes it, `etcdadm snapshot restore --abort` goes back; other commands that start etcd refuse until then"
+	case p == facts.PendingControlPlane:
+		return "its kube-apiserver, controller manager and scheduler are held aside by a cut restore: the restore run again, or `etcdadm apply`, starts them"
+	case p == facts.PendingRecover:
+		return "an unfinished recovery keeps this host's data: `etcdadm recover` again goes on"
+	case strings.HasPrefix(p, facts.PendingRejoin):
+		return "a recovery dropped " + strings.TrimPrefix(p, facts.PendingRejoin) + "'s member: `etcdadm apply` adds it again once its host is back"
+	case strings.HasPrefix(p, facts.PendingMoveFrom):
+		return "an unfinished member move from " + strings.TrimPrefix(p, facts.PendingMoveFrom) + ": `etcdadm member move` again finishes it"
+	case p == facts.PendingDefrag:
+		return "a defragmentation was cut: the next `etcdadm defrag` (or any rolling command) waits for this member first"
+	case p == facts.PendingEtcdRestart, p == facts.PendingKubeletRestart:
+		return "a recorded " + strings.TrimSuffix(p, "-restart") + " restart a cut run did not do: `etcdadm apply` does it"
+	default:
+		return "work a cut run recorded (" + p + "): run the same command again"
+	}
 }
 
 // writeAlarms says what each alarm stops and what to do, after the table.
