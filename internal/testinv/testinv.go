@@ -38,7 +38,7 @@ spec:
 }
 
 // Parse loads an inventory whose relative paths resolve in dir.
-func Parse(t *testing.T, inventory, dir string) *config.Cluster {
+func Parse(t testing.TB, inventory, dir string) *config.Cluster {
 	t.Helper()
 	c, _, err := config.Parse([]byte(inventory), "inventory", dir)
 	if err != nil {

@@ -31,15 +31,15 @@ func emptyHost(name string) *fakehost.Host {
 
 // diffCluster is a stacked inventory of n hosts with its PKI saved: what
 // `etcdadm diff` plans for hosts that hold nothing yet.
-func diffCluster(b *testing.B, n int) *config.Cluster {
+func diffCluster(tb testing.TB, n int) *config.Cluster {
 	var inv strings.Builder
 	inv.WriteString("apiVersion: etcdadm/v1alpha1\nkind: Cluster\nmetadata: {name: bench}\nspec:\n  topology: stacked\n  pki: {keyAlgorithm: ECDSA-P256}\n  hosts:\n")
 	for i := range n {
 		fmt.Fprintf(&inv, "  - {name: h%d, address: 198.18.60.%d}\n", i, i+10)
 	}
-	c := testinv.Parse(&testing.T{}, inv.String(), b.TempDir())
+	c := testinv.Parse(tb, inv.String(), tb.TempDir())
 	if _, _, err := certs.Ensure(c, certs.Options{}); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return c
 }

@@ -56,11 +56,18 @@ func RotateCA(ctx context.Context, s *Session, o RotateOptions, h Hooks) (*Rotat
 		target, other = r.Current, r.New
 		move = plan.CAMove{Target: r.Current.Cert, Other: r.New.Cert, TargetName: "the old CA", OtherName: "the new CA"}
 	}
-	if r.Created && !o.DryRun {
+	// A new CA is saved once the first stage has passed its guards, right
+	// before anything is written: a refused rotation leaves no rotation in
+	// progress behind.
+	saveCA := func() error {
+		if !r.Created {
+			return nil
+		}
 		if err := r.Save(s.Cluster); err != nil {
-			return out, err
+			return err
 		}
 		s.Log.Printf("[certs] new etcd CA %s in %s (sha256 %s)", target.Cert.Subject, certs.NewCABaseName, plan.Fingerprint(target.Cert))
+		return nil
 	}
 	for {
 		f, err := gather.Gather(ctx, s.Cluster, s.Runtime, s.Hosts, nil, gather.Options{Concurrency: s.opts.Concurrency, Lock: !o.DryRun})
@@ -87,7 +94,7 @@ func RotateCA(ctx context.Context, s *Session, o RotateOptions, h Hooks) (*Rotat
 		if stage == plan.TrustBoth && !allLeavesBy(s, f, target) {
 			issuer = other
 		}
-		err = s.rotationStage(ctx, f, out, issuer, target, other, stage, move.Describe(stage), why, o, h)
+		err = s.rotationStage(ctx, f, out, issuer, target, other, stage, move.Describe(stage), why, o, h, saveCA)
 		f.Release()
 		if err != nil || o.DryRun {
 			return out, err
@@ -97,8 +104,8 @@ func RotateCA(ctx context.Context, s *Session, o RotateOptions, h Hooks) (*Rotat
 
 // rotationStage plans one stage from fresh facts, with a PKI whose leaves
 // issuer signs and whose bundle trusts target (and other, but in the last
-// stage), and runs it.
-func (s *Session) rotationStage(ctx context.Context, f *gather.Facts, out *RotateOutcome, issuer, target, other certs.CA, stage plan.RotationStage, name, why string, o RotateOptions, h Hooks) error {
+// stage), and runs it; saveCA comes right before the first write.
+func (s *Session) rotationStage(ctx context.Context, f *gather.Facts, out *RotateOutcome, issuer, target, other certs.CA, stage plan.RotationStage, name, why string, o RotateOptions, h Hooks, saveCA func() error) error {
 	pki, events, err := certs.Compute(s.Cluster, certs.Options{Issuer: &issuer})
 	if err != nil {
 		return err
@@ -122,6 +129,9 @@ func (s *Session) rotationStage(ctx context.Context, f *gather.Facts, out *Rotat
 	}
 	if out.Plan.Empty() {
 		return fmt.Errorf("stage %s has nothing to change on the hosts, yet the hosts are not past it: %s", name, why)
+	}
+	if err := saveCA(); err != nil {
+		return err
 	}
 	if err := s.savePKI(pki, events, h); err != nil {
 		return err
