@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -195,12 +196,14 @@ func stepRestoreCut(t *testing.T, s *restoreStory) {
 		}
 	}
 	unchanged(t, hostsBefore, s.members)
-	// status reads on, and lists the old data the first host's swap kept.
+	// status reads on, and lists the old data the first host's swap kept
+	// and, on every host, the unfinished restore.
 	r = s.etcdadm(t, "status", "-f", s.story.file, "-o", "json")
 	var st struct {
 		Members []struct {
-			Name string       `json:"name"`
-			Kept []facts.Kept `json:"kept"`
+			Name    string       `json:"name"`
+			Kept    []facts.Kept `json:"kept"`
+			Pending []string     `json:"pending"`
 		} `json:"members"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
@@ -210,6 +213,13 @@ func stepRestoreCut(t *testing.T, s *restoreStory) {
 		if (m.Name == first.Name) != (len(m.Kept) == 1) {
 			t.Errorf("%s keeps %+v", m.Name, m.Kept)
 		}
+		if !slices.ContainsFunc(m.Pending, func(p string) bool { return strings.HasPrefix(p, facts.PendingRestore) }) {
+			t.Errorf("%s's pending work lacks the restore: %v", m.Name, m.Pending)
+		}
+	}
+	r = s.etcdadm(t, "status", "-f", s.story.file)
+	if got := strings.Count(r.stdout, "an unfinished snapshot restore"); got != len(s.members) {
+		t.Errorf("status names the unfinished restore on %d hosts, want %d:\n%s", got, len(s.members), r.stdout)
 	}
 }
 
