@@ -160,7 +160,18 @@ func (t *sshTransport) Run(ctx context.Context, cmd string, stdin io.Reader) ([]
 		return nil, &CommandError{Host: t.cfg.Host, Cmd: cmd, ExitCode: -1, Err: err}
 	}
 	group := &groupWriter{}
-	out, err := runSSH(ctx, c.client, t.cfg.Host, cmd, wrapCommand(groupPrelude+cmd, t.sudo), stdin, group)
+	wire := wrapCommand(groupPrelude+cmd, t.sudo)
+	out, err := runSSH(ctx, c.client, t.cfg.Host, cmd, wire, stdin, group)
+	if errors.Is(err, errNoSession) && ctx.Err() == nil {
+		// The connection may have died unnoticed (or right after a
+		// reconnect); the command did not start, so it is safe to repeat.
+		if t.checkConnection(); !c.alive() {
+			if c, err = t.client(ctx); err != nil {
+				return nil, &CommandError{Host: t.cfg.Host, Cmd: cmd, ExitCode: -1, Err: err}
+			}
+			out, err = runSSH(ctx, c.client, t.cfg.Host, cmd, wire, stdin, group)
+		}
+	}
 	if ctx.Err() != nil {
 		t.killGroup(c, group)
 	}
@@ -175,6 +186,10 @@ func (t *sshTransport) Run(ctx context.Context, cmd string, stdin io.Reader) ([]
 	return out, err
 }
 
+// errNoSession is a command that did not start: no session could be opened
+// on the connection.
+var errNoSession = errors.New("open session")
+
 // runSSH runs wire (cmd as sent) in a new session. A cancelled ctx returns
 // at once: the session is signalled and closed, but sshd may ignore the
 // signal (it does for root logins) and let the command run to its end:
@@ -186,7 +201,7 @@ func runSSH(ctx context.Context, client *ssh.Client, host, cmd, wire string, std
 	}
 	sess, err := client.NewSession()
 	if err != nil {
-		return nil, fail(-1, "", fmt.Errorf("open session: %w", err))
+		return nil, fail(-1, "", fmt.Errorf("%w: %w", errNoSession, err))
 	}
 	defer sess.Close()
 	var stdout bytes.Buffer
@@ -226,7 +241,17 @@ func (t *sshTransport) Start(ctx context.Context, cmd string) (*Process, error) 
 	}
 	sess, err := c.client.NewSession()
 	if err != nil {
-		return nil, fail(fmt.Errorf("open session: %w", err))
+		// As in Run: nothing started, so a dead connection is replaced
+		// and the session opened again.
+		if t.checkConnection(); c.alive() {
+			return nil, fail(fmt.Errorf("%w: %w", errNoSession, err))
+		}
+		if c, err = t.client(ctx); err != nil {
+			return nil, fail(err)
+		}
+		if sess, err = c.client.NewSession(); err != nil {
+			return nil, fail(fmt.Errorf("%w: %w", errNoSession, err))
+		}
 	}
 	stdin, err := sess.StdinPipe()
 	if err != nil {

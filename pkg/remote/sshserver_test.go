@@ -1,7 +1,9 @@
 package remote
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,6 +26,11 @@ import (
 type testServer struct {
 	port       int
 	knownHosts string // a known_hosts file trusting this server
+	// cut is how many of the next session opens close their whole
+	// connection instead, as an sshd whose session processes are killed
+	// does; accepted counts the connections.
+	cut      atomic.Int32
+	accepted atomic.Int32
 }
 
 func startTestServer(t *testing.T, conf *ssh.ServerConfig) *testServer {
@@ -54,10 +62,11 @@ func startTestServer(t *testing.T, conf *ssh.ServerConfig) *testServer {
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
+			s.accepted.Add(1)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				serveTestConn(c, conf)
+				s.serveConn(c, conf)
 			}()
 		}
 	}()
@@ -93,7 +102,7 @@ func (s *testServer) config(user string) Config {
 
 func (s *testServer) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
-func serveTestConn(c net.Conn, conf *ssh.ServerConfig) {
+func (s *testServer) serveConn(c net.Conn, conf *ssh.ServerConfig) {
 	defer c.Close()
 	sc, chans, reqs, err := ssh.NewServerConn(c, conf)
 	if err != nil {
@@ -104,6 +113,10 @@ func serveTestConn(c net.Conn, conf *ssh.ServerConfig) {
 	for nc := range chans {
 		switch nc.ChannelType() {
 		case "session":
+			if s.cut.Add(-1) >= 0 {
+				c.Close()
+				return
+			}
 			go serveTestSession(nc)
 		case "direct-tcpip":
 			go forwardTestChannel(nc)
@@ -181,4 +194,42 @@ func (p *passwords) check(c ssh.ConnMetadata, pw []byte) (*ssh.Permissions, erro
 		return nil, fmt.Errorf("wrong password for %s", c.User())
 	}
 	return nil, nil
+}
+
+// A connection that dies as a command's session opens (its sshd session
+// processes killed, even right after a reconnect) is replaced, and the
+// command, which never started, runs on the new one; Start likewise.
+func TestCommandOnAConnectionThatDied(t *testing.T) {
+	t.Setenv("HOME", t.TempDir())
+	var pw passwords
+	s := startTestServer(t, &ssh.ServerConfig{PasswordCallback: pw.check})
+	cfg := s.config("root")
+	cfg.KeyCache, cfg.AllowPassword = &KeyCache{}, true
+	cfg.Password = func(string, string) ([]byte, error) { return []byte("pw-root"), nil }
+	ctx := context.Background()
+	tr, err := Dial(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	s.cut.Store(1)
+	if _, err := tr.Run(ctx, "rm -f /var/lib/etcdadm/pending/etcd-restart", nil); err != nil {
+		t.Fatalf("a command on a connection that died as its session opened: %v", err)
+	}
+	if n := s.accepted.Load(); n != 2 {
+		t.Errorf("%d connections, want the first and the one that replaced it", n)
+	}
+	s.cut.Store(1)
+	p, err := tr.Start(ctx, "cat")
+	if err != nil {
+		t.Fatalf("a process on a connection that died as its session opened: %v", err)
+	}
+	if err := p.Wait(); err != nil {
+		t.Errorf("the process: %v", err)
+	}
+	// Dead twice: the command fails, once, without starting.
+	s.cut.Store(2)
+	if _, err := tr.Run(ctx, "true", nil); err == nil || !errors.Is(err, errNoSession) {
+		t.Errorf("two dead connections in a row: %v, want the session's failure", err)
+	}
 }
