@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,7 +49,8 @@ func fill(b *testing.B, client *etcdclient.Client, c *config.Cluster, mb int) {
 // this machine with etcdadm's save (mTLS, the sha256 checked while it
 // streams, fsync, the database's structure checked, rename), through the
 // leader's SSH connection and directly, next to the baseline of reading
-// the same database file with cat over the same SSH connection.
+// the same database file with cat over the same SSH connection, and to the
+// member's own floor: etcdctl on its host saving over loopback.
 func BenchmarkSnapshotSave(b *testing.B) {
 	needLab(b)
 	bin := buildEtcdadm(b)
@@ -96,6 +98,26 @@ func BenchmarkSnapshotSave(b *testing.B) {
 	}
 	b.Run("etcdadm-save-through-ssh", func(b *testing.B) { save(b, viaSSH) })
 	b.Run("etcdadm-save-direct", func(b *testing.B) { save(b, client) })
+	// The member's own side, without SSH or this machine: etcdctl on the
+	// host saving a snapshot from its member over loopback to the host's
+	// disk.
+	b.Run("floor-etcdctl-save-on-the-host", func(b *testing.B) {
+		const file = "/var/lib/etcdadm-bench-snapshot.db"
+		pki := manifests.CertificatesDir + "/etcd/"
+		cmd := fmt.Sprintf("%s --endpoints https://127.0.0.1:2379 --cacert %sca.crt --cert %shealthcheck-client.crt --key %shealthcheck-client.key snapshot save %s >/dev/null && stat -c %%s %s && rm -f %s",
+			l.Artifacts.Etcdctl, pki, pki, pki, file, file, file)
+		for i := 0; i < b.N; i++ {
+			out, err := t.Run(ctx, cmd, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+			if err != nil {
+				b.Fatalf("the snapshot's size: %q: %v", out, err)
+			}
+			b.SetBytes(n)
+		}
+	})
 	b.Run("baseline-cat-db-through-ssh", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
 			data, err := t.Run(ctx, "cat "+c.Spec.Etcd.DataDir+"/member/snap/db", nil)
