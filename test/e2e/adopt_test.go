@@ -53,6 +53,7 @@ func TestIntegrationAdopt(t *testing.T) {
 		{"Adopt", stepAdopt},
 		{"ApplyChangesNothing", stepAdoptApply},
 		{"Renew", stepAdoptRenew},
+		{"RotateCAAndSnapshot", stepAdoptRotateCA},
 		{"Stacked", stepAdoptStacked},
 	})
 }
@@ -332,6 +333,51 @@ func stepAdoptRenew(t *testing.T, s *adoptStory) {
 	}
 	if healthy != 3 {
 		t.Errorf("%d healthy members after the renewal, want 3", healthy)
+	}
+}
+
+// The rest of day 2 on the adopted cluster: a whole CA rotation under a
+// writer that follows it, every host ending on the new CA alone (the one
+// now in spec.pki.dir), then a snapshot.
+func stepAdoptRotateCA(t *testing.T, s *adoptStory) {
+	ctx := context.Background()
+	const caPath = "/etc/kubernetes/pki/etcd/ca.crt"
+	before := map[string][]byte{}
+	for _, h := range s.guide {
+		b, err := h.ReadFile(ctx, caPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[h.Name] = b
+	}
+	w := s.rotationWriter(t)
+	start := time.Now()
+	r := s.etcdadm(t, "certs", "rotate-ca", "-f", s.file)
+	s.stopWriter(t, w)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	s.record("certs rotate-ca of 3 adopted members: %s", time.Since(start).Round(10*time.Millisecond))
+	c, _, _ := s.cluster(t)
+	local, err := os.ReadFile(filepath.Join(c.PKIDir(), "etcd", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range s.guide {
+		b, err := h.ReadFile(ctx, caPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Equal(b, before[h.Name]) || !bytes.Equal(b, local) {
+			t.Errorf("%s's ca.crt is not the new CA alone after the rotation", h.Name)
+		}
+	}
+	snap := filepath.Join(t.TempDir(), "adopted.db")
+	if r := s.etcdadm(t, "snapshot", "save", "-f", s.file, "-o", snap); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if st, err := os.Stat(snap); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the snapshot: %v", err)
 	}
 }
 
