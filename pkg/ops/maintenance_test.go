@@ -112,9 +112,11 @@ func TestCompactDefragmentMoveLeader(t *testing.T) {
 			return m.status(t, i).DBSize < before[i]/2
 		})
 	}
+	// Refused: the leader's database keeps its size (give or take the
+	// pages the cluster's own writes add), far from a defragmented one's.
 	err = ops.Execute(t.Context(), m.env(leader), ops.Defragment{Member: m.c.Members[leader].Name})
-	if err == nil || !strings.Contains(err.Error(), "leads now") || m.status(t, leader).DBSize != before[leader] {
-		t.Fatalf("defragment of the leader: %v", err)
+	if size := m.status(t, leader).DBSize; err == nil || !strings.Contains(err.Error(), "leads now") || size < before[leader]/2 {
+		t.Fatalf("defragment of the leader: %v (database %d bytes, %d before)", err, size, before[leader])
 	}
 	var last int
 	for i := range m.c.Members {
