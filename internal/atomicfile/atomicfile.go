@@ -76,7 +76,9 @@ func writeTemp(f File, dirMode fs.FileMode) (string, error) {
 
 // writeTempFrom writes what write produces to a temporary file next to
 // path, with mode, synced; it returns the file's name, or removes it.
-func writeTempFrom(path string, mode, dirMode fs.FileMode, write func(io.Writer) error) (string, error) {
+// check, when set, is given the file's name once its content is written,
+// while it syncs.
+func writeTempFrom(path string, mode, dirMode fs.FileMode, write func(io.Writer) error, check ...func(tmp string) error) (string, error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return "", fmt.Errorf("create directory %s: %w", dir, err)
@@ -87,38 +89,75 @@ func writeTempFrom(path string, mode, dirMode fs.FileMode, write func(io.Writer)
 	}
 	err = tmp.Chmod(mode)
 	if err == nil {
-		bw := bufio.NewWriterSize(tmp, 1<<20)
+		// The disk is written behind the writes, so that the last sync
+		// has little left to do.
+		bw := bufio.NewWriterSize(&writeBehind{f: tmp}, 1<<20)
 		if err = write(bw); err == nil {
 			err = bw.Flush()
 		}
 	}
-	if err == nil {
-		err = tmp.Sync()
+	if err != nil {
+		tmp.Close()
+		_ = os.Remove(tmp.Name())
+		return "", fmt.Errorf("write %s: %w", path, err)
 	}
+	// The check reads what the page cache holds while the disk syncs.
+	checked := make(chan error, len(check))
+	for _, c := range check {
+		go func() { checked <- c(tmp.Name()) }()
+	}
+	err = tmp.Sync()
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
+		err = fmt.Errorf("write %s: %w", path, err)
+	}
+	for range check {
+		if cerr := <-checked; err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
 		_ = os.Remove(tmp.Name())
-		return "", fmt.Errorf("write %s: %w", path, err)
+		return "", err
 	}
 	return tmp.Name(), nil
 }
 
+// writeBehindChunk is how much is written before the disk is asked to
+// write it.
+const writeBehindChunk = 8 << 20
+
+// writeBehind writes to f and starts the disk's writes of every chunk
+// written, without waiting for them.
+type writeBehind struct {
+	f       *os.File
+	n, done int64
+}
+
+func (w *writeBehind) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.n += int64(n)
+	if w.n-w.done >= writeBehindChunk {
+		startWriteback(w.f, w.done, w.n-w.done)
+		w.done = w.n
+	}
+	return n, err
+}
+
 // WriteFrom replaces path, as Write does, with what write produces, never
-// held whole in memory. check, when set, is given the synced temporary
-// file before the rename; an error from write or check leaves path as it
-// was and no temporary file behind.
+// held whole in memory. check, when set, is given the temporary file once
+// written, while it syncs, before the rename; an error from write or
+// check leaves path as it was and no temporary file behind.
 func WriteFrom(path string, mode, dirMode fs.FileMode, write func(io.Writer) error, check func(tmp string) error) error {
-	tmp, err := writeTempFrom(path, mode, dirMode, write)
+	var checks []func(string) error
+	if check != nil {
+		checks = append(checks, check)
+	}
+	tmp, err := writeTempFrom(path, mode, dirMode, write, checks...)
 	if err != nil {
 		return err
-	}
-	if check != nil {
-		if err := check(tmp); err != nil {
-			_ = os.Remove(tmp)
-			return err
-		}
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		_ = os.Remove(tmp)

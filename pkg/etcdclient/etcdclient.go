@@ -99,6 +99,14 @@ func FromPKI(pki *certs.PKI, host string, dial Dialer) (*Client, error) {
 // Connect returns a new etcd client for the given client URLs; the caller
 // closes it.
 func (c *Client) Connect(urls ...string) (*clientv3.Client, error) {
+	// Snapshots stream the whole database: windows of 4 MiB keep a link
+	// busy where gRPC's 64 KiB start would wait for acks.
+	return c.connect(4<<20, urls...)
+}
+
+// connect is Connect with gRPC's flow-control windows fixed to window
+// bytes (at least 64 KiB), which also turns off their growth.
+func (c *Client) connect(window int32, urls ...string) (*clientv3.Client, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   urls,
 		TLS:         c.tls,
@@ -106,10 +114,8 @@ func (c *Client) Connect(urls ...string) (*clientv3.Client, error) {
 		Logger:      zap.NewNop(),
 		DialOptions: []grpc.DialOption{
 			grpc.WithContextDialer(c.dial),
-			// Snapshots stream the whole database: windows of 4 MiB keep
-			// a link busy where gRPC's 64 KiB start would wait for acks.
-			grpc.WithInitialWindowSize(4 << 20),
-			grpc.WithInitialConnWindowSize(4 << 20),
+			grpc.WithInitialWindowSize(window),
+			grpc.WithInitialConnWindowSize(window),
 			// A member that is starting is tried again within a second, not
 			// after gRPC's back-off of up to two minutes.
 			grpc.WithConnectParams(grpc.ConnectParams{

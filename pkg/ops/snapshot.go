@@ -1,10 +1,18 @@
 package ops
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"path"
 	"path/filepath"
 	"time"
+
+	"github.com/etcdadm-io/etcdadm/internal/shell"
+	"github.com/etcdadm-io/etcdadm/pkg/progress"
+	"github.com/etcdadm-io/etcdadm/pkg/remote"
 
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
@@ -33,7 +41,7 @@ func snapshotOp(ctx context.Context, e Env, o Snapshot) error {
 	}
 	log.Printf("saving a snapshot from %s to %s", src.Name, o.Path)
 	start := time.Now()
-	info, err := SaveSnapshot(ctx, c, cli, src, o.Path)
+	info, err := SaveSnapshot(ctx, c, cli, src, o.Path, SaveOptions{Host: e.TransportOf(src.Name), Log: log})
 	if err != nil {
 		return err
 	}
@@ -62,24 +70,104 @@ func SnapshotSource(ctx context.Context, c *config.Cluster, cli *etcdclient.Clie
 	return etcdclient.MemberStatus{}, fmt.Errorf("no healthy leader to take a snapshot from (%v): name a healthy member with --member", etcdclient.Unhealthy(sts))
 }
 
-// SaveSnapshot streams a snapshot from the member to dst on this machine
-// (see snapshot.Save) and records where it came from. Into etcdadm's
-// snapshots directory, that directory is made private first.
-func SaveSnapshot(ctx context.Context, c *config.Cluster, cli *etcdclient.Client, src etcdclient.MemberStatus, dst string) (*snapshot.Info, error) {
+// SaveOptions says how SaveSnapshot reads the member's database.
+type SaveOptions struct {
+	// Host reaches the source member's host. When set, a database of more
+	// than a few megabytes is read from the member's file through it while
+	// the member holds the snapshot open (etcdclient.HeldSnapshot): at the
+	// SSH connection's speed, where etcd's own stream is about half of it.
+	// Else, or when the file cannot be read so, etcd streams it.
+	Host remote.Transport
+	// Log says why a snapshot that could have been read from the file
+	// was streamed.
+	Log *progress.Log
+}
+
+// SaveSnapshot saves a snapshot of the member to dst on this machine (see
+// snapshot.Save) and records where it came from. Into etcdadm's snapshots
+// directory, that directory is made private first.
+func SaveSnapshot(ctx context.Context, c *config.Cluster, cli *etcdclient.Client, src etcdclient.MemberStatus, dst string, o SaveOptions) (*snapshot.Info, error) {
 	if abs, err := filepath.Abs(dst); err == nil && filepath.Dir(abs) == snapshot.Dir(c) {
 		if err := snapshot.PrivateDir(snapshot.Dir(c)); err != nil {
 			return nil, err
+		}
+	}
+	meta := snapshot.Meta{Cluster: c.Metadata.Name, Member: src.Name, MemberID: src.ID, Endpoint: src.Endpoint,
+		ServerVersion: src.Version, TakenAt: time.Now().UTC()}
+	if o.Host != nil {
+		info, err := saveHeld(ctx, c, cli, o.Host, src, dst, meta)
+		switch {
+		case err == nil:
+			return info, nil
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("snapshot from %s: %w", src.Name, ctx.Err())
+		case errors.Is(err, etcdclient.ErrSnapshotTooSmall):
+		default:
+			o.Log.Printf("warning: %s's database file could not be read under its held snapshot (%v): streaming the snapshot instead", src.Name, err)
 		}
 	}
 	rc, version, err := cli.Snapshot(ctx, src.Endpoint)
 	if err != nil {
 		return nil, err
 	}
-	meta := snapshot.Meta{Cluster: c.Metadata.Name, Member: src.Name, MemberID: src.ID, Endpoint: src.Endpoint,
-		ServerVersion: src.Version, TakenAt: time.Now().UTC()}
+	meta.Read = snapshot.ReadStream
 	info, err := snapshot.Save(ctx, snapshot.Stream{ReadCloser: rc, ServerVersion: version}, dst, meta)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot from %s: %w", src.Name, err)
 	}
 	return info, nil
+}
+
+// saveHeld saves the snapshot the member holds open, its head as the
+// member sent it and the rest read from its database file through t; the
+// file is kept only if the member held the snapshot until the last byte
+// was read, and it checks out.
+func saveHeld(ctx context.Context, c *config.Cluster, cli *etcdclient.Client, t remote.Transport, src etcdclient.MemberStatus, dst string, meta snapshot.Meta) (*snapshot.Info, error) {
+	held, err := cli.HoldSnapshot(ctx, src.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	defer held.Close()
+	db := path.Join(c.Spec.Etcd.DataDir, "member", "snap", "db")
+	rest := held.Size - int64(len(held.Head))
+	p, err := t.Start(ctx, fmt.Sprintf("tail -c +%d %s | head -c %d", len(held.Head)+1, shell.Quote(db), rest))
+	if err != nil {
+		return nil, err
+	}
+	body := &heldBody{r: io.MultiReader(bytes.NewReader(held.Head), p.Stdout), p: p, finish: func(n int64) error {
+		if err := p.Wait(); err != nil {
+			return fmt.Errorf("read %s: %w", db, err)
+		}
+		if n != held.Size {
+			return fmt.Errorf("read %d bytes of %s where the member's snapshot has %d", n, db, held.Size)
+		}
+		return held.Confirm()
+	}}
+	meta.Read = snapshot.ReadHeldFile
+	return snapshot.Save(ctx, snapshot.Stream{ReadCloser: body, ServerVersion: held.Version, Body: true}, dst, meta)
+}
+
+// heldBody is a held snapshot's bytes: at their end, finish says whether
+// they are whole, and an error takes the place of io.EOF.
+type heldBody struct {
+	r      io.Reader
+	n      int64
+	p      *remote.Process
+	finish func(n int64) error
+}
+
+func (b *heldBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if err == io.EOF {
+		if ferr := b.finish(b.n); ferr != nil {
+			return n, ferr
+		}
+	}
+	return n, err
+}
+
+func (b *heldBody) Close() error {
+	_ = b.p.Close()
+	return nil
 }

@@ -43,6 +43,9 @@ type Info struct {
 	Hash     uint32 `json:"hash"`
 	// StorageVersion is the etcd storage version the database was made by.
 	StorageVersion string `json:"storageVersion,omitempty"`
+	// Read says how a saved snapshot's database came: ReadStream or
+	// ReadHeldFile.
+	Read string `json:"read,omitempty"`
 }
 
 // Meta is what etcdadm records next to a snapshot it saved, in FILE.json:
@@ -57,6 +60,16 @@ type Meta struct {
 	TakenAt       time.Time `json:"takenAt"`
 	Info
 }
+
+// How a snapshot's database was read.
+const (
+	// ReadStream: etcd's snapshot stream, over mutual TLS.
+	ReadStream = "stream"
+	// ReadHeldFile: the member's database file, read through its host's
+	// SSH connection while the member held the snapshot open; the head
+	// (the meta pages) as the member sent it.
+	ReadHeldFile = "held-file"
+)
 
 // MetaPath is where the metadata of the snapshot at p is kept.
 func MetaPath(p string) string { return p + ".json" }
@@ -158,7 +171,13 @@ func Verify(p string) (*Info, error) {
 	return info, nil
 }
 
-func status(p string) (*Info, error) {
+func status(p string) (info *Info, err error) {
+	// bbolt panics on some damaged pages: a damaged file is an error.
+	defer func() {
+		if r := recover(); r != nil {
+			info, err = nil, fmt.Errorf("%s: the database does not check out: %v", p, r)
+		}
+	}()
 	st, err := etcdutl.NewV3(zap.NewNop()).Status(p)
 	if err != nil {
 		return nil, fmt.Errorf("%s: the database does not check out: %w", p, err)
@@ -171,6 +190,11 @@ type Stream struct {
 	io.ReadCloser
 	// ServerVersion is the sending member's storage version.
 	ServerVersion string
+	// Body says that the stream is the database alone, read from the
+	// member's file while the member held the snapshot open: the sha256
+	// trailer etcd would append is computed here and appended, so that
+	// the file is the one etcd would have streamed.
+	Body bool
 }
 
 // Save writes the stream to dst, atomically and with mode 0600: into a
@@ -187,11 +211,27 @@ func Save(ctx context.Context, s Stream, dst string, meta Meta) (*Info, error) {
 	defer stop()
 	var info *Info
 	receive := func(w io.Writer) error {
-		if _, err := io.Copy(io.MultiWriter(w, th), s); err != nil {
+		var n int64
+		var err error
+		if s.Body {
+			n, err = copyAhead(s, w, th.h)
+		} else {
+			n, err = io.Copy(io.MultiWriter(w, th), s)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				err = ctx.Err()
 			}
-			return fmt.Errorf("receive the snapshot after %d bytes: %w", th.n, err)
+			return fmt.Errorf("receive the snapshot after %d bytes: %w", n, err)
+		}
+		if s.Body {
+			// The trailer follows the database, and th holds it as it
+			// would have held a member's.
+			th.tail = th.h.Sum(nil)
+			th.n = n + trailerSize
+			if _, err := w.Write(th.tail); err != nil {
+				return fmt.Errorf("write the snapshot's sha256: %w", err)
+			}
 		}
 		return nil
 	}
@@ -209,6 +249,7 @@ func Save(ctx context.Context, s Stream, dst string, meta Meta) (*Info, error) {
 	if err := atomicfile.WriteFrom(dst, 0o600, 0o700, receive, check); err != nil {
 		return nil, err
 	}
+	info.Read = meta.Read
 	meta.Info = *info
 	if meta.ServerVersion == "" {
 		meta.ServerVersion = s.ServerVersion

@@ -77,6 +77,12 @@ func dataState(t *testing.T, hosts []*lab.Host) string {
 func stepSnapshotSave(t *testing.T, s *story) {
 	cli := s.kv(t)
 	put(t, cli, "/data/before", "kept")
+	// Some 12 MB: big enough for the leader to hold its snapshot open
+	// while its database file is read through its SSH connection, under
+	// the writer.
+	for i := range 48 {
+		put(t, cli, fmt.Sprintf("/data/big/%02d", i), strings.Repeat(strconv.Itoa(i%10), 256<<10))
+	}
 	w := s.startWriter(t)
 	out := filepath.Join(s.dir, "saved", "e2e.db")
 	r := s.etcdadm(t, "snapshot", "save", "-f", s.file, "-o", out)
@@ -101,8 +107,11 @@ func stepSnapshotSave(t *testing.T, s *story) {
 		t.Errorf("save should print revision, size, hash and member:\n%s", r.stdout)
 	}
 	meta, err := snap.ReadMeta(out)
-	if err != nil || meta == nil || meta.Cluster != "e2e" || meta.SHA256 != fmt.Sprintf("%x", sum) {
-		t.Fatalf("metadata next to the snapshot: %+v %v", meta, err)
+	if err != nil || meta == nil || meta.Cluster != "e2e" || meta.SHA256 != fmt.Sprintf("%x", sum) || meta.Read != snap.ReadHeldFile {
+		t.Fatalf("metadata next to the snapshot (read from the held file): %+v %v", meta, err)
+	}
+	if !strings.Contains(r.stdout, "read:     the member's database file") {
+		t.Errorf("save should say how the database was read:\n%s", r.stdout)
 	}
 	if leftovers, _ := filepath.Glob(filepath.Join(s.dir, "saved", ".*")); len(leftovers) > 0 {
 		t.Errorf("temporary files left: %v", leftovers)

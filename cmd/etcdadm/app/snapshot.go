@@ -40,12 +40,18 @@ func newSnapshotSaveCommand(streams Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "save -f cluster.yaml [-o FILE|s3://BUCKET/[KEY]] [--encrypt] [--member NAME]",
 		Short: "Stream a snapshot from a healthy member to this machine, checked and written atomically (mode 0600)",
-		Long: `save streams the database of a healthy member (the leader unless --member names
-another) over mutual TLS, through the host's SSH connection when its port 2379 cannot be
-reached from here. The file is written next to its final name, checked (the sha256 etcd
-appends, then the database's structure), synced and renamed, with mode 0600; a truncated
-or corrupted stream leaves no file. FILE.json records where it came from. The default
-FILE is snapshots/<cluster>-<UTC time>.db next to the inventory.
+		Long: `save takes a snapshot of a healthy member (the leader unless --member names another),
+over mutual TLS, through the host's SSH connection when its port 2379 cannot be reached
+from here. A database of more than a few megabytes is read at the SSH connection's speed:
+the member starts its snapshot and holds it open (etcd's read transaction, which keeps
+the database's pages from being reused) while its database file is read through the
+host's SSH connection, then says it still held it; the head (the meta pages) is the
+member's own, and the sha256 that etcd appends is computed here. When the file cannot be
+read so, or the database is small, etcd streams the snapshot. The file is written next to
+its final name, checked (the sha256, then the database's structure), synced and renamed,
+with mode 0600; a truncated, corrupted or cut read leaves no file. FILE.json records
+where it came from and how it was read. The default FILE is
+snapshots/<cluster>-<UTC time>.db next to the inventory.
 
 --encrypt writes FILE encrypted with age for spec.backup.encryption's recipients
 (FILE.age by default), checked as it streams (the sha256 trailer, the revision and keys
@@ -80,7 +86,7 @@ is empty or ends with / names it <prefix><cluster>/<UTC time>-r<revision>.db.age
 			}
 			s.Log.Printf("streaming a snapshot from %s (%s) to %s", src.Name, src.Endpoint, dst)
 			start := time.Now()
-			info, err := ops.SaveSnapshot(ctx, s.Cluster, s.Etcd, src, dst)
+			info, err := ops.SaveSnapshot(ctx, s.Cluster, s.Etcd, src, dst, ops.SaveOptions{Host: s.Hosts.T[src.Name], Log: s.Log})
 			if err != nil {
 				return err
 			}
@@ -89,6 +95,11 @@ is empty or ends with / names it <prefix><cluster>/<UTC time>-r<revision>.db.age
 			sum.printf("snapshot saved: %s", info.Path)
 			printSnapshotInfo(sum, info)
 			sum.printf("  member:   %s (%s, etcd %s)", src.Name, src.ID, src.Version)
+			if info.Read == snapshot.ReadHeldFile {
+				sum.printf("  read:     the member's database file, through %s's SSH connection, while the member held the snapshot open", src.Name)
+			} else {
+				sum.printf("  read:     etcd's snapshot stream")
+			}
 			sum.printf("  took:     %s (%.1f MB/s)", took.Round(time.Millisecond), float64(info.Size)/took.Seconds()/1e6)
 			return nil
 		},
