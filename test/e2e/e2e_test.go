@@ -178,7 +178,7 @@ func TestIntegrationApply(t *testing.T) {
 		{"without the local PKI, apply is refused and nothing is written anywhere", stepMissingPKI},
 		{"two applies at once: one runs, the other is refused", stepConcurrent},
 		{"a connection cut during an upload leaves no partial file and a re-run converges", stepConnectionCut},
-		{"snapshot save streams a checked snapshot to this machine under a writer", stepSnapshotSave},
+		{"snapshot save reads a checked snapshot of the leader (its file, held open) to this machine under a writer", stepSnapshotSave},
 		{"restore of a truncated, corrupted or foreign snapshot, unconfirmed or while a host is held, is refused and touches nothing", stepRestoreRefused},
 		{"restore gives 3 healthy members with new IDs, the snapshot's keys and a revision bumped by 1e9", stepRestore},
 		{"an image tag change upgrades etcd one member at a time, leader last, after a snapshot, under a writer", stepUpgrade},
