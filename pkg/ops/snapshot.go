@@ -129,15 +129,14 @@ func saveHeld(ctx context.Context, c *config.Cluster, cli *etcdclient.Client, t 
 	}
 	defer held.Close()
 	db := path.Join(c.Spec.Etcd.DataDir, "member", "snap", "db")
-	rest := held.Size - int64(len(held.Head))
-	p, err := t.Start(ctx, fmt.Sprintf("tail -c +%d %s | head -c %d", len(held.Head)+1, shell.Quote(db), rest))
+	// One process reads the file from its start, as a plain read does:
+	// its first bytes, which the head replaces, are dropped here.
+	p, err := t.Start(ctx, fmt.Sprintf("head -c %d %s", held.Size, shell.Quote(db)))
 	if err != nil {
 		return nil, err
 	}
-	body := &heldBody{r: io.MultiReader(bytes.NewReader(held.Head), p.Stdout), p: p, finish: func(n int64) error {
-		if err := p.Wait(); err != nil {
-			return fmt.Errorf("read %s: %w", db, err)
-		}
+	rest := &skipReader{r: p.Stdout, skip: int64(len(held.Head))}
+	body := &heldBody{r: io.MultiReader(bytes.NewReader(held.Head), rest), p: p, file: db, finish: func(n int64) error {
 		if n != held.Size {
 			return fmt.Errorf("read %d bytes of %s where the member's snapshot has %d", n, db, held.Size)
 		}
@@ -147,18 +146,45 @@ func saveHeld(ctx context.Context, c *config.Cluster, cli *etcdclient.Client, t 
 	return snapshot.Save(ctx, snapshot.Stream{ReadCloser: body, ServerVersion: held.Version, Body: true}, dst, meta)
 }
 
-// heldBody is a held snapshot's bytes: at their end, finish says whether
-// they are whole, and an error takes the place of io.EOF.
+// skipReader drops the first skip bytes of r.
+type skipReader struct {
+	r    io.Reader
+	skip int64
+}
+
+func (s *skipReader) Read(p []byte) (int, error) {
+	if s.skip > 0 {
+		if _, err := io.CopyN(io.Discard, s.r, s.skip); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		s.skip = 0
+	}
+	return s.r.Read(p)
+}
+
+// heldBody is a held snapshot's bytes, the rest read from file by p: at
+// their end, p must have succeeded and finish say that they are whole, or
+// an error takes the place of io.EOF; a read that fails says why p did.
 type heldBody struct {
 	r      io.Reader
 	n      int64
 	p      *remote.Process
+	file   string
 	finish func(n int64) error
 }
 
 func (b *heldBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	b.n += int64(n)
+	if err == nil {
+		return n, nil
+	}
+	if werr := b.p.Wait(); werr != nil {
+		return n, fmt.Errorf("read %s: %w", b.file, werr)
+	}
 	if err == io.EOF {
 		if ferr := b.finish(b.n); ferr != nil {
 			return n, ferr

@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"errors"
 	"io"
 	"sync"
 )
@@ -69,11 +68,8 @@ func copyAhead(src io.Reader, dsts ...io.Writer) (int64, error) {
 			break
 		}
 		c.b = c.b[:cap(c.b)]
-		m, err := io.ReadFull(src, c.b)
+		m, err := fill(src, c.b)
 		n += int64(m)
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			err = io.EOF
-		}
 		readErr = err
 		if m == 0 {
 			free <- c
@@ -100,4 +96,19 @@ func copyAhead(src io.Reader, dsts ...io.Writer) (int64, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	return n, firstErr
+}
+
+// fill reads into b until it is full or src ends: io.EOF only when src
+// ended, any other error as src gave it (io.ReadFull would call a short
+// read io.ErrUnexpectedEOF, which a source may also return).
+func fill(src io.Reader, b []byte) (int, error) {
+	var n int
+	for n < len(b) {
+		m, err := src.Read(b[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }
