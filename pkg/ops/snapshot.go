@@ -45,7 +45,7 @@ func snapshotOp(ctx context.Context, e Env, o Snapshot) error {
 	if err != nil {
 		return err
 	}
-	log.Printf("snapshot saved: %s (revision %d, %d bytes, sha256 %s, from %s, in %s)", info.Path, info.Revision, info.Size, info.SHA256, src.Name, time.Since(start).Round(time.Millisecond))
+	log.Printf("snapshot saved: %s (revision %d, %d bytes, sha256 %s, from %s, read as %s, in %s)", info.Path, info.Revision, info.Size, info.SHA256, src.Name, info.Read, time.Since(start).Round(time.Millisecond))
 	e.Report(Done{Snapshot: info.Path})
 	return nil
 }
