@@ -171,20 +171,6 @@ func Verify(p string) (*Info, error) {
 	return info, nil
 }
 
-func status(p string) (info *Info, err error) {
-	// bbolt panics on some damaged pages: a damaged file is an error.
-	defer func() {
-		if r := recover(); r != nil {
-			info, err = nil, fmt.Errorf("%s: the database does not check out: %v", p, r)
-		}
-	}()
-	st, err := etcdutl.NewV3(zap.NewNop()).Status(p)
-	if err != nil {
-		return nil, fmt.Errorf("%s: the database does not check out: %w", p, err)
-	}
-	return &Info{Path: p, Revision: st.Revision, Keys: st.TotalKey, Hash: st.Hash, StorageVersion: st.Version}, nil
-}
-
 // Stream is a snapshot as a member sends it.
 type Stream struct {
 	io.ReadCloser

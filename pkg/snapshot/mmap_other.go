@@ -1,0 +1,5 @@
+//go:build !linux
+
+package snapshot
+
+const mmapPopulate = 0
