@@ -71,14 +71,14 @@ func writeTemp(f File, dirMode fs.FileMode) (string, error) {
 	return writeTempFrom(f.Path, f.Mode, dirMode, func(w io.Writer) error {
 		_, err := w.Write(f.Data)
 		return err
-	})
+	}, nil)
 }
 
 // writeTempFrom writes what write produces to a temporary file next to
 // path, with mode, synced; it returns the file's name, or removes it.
 // check, when set, is given the file's name once its content is written,
 // while it syncs.
-func writeTempFrom(path string, mode, dirMode fs.FileMode, write func(io.Writer) error, check ...func(tmp string) error) (string, error) {
+func writeTempFrom(path string, mode, dirMode fs.FileMode, write func(io.Writer) error, check func(tmp string) error) (string, error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return "", fmt.Errorf("create directory %s: %w", dir, err)
@@ -102,9 +102,9 @@ func writeTempFrom(path string, mode, dirMode fs.FileMode, write func(io.Writer)
 		return "", fmt.Errorf("write %s: %w", path, err)
 	}
 	// The check reads what the page cache holds while the disk syncs.
-	checked := make(chan error, len(check))
-	for _, c := range check {
-		go func() { checked <- c(tmp.Name()) }()
+	checked := make(chan error, 1)
+	if check != nil {
+		go func() { checked <- check(tmp.Name()) }()
 	}
 	err = tmp.Sync()
 	if cerr := tmp.Close(); err == nil {
@@ -113,7 +113,7 @@ func writeTempFrom(path string, mode, dirMode fs.FileMode, write func(io.Writer)
 	if err != nil {
 		err = fmt.Errorf("write %s: %w", path, err)
 	}
-	for range check {
+	if check != nil {
 		if cerr := <-checked; err == nil {
 			err = cerr
 		}
@@ -151,11 +151,7 @@ func (w *writeBehind) Write(p []byte) (int, error) {
 // written, while it syncs, before the rename; an error from write or
 // check leaves path as it was and no temporary file behind.
 func WriteFrom(path string, mode, dirMode fs.FileMode, write func(io.Writer) error, check func(tmp string) error) error {
-	var checks []func(string) error
-	if check != nil {
-		checks = append(checks, check)
-	}
-	tmp, err := writeTempFrom(path, mode, dirMode, write, checks...)
+	tmp, err := writeTempFrom(path, mode, dirMode, write, check)
 	if err != nil {
 		return err
 	}

@@ -32,8 +32,8 @@ const heldWindow = 64 << 10
 // heldMargin bounds how far the member's transaction can have been read
 // past what was received: the stream's window (64 KiB), gRPC's write quota
 // (64 KiB) and the buffers of the member's message and pipe (32 KiB each),
-// with room to spare. A database must be bigger than the head by twice
-// that to be held.
+// with room to spare. A database is held only when, past its head, it has
+// four times that left, and what Confirm reads.
 const heldMargin = 1 << 20
 
 // ErrSnapshotTooSmall says that a database is too small to be worth

@@ -11,11 +11,10 @@ import (
 	"time"
 
 	"github.com/etcdadm-io/etcdadm/internal/shell"
-	"github.com/etcdadm-io/etcdadm/pkg/progress"
-	"github.com/etcdadm-io/etcdadm/pkg/remote"
-
 	"github.com/etcdadm-io/etcdadm/pkg/config"
 	"github.com/etcdadm-io/etcdadm/pkg/etcdclient"
+	"github.com/etcdadm-io/etcdadm/pkg/progress"
+	"github.com/etcdadm-io/etcdadm/pkg/remote"
 	"github.com/etcdadm-io/etcdadm/pkg/snapshot"
 )
 
@@ -79,7 +78,7 @@ type SaveOptions struct {
 	// Else, or when the file cannot be read so, etcd streams it.
 	Host remote.Transport
 	// Log says why a snapshot that could have been read from the file
-	// was streamed.
+	// was streamed; nil for none.
 	Log *progress.Log
 }
 
@@ -102,7 +101,7 @@ func SaveSnapshot(ctx context.Context, c *config.Cluster, cli *etcdclient.Client
 		case ctx.Err() != nil:
 			return nil, fmt.Errorf("snapshot from %s: %w", src.Name, ctx.Err())
 		case errors.Is(err, etcdclient.ErrSnapshotTooSmall):
-		default:
+		case o.Log != nil:
 			o.Log.Printf("warning: %s's database file could not be read under its held snapshot (%v): streaming the snapshot instead", src.Name, err)
 		}
 	}

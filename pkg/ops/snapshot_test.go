@@ -51,6 +51,21 @@ func TestSnapshotIsPrivate(t *testing.T) {
 	}
 }
 
+// filled writes n values of 256 KiB under /big/ through the first member
+// and returns the client it wrote with, closed when the test ends.
+func (m *maintained) filled(t *testing.T, n int) *clientv3.Client {
+	t.Helper()
+	kv, err := m.cli.Connect(ops.Endpoints(m.inv)[0].ClientURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { kv.Close() })
+	if err := fill(t, kv, "/big/", n, 256<<10); err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
 // slowHost reads files as the local transport does, but hands out each
 // command's output slowly: a held snapshot's file is read over seconds
 // while the member writes.
@@ -81,14 +96,7 @@ func TestHeldSnapshotIsTheMembersDatabaseAtItsRevision(t *testing.T) {
 	m := maintain(t, 1)
 	m.inv.Dir = t.TempDir()
 	m.inv.Spec.Etcd.DataDir = m.c.Members[0].Dir
-	kv, err := m.cli.Connect(ops.Endpoints(m.inv)[0].ClientURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kv.Close()
-	if err := fill(t, kv, "/big/", 48, 256<<10); err != nil {
-		t.Fatal(err)
-	}
+	kv := m.filled(t, 48)
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
 	var wrote atomic.Int64
@@ -193,14 +201,7 @@ func TestHeldSnapshotFallsBackToTheStream(t *testing.T) {
 	t.Parallel()
 	m := maintain(t, 1)
 	m.inv.Spec.Etcd.DataDir = t.TempDir()
-	kv, err := m.cli.Connect(ops.Endpoints(m.inv)[0].ClientURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kv.Close()
-	if err := fill(t, kv, "/big/", 40, 256<<10); err != nil {
-		t.Fatal(err)
-	}
+	m.filled(t, 40)
 	var log bytes.Buffer
 	p := filepath.Join(t.TempDir(), "s.db")
 	src := m.status(t, 0)

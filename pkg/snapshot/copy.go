@@ -3,6 +3,7 @@ package snapshot
 import (
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 // copyChunk and copyChunks size copyAhead's buffers.
@@ -17,8 +18,10 @@ const (
 // returns the bytes read and the first error.
 func copyAhead(src io.Reader, dsts ...io.Writer) (int64, error) {
 	type chunk struct {
-		b    []byte
-		left sync.WaitGroup
+		b []byte
+		// left counts the writers not done with b; the last one gives
+		// the chunk back.
+		left atomic.Int32
 	}
 	free := make(chan *chunk, copyChunks)
 	for range copyChunks {
@@ -52,7 +55,9 @@ func copyAhead(src io.Reader, dsts ...io.Writer) (int64, error) {
 						broken = true
 					}
 				}
-				c.left.Done()
+				if c.left.Add(-1) == 0 {
+					free <- c
+				}
 			}
 		}()
 	}
@@ -76,15 +81,10 @@ func copyAhead(src io.Reader, dsts ...io.Writer) (int64, error) {
 			continue
 		}
 		c.b = c.b[:m]
-		c.left.Add(len(dsts))
+		c.left.Store(int32(len(dsts)))
 		for _, in := range ins {
 			in <- c
 		}
-		// The chunk goes back once every writer is done with it.
-		go func() {
-			c.left.Wait()
-			free <- c
-		}()
 	}
 	for _, in := range ins {
 		close(in)
