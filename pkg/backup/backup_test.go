@@ -165,6 +165,11 @@ func TestEncode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A linearizable read through the follower waits until it has applied
+	// every put above, so its snapshot holds all 300 keys.
+	if _, err := clis[1].Get(ctx, "/k/299"); err != nil {
+		t.Fatal(err)
+	}
 	resp, err := clis[1].SnapshotWithVersion(ctx)
 	if err != nil {
 		t.Fatal(err)
