@@ -135,14 +135,19 @@ func saveHeld(ctx context.Context, c *config.Cluster, cli *etcdclient.Client, t 
 		return nil, err
 	}
 	rest := &skipReader{r: p.Stdout, skip: int64(len(held.Head))}
+	// The member's confirmation that it held the snapshot is received
+	// while the file is written out and checked.
+	confirmed := make(chan error, 1)
 	body := &heldBody{r: io.MultiReader(bytes.NewReader(held.Head), rest), p: p, file: db, finish: func(n int64) error {
 		if n != held.Size {
 			return fmt.Errorf("read %d bytes of %s where the member's snapshot has %d", n, db, held.Size)
 		}
-		return held.Confirm()
+		go func() { confirmed <- held.Confirm() }()
+		return nil
 	}}
 	meta.Read = snapshot.ReadHeldFile
-	return snapshot.Save(ctx, snapshot.Stream{ReadCloser: body, ServerVersion: held.Version, Body: true}, dst, meta)
+	return snapshot.Save(ctx, snapshot.Stream{ReadCloser: body, ServerVersion: held.Version, Body: true,
+		Confirm: func() error { return <-confirmed }}, dst, meta)
 }
 
 // skipReader drops the first skip bytes of r.
@@ -173,6 +178,8 @@ type heldBody struct {
 	p      *remote.Process
 	file   string
 	finish func(n int64) error
+	// finished says that finish was called, at the first io.EOF.
+	finished bool
 }
 
 func (b *heldBody) Read(p []byte) (int, error) {
@@ -184,7 +191,8 @@ func (b *heldBody) Read(p []byte) (int, error) {
 	if werr := b.p.Wait(); werr != nil {
 		return n, fmt.Errorf("read %s: %w", b.file, werr)
 	}
-	if err == io.EOF {
+	if err == io.EOF && !b.finished {
+		b.finished = true
 		if ferr := b.finish(b.n); ferr != nil {
 			return n, ferr
 		}

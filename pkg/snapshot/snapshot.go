@@ -181,6 +181,10 @@ type Stream struct {
 	// trailer etcd would append is computed here and appended, so that
 	// the file is the one etcd would have streamed.
 	Body bool
+	// Confirm, when set, says whether the bytes read are the snapshot's:
+	// it is called once they are all in, while the file is checked, and
+	// the file is kept only if it returns nil.
+	Confirm func() error
 }
 
 // Save writes the stream to dst, atomically and with mode 0600: into a
@@ -228,6 +232,11 @@ func Save(ctx context.Context, s Stream, dst string, meta Meta) (*Info, error) {
 		}
 		if info, err = status(tmp); err != nil {
 			return err
+		}
+		if s.Confirm != nil {
+			if err := s.Confirm(); err != nil {
+				return err
+			}
 		}
 		info.Path, info.Size, info.SHA256 = dst, th.n, sum
 		return nil

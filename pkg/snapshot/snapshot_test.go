@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -119,6 +120,26 @@ func TestSaveVerifyPrepare(t *testing.T) {
 	}
 	if _, err := Save(context.Background(), Stream{ReadCloser: io.NopCloser(bytes.NewReader(data))}, dst, Meta{}); err == nil || !strings.Contains(err.Error(), "exists") {
 		t.Errorf("saving over a snapshot: %v", err)
+	}
+
+	// The database alone, its trailer computed here, is kept only once
+	// Confirm says it is the snapshot's, which it is asked after the last
+	// byte.
+	body := func(confirm func() error) Stream {
+		return Stream{ReadCloser: io.NopCloser(bytes.NewReader(data[:len(data)-32])), Body: true, Confirm: confirm}
+	}
+	var read bool
+	heldDst := filepath.Join(dir, "held", "ok.db")
+	got, err := Save(context.Background(), body(func() error { read = true; return nil }), heldDst, Meta{})
+	if err != nil || !read || got.SHA256 != info.SHA256 || got.Size != info.Size {
+		t.Errorf("the body saved: %+v, confirmed %v, %v; want %+v", got, read, err, info)
+	}
+	let := errors.New("the member let its snapshot go")
+	if _, err := Save(context.Background(), body(func() error { return let }), filepath.Join(dir, "held", "let.db"), Meta{}); !errors.Is(err, let) {
+		t.Errorf("the body saved though unconfirmed: %v", err)
+	}
+	if left, _ := os.ReadDir(filepath.Dir(heldDst)); len(left) != 2 {
+		t.Errorf("files beside the confirmed snapshot: %v", left)
 	}
 
 	// Truncated, corrupted and cut streams leave nothing behind.

@@ -1,5 +1,0 @@
-//go:build !linux
-
-package snapshot
-
-const mmapPopulate = 0
