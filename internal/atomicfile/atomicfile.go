@@ -68,7 +68,7 @@ func WriteAll(files []File, dirMode fs.FileMode) error {
 }
 
 func writeTemp(f File, dirMode fs.FileMode) (string, error) {
-	return writeTempFrom(f.Path, f.Mode, dirMode, func(w io.Writer) error {
+	return writeTempFrom(f.Path, f.Mode, dirMode, int64(len(f.Data)), func(w io.Writer) error {
 		_, err := w.Write(f.Data)
 		return err
 	}, nil)
@@ -76,9 +76,10 @@ func writeTemp(f File, dirMode fs.FileMode) (string, error) {
 
 // writeTempFrom writes what write produces to a temporary file next to
 // path, with mode, synced; it returns the file's name, or removes it.
-// check, when set, is given the file's name once its content is written,
-// while it syncs.
-func writeTempFrom(path string, mode, dirMode fs.FileMode, write func(io.Writer) error, check func(tmp string) error) (string, error) {
+// size, when known, is what write is expected to produce: the disk space
+// of a large file is allocated first. check, when set, is given the file's name once its
+// content is written, while it syncs.
+func writeTempFrom(path string, mode, dirMode fs.FileMode, size int64, write func(io.Writer) error, check func(tmp string) error) (string, error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return "", fmt.Errorf("create directory %s: %w", dir, err)
@@ -88,12 +89,23 @@ func writeTempFrom(path string, mode, dirMode fs.FileMode, write func(io.Writer)
 		return "", fmt.Errorf("create temporary file for %s: %w", path, err)
 	}
 	err = tmp.Chmod(mode)
+	reserved := size >= reserveMin
+	if err == nil && reserved {
+		if err = reserve(tmp, size); err != nil {
+			err = fmt.Errorf("no room for its %d bytes in %s: %w", size, dir, err)
+		}
+	}
 	if err == nil {
 		// The disk is written behind the writes, so that the last sync
 		// has little left to do.
-		bw := bufio.NewWriterSize(&writeBehind{f: tmp}, 1<<20)
+		wb := &writeBehind{f: tmp}
+		bw := bufio.NewWriterSize(wb, 1<<20)
 		if err = write(bw); err == nil {
 			err = bw.Flush()
+		}
+		if err == nil && reserved && wb.n < size {
+			// Space reserved past the end is given back.
+			err = tmp.Truncate(wb.n)
 		}
 	}
 	if err != nil {
@@ -125,6 +137,10 @@ func writeTempFrom(path string, mode, dirMode fs.FileMode, write func(io.Writer)
 	return tmp.Name(), nil
 }
 
+// reserveMin is the least size whose disk space is allocated ahead: a
+// smaller file is written as it comes, without the extra call.
+const reserveMin = 1 << 20
+
 // writeBehindChunk is how much is written before the disk is asked to
 // write it.
 const writeBehindChunk = 8 << 20
@@ -151,7 +167,14 @@ func (w *writeBehind) Write(p []byte) (int, error) {
 // written, while it syncs, before the rename; an error from write or
 // check leaves path as it was and no temporary file behind.
 func WriteFrom(path string, mode, dirMode fs.FileMode, write func(io.Writer) error, check func(tmp string) error) error {
-	tmp, err := writeTempFrom(path, mode, dirMode, write, check)
+	return WriteFromSized(path, 0, mode, dirMode, write, check)
+}
+
+// WriteFromSized is WriteFrom for content of a known size: the file's disk
+// space is allocated before write runs, so that a disk without room fails
+// at once, before anything is read, and the writes cost less.
+func WriteFromSized(path string, size int64, mode, dirMode fs.FileMode, write func(io.Writer) error, check func(tmp string) error) error {
+	tmp, err := writeTempFrom(path, mode, dirMode, size, write, check)
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,13 @@
 package atomicfile
 
 import (
+	"bytes"
+	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -63,5 +67,37 @@ func TestWriteAllFailureChangesNothing(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 2 {
 		t.Errorf("left %d entries, want 2", len(entries))
+	}
+}
+
+// A file of a known size has its space allocated before it is written: a
+// size the disk cannot hold fails before write runs, leaving nothing; what
+// was reserved past a shorter content is given back.
+func TestWriteFromSized(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "big")
+	called := false
+	err := WriteFromSized(p, 1<<62, 0o600, 0o700, func(w io.Writer) error { called = true; return nil }, nil)
+	if runtime.GOOS == "linux" && (err == nil || !strings.Contains(err.Error(), "no room for its") || called) {
+		t.Errorf("a file larger than the disk: %v, write called %v", err, called)
+	}
+	if left, _ := os.ReadDir(dir); runtime.GOOS == "linux" && len(left) != 0 {
+		t.Errorf("left behind: %v", left)
+	}
+
+	data := bytes.Repeat([]byte("0123456789abcdef"), 2<<20/16)
+	if err := WriteFromSized(p, 8<<20, 0o600, 0o700, func(w io.Writer) error { _, err := w.Write(data); return err }, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(p)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back %d bytes, want %d: %v", len(got), len(data), err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	if used := st.Blocks * 512; used > 4<<20 {
+		t.Errorf("%d bytes of disk for %d bytes of content: the reserve was not given back", used, len(data))
 	}
 }

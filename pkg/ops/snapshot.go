@@ -146,7 +146,7 @@ func saveHeld(ctx context.Context, c *config.Cluster, cli *etcdclient.Client, t 
 		return nil
 	}}
 	meta.Read = snapshot.ReadHeldFile
-	return snapshot.Save(ctx, snapshot.Stream{ReadCloser: body, ServerVersion: held.Version, Body: true,
+	return snapshot.Save(ctx, snapshot.Stream{ReadCloser: body, ServerVersion: held.Version, Body: true, Size: held.Size,
 		Confirm: func() error { return <-confirmed }}, dst, meta)
 }
 

@@ -181,6 +181,9 @@ type Stream struct {
 	// trailer etcd would append is computed here and appended, so that
 	// the file is the one etcd would have streamed.
 	Body bool
+	// Size, when known, is the size of the database alone: the file's
+	// disk space is allocated before its bytes come.
+	Size int64
 	// Confirm, when set, says whether the bytes read are the snapshot's:
 	// it is called once they are all in, while the file is checked, and
 	// the file is kept only if it returns nil.
@@ -241,7 +244,11 @@ func Save(ctx context.Context, s Stream, dst string, meta Meta) (*Info, error) {
 		info.Path, info.Size, info.SHA256 = dst, th.n, sum
 		return nil
 	}
-	if err := atomicfile.WriteFrom(dst, 0o600, 0o700, receive, check); err != nil {
+	size := s.Size
+	if size > 0 {
+		size += trailerSize
+	}
+	if err := atomicfile.WriteFromSized(dst, size, 0o600, 0o700, receive, check); err != nil {
 		return nil, err
 	}
 	info.Read = meta.Read

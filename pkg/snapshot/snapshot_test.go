@@ -126,7 +126,7 @@ func TestSaveVerifyPrepare(t *testing.T) {
 	// Confirm says it is the snapshot's, which it is asked after the last
 	// byte.
 	body := func(confirm func() error) Stream {
-		return Stream{ReadCloser: io.NopCloser(bytes.NewReader(data[:len(data)-32])), Body: true, Confirm: confirm}
+		return Stream{ReadCloser: io.NopCloser(bytes.NewReader(data[:len(data)-32])), Body: true, Size: int64(len(data) - 32), Confirm: confirm}
 	}
 	var read bool
 	heldDst := filepath.Join(dir, "held", "ok.db")

@@ -86,27 +86,79 @@ func BenchmarkSnapshotSave(b *testing.B) {
 	viaSSH := etcdclient.New(tlsConfig, func(ctx context.Context, addr string) (net.Conn, error) { return t.Dial(ctx, "tcp", addr) })
 	defer viaSSH.Close()
 	out := filepath.Join(dir, "snaps")
+	// saveOne saves one snapshot, its time taken, and removes it untimed.
+	saveOne := func(b *testing.B, cli *etcdclient.Client, o ops.SaveOptions, read string) (time.Duration, int64) {
+		p := filepath.Join(out, "s.db")
+		start := time.Now()
+		info, err := ops.SaveSnapshot(ctx, c, cli, src, p, o)
+		took := time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if meta, err := snapshot.ReadMeta(p); err != nil || meta.Read != read {
+			b.Fatalf("the snapshot was not read as %s: %+v, %v", read, meta, err)
+		}
+		b.StopTimer()
+		os.Remove(p)
+		os.Remove(snapshot.MetaPath(p))
+		b.StartTimer()
+		return took, info.Size
+	}
 	save := func(b *testing.B, cli *etcdclient.Client, o ops.SaveOptions, read string) {
 		for i := 0; i < b.N; i++ {
-			p := filepath.Join(out, fmt.Sprintf("s%d.db", i))
-			info, err := ops.SaveSnapshot(ctx, c, cli, src, p, o)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if meta, err := snapshot.ReadMeta(p); err != nil || meta.Read != read {
-				b.Fatalf("the snapshot was not read as %s: %+v, %v", read, meta, err)
-			}
-			b.SetBytes(info.Size)
-			b.StopTimer()
-			os.Remove(p)
-			os.Remove(snapshot.MetaPath(p))
-			b.StartTimer()
+			_, size := saveOne(b, cli, o, read)
+			b.SetBytes(size)
 		}
 	}
+	// The same bytes as a snapshot's, the database up to its last page
+	// (the file is longer: bbolt grows it ahead), read over the same
+	// connection and discarded as they come: the wire alone.
+	held, err := client.HoldSnapshot(ctx, src.Endpoint)
+	if err != nil {
+		b.Fatal(err)
+	}
+	size := held.Size
+	held.Close()
+	readDB := fmt.Sprintf("head -c %d %s/member/snap/db", size, c.Spec.Etcd.DataDir)
+	discardOne := func(b *testing.B) time.Duration {
+		start := time.Now()
+		p, err := t.Start(ctx, readDB)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, p.Stdout)
+		if err == nil {
+			err = p.Wait()
+		}
+		if err != nil || n != size {
+			b.Fatalf("read %d bytes, want %d: %v", n, size, err)
+		}
+		return time.Since(start)
+	}
+	heldSave := ops.SaveOptions{Host: t, Log: progress.NewLog(nil)}
 	// etcdadm's default: the member holds its snapshot open while its
 	// database file is read through the SSH connection.
 	b.Run("etcdadm-save-held-file-through-ssh", func(b *testing.B) {
-		save(b, viaSSH, ops.SaveOptions{Host: t, Log: progress.NewLog(nil)}, snapshot.ReadHeldFile)
+		save(b, viaSSH, heldSave, snapshot.ReadHeldFile)
+	})
+	// The held save and the read of the same bytes, taken in turns (each
+	// first every other time), so that both meet the machine as it is at
+	// that moment: their ratio is the save's cost over the wire's.
+	b.Run("ratio-held-save-to-read-in-turns", func(b *testing.B) {
+		var saves, reads time.Duration
+		for i := 0; i < b.N; i++ {
+			if i%2 == 0 {
+				reads += discardOne(b)
+			}
+			took, _ := saveOne(b, viaSSH, heldSave, snapshot.ReadHeldFile)
+			saves += took
+			if i%2 == 1 {
+				reads += discardOne(b)
+			}
+		}
+		b.ReportMetric(float64(saves)/float64(reads), "save/read")
+		b.ReportMetric(saves.Seconds()/float64(b.N), "s/save")
+		b.ReportMetric(reads.Seconds()/float64(b.N), "s/read")
 	})
 	// etcd's own snapshot stream, through the SSH connection and directly.
 	b.Run("etcdadm-save-stream-through-ssh", func(b *testing.B) { save(b, viaSSH, ops.SaveOptions{}, snapshot.ReadStream) })
@@ -131,20 +183,11 @@ func BenchmarkSnapshotSave(b *testing.B) {
 			b.SetBytes(n)
 		}
 	})
-	// The same bytes as a snapshot's, the database up to its last page
-	// (the file is longer: bbolt grows it ahead), read over the same
-	// connection.
-	held, err := client.HoldSnapshot(ctx, src.Endpoint)
-	if err != nil {
-		b.Fatal(err)
-	}
-	size := held.Size
-	held.Close()
 	// Read into memory, as the command's output is (the floor this
 	// benchmark had first).
 	b.Run("baseline-read-db-through-ssh-into-memory", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			data, err := t.Run(ctx, fmt.Sprintf("head -c %d %s/member/snap/db", size, c.Spec.Etcd.DataDir), nil)
+			data, err := t.Run(ctx, readDB, nil)
 			if err != nil || int64(len(data)) != size {
 				b.Fatalf("read %d bytes, want %d: %v", len(data), size, err)
 			}
@@ -154,17 +197,7 @@ func BenchmarkSnapshotSave(b *testing.B) {
 	// Read and discarded as they come: the wire alone.
 	b.Run("baseline-read-db-through-ssh", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
-			p, err := t.Start(ctx, fmt.Sprintf("head -c %d %s/member/snap/db", size, c.Spec.Etcd.DataDir))
-			if err != nil {
-				b.Fatal(err)
-			}
-			n, err := io.Copy(io.Discard, p.Stdout)
-			if err == nil {
-				err = p.Wait()
-			}
-			if err != nil || n != size {
-				b.Fatalf("read %d bytes, want %d: %v", n, size, err)
-			}
+			discardOne(b)
 			b.SetBytes(size)
 		}
 	})
