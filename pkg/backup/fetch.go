@@ -74,7 +74,10 @@ func Fetch(ctx context.Context, s *Store, key string, identities []age.Identity,
 	check := func(string) error {
 		return Compare(s.URL(m.Object), m, info.Revision, int64(info.Keys), "its snapshot holds", info)
 	}
-	if err := atomicfile.WriteFrom(dst, 0o600, 0o700, write, check); err != nil {
+	// The snapshot's size reserves the disk first, so that a disk without
+	// room fails before the download starts; never more than the object
+	// holds, whatever its manifest says (age only adds to a snapshot).
+	if err := atomicfile.WriteFromSized(dst, min(m.Size, size), 0o600, 0o700, write, check); err != nil {
 		return m, nil, err
 	}
 	meta := snapshot.Meta{Cluster: m.Cluster, Member: m.Member, MemberID: m.MemberID, Endpoint: s.URL(m.Object), ServerVersion: m.StorageVersion, TakenAt: m.TakenAt, Info: *info}
