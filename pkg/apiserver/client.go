@@ -26,6 +26,7 @@ import (
 type Client struct {
 	server string
 	token  string
+	tls    *tls.Config
 	http   *http.Client
 }
 
@@ -92,7 +93,34 @@ func NewClient(kubeconfig []byte, dial Dialer) (*Client, error) {
 		DialContext:     func(ctx context.Context, network, addr string) (net.Conn, error) { return dial(ctx, network, addr) },
 		TLSClientConfig: tc,
 	}
-	return &Client{server: strings.TrimSuffix(cluster.Server, "/"), token: user.Token, http: &http.Client{Transport: tr, Timeout: 10 * time.Second}}, nil
+	return &Client{server: strings.TrimSuffix(cluster.Server, "/"), token: user.Token, tls: tc, http: &http.Client{Transport: tr, Timeout: 10 * time.Second}}, nil
+}
+
+// At is c reaching the kube-apiserver at e alone, whatever the kubeconfig's
+// server names (a load balancer, say), its serving certificate checked for
+// e's address.
+func (c *Client) At(e Endpoint, dial Dialer) *Client {
+	tc := c.tls.Clone()
+	tc.ServerName = e.Address
+	addr := e.Addr()
+	tr := &http.Transport{
+		DialContext:       func(ctx context.Context, network, _ string) (net.Conn, error) { return dial(ctx, network, addr) },
+		TLSClientConfig:   tc,
+		DisableKeepAlives: true,
+	}
+	return &Client{server: "https://" + addr, token: c.token, tls: tc, http: &http.Client{Transport: tr, Timeout: 5 * time.Second}}
+}
+
+// ReadsStorage asks for the kube-system Namespace as etcd holds it: a read
+// without a resourceVersion is not served from the kube-apiserver's cache
+// but through its own connection to etcd, the one its writes take. /readyz
+// asks etcd through connections of its own, which can be back while that
+// one still waits out gRPC's reconnection backoff.
+func (c *Client) ReadsStorage(ctx context.Context) error {
+	if err := c.do(ctx, http.MethodGet, "/api/v1/namespaces/kube-system", nil, nil); err != nil {
+		return fmt.Errorf("read the kube-system Namespace from etcd: %w", err)
+	}
+	return nil
 }
 
 // ConfigMap reads namespace/name.

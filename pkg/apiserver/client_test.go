@@ -25,6 +25,8 @@ type fakeAPI struct {
 	cm    corev1.ConfigMap
 	ready bool
 	token string
+	// storage says whether reads reach etcd.
+	storage bool
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -40,6 +42,15 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Header.Get("Authorization") != "Bearer "+f.token {
 		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if r.URL.Path == "/api/v1/namespaces/kube-system" && r.Method == http.MethodGet && r.URL.RawQuery == "" {
+		if !f.storage {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, `{"kind":"Status","message":"etcdserver: request timed out"}`)
+			return
+		}
+		fmt.Fprint(w, `{"kind":"Namespace","metadata":{"name":"kube-system"}}`)
 		return
 	}
 	if r.URL.Path != "/api/v1/namespaces/kube-system/configmaps/kubeadm-config" {
@@ -161,5 +172,34 @@ func TestReady(t *testing.T) {
 	other.CA = nil
 	if _, err := other.Client((&net.Dialer{}).DialContext); err == nil {
 		t.Error("a client without a CA")
+	}
+}
+
+// A client pointed at one kube-apiserver reaches it whatever the
+// kubeconfig's server names, and says whether that kube-apiserver reads
+// from etcd, asked without a resourceVersion.
+func TestReadsStorageAt(t *testing.T) {
+	api := &fakeAPI{token: "s3cret", ready: true}
+	srv := httptest.NewTLSServer(api)
+	defer srv.Close()
+	host, port, _ := net.SplitHostPort(strings.TrimPrefix(srv.URL, "https://"))
+	var p int
+	fmt.Sscan(port, &p)
+	ep := Endpoint{Address: host, Port: p}
+	kc := strings.Replace(string(kubeconfig(t, srv, "s3cret")), srv.URL, "https://control-plane.invalid:6443", 1)
+	c, err := NewClient([]byte(kc), (&net.Dialer{}).DialContext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = c.At(ep, (&net.Dialer{}).DialContext)
+	ctx := context.Background()
+	if err := c.ReadsStorage(ctx); err == nil || !strings.Contains(err.Error(), "request timed out") {
+		t.Errorf("a kube-apiserver that cannot reach etcd: %v", err)
+	}
+	api.mu.Lock()
+	api.storage = true
+	api.mu.Unlock()
+	if err := c.ReadsStorage(ctx); err != nil {
+		t.Errorf("a kube-apiserver that reads from etcd: %v", err)
 	}
 }

@@ -2,7 +2,9 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"strings"
 	"time"
@@ -132,5 +134,52 @@ func AwaitAPIServer(ctx context.Context, e Env, m *apiserver.Manifest) error {
 		return err
 	}
 	e.Log().Host(e.Host().Name, "waiting for the kube-apiserver to answer /readyz")
-	return apiserver.WaitReady(ctx, client, ep, e.HealthTimeout(), 250*time.Millisecond)
+	if err := apiserver.WaitReady(ctx, client, ep, e.HealthTimeout(), 250*time.Millisecond); err != nil {
+		return err
+	}
+	return awaitStorage(ctx, e, ep)
+}
+
+// awaitStorage waits, on a host with kubeadm's admin.conf, until the
+// kube-apiserver at ep reads from etcd through its own connection. After
+// its member restarted, that connection can wait out gRPC's reconnection
+// backoff (seconds) while /readyz, which asks etcd by other connections,
+// already passes; the member stopped next would then leave no kube-apiserver
+// able to write. A host without admin.conf has /readyz alone.
+func awaitStorage(ctx context.Context, e Env, ep apiserver.Endpoint) error {
+	t := e.Transport()
+	name := e.Host().Name
+	kubeconfig, err := t.ReadFile(ctx, apiserver.AdminConf)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", apiserver.AdminConf, err)
+	}
+	c, err := apiserver.NewClient(kubeconfig, t.Dial)
+	if err != nil {
+		return fmt.Errorf("%s: %w", apiserver.AdminConf, err)
+	}
+	c = c.At(ep, t.Dial)
+	start := time.Now()
+	deadline := start.Add(e.HealthTimeout())
+	for waited := false; ; waited = true {
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := c.ReadsStorage(rctx)
+		cancel()
+		if err == nil {
+			if waited {
+				e.Log().Host(name, "the kube-apiserver reads from etcd %s after /readyz", time.Since(start).Round(time.Millisecond))
+			}
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the kube-apiserver at %s answers /readyz but after %s still fails to %w", ep.Addr(), e.HealthTimeout(), err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
