@@ -196,9 +196,18 @@ func TestReadsStorageAt(t *testing.T) {
 	if err := c.ReadsStorage(ctx); err == nil || !strings.Contains(err.Error(), "request timed out") {
 		t.Errorf("a kube-apiserver that cannot reach etcd: %v", err)
 	}
-	api.mu.Lock()
-	api.storage = true
-	api.mu.Unlock()
+	if _, err := WaitReadsStorage(ctx, c, 200*time.Millisecond, 50*time.Millisecond); err == nil || !strings.Contains(err.Error(), "request timed out") {
+		t.Errorf("waited for a kube-apiserver that cannot reach etcd: %v", err)
+	}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		api.mu.Lock()
+		api.storage = true
+		api.mu.Unlock()
+	}()
+	if asked, err := WaitReadsStorage(ctx, c, 5*time.Second, 50*time.Millisecond); err != nil || asked < 2 {
+		t.Errorf("a kube-apiserver that reads from etcd after a while: asked %d times, %v", asked, err)
+	}
 	if err := c.ReadsStorage(ctx); err != nil {
 		t.Errorf("a kube-apiserver that reads from etcd: %v", err)
 	}

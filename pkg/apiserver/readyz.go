@@ -84,20 +84,38 @@ func failedChecks(body string) string {
 // WaitReady asks /readyz every interval until it answers 200, or timeout
 // passes.
 func WaitReady(ctx context.Context, client *http.Client, e Endpoint, timeout, interval time.Duration) error {
+	_, err := poll(ctx, timeout, interval, 3*time.Second, func(ctx context.Context) error { return Ready(ctx, client, e) })
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("the kube-apiserver at %s is not ready after %s: %w", e.Addr(), timeout, err)
+	}
+	return err
+}
+
+// WaitReadsStorage asks c's kube-apiserver to read from etcd (ReadsStorage)
+// every interval until it does, or timeout passes; it says how many times
+// it asked.
+func WaitReadsStorage(ctx context.Context, c *Client, timeout, interval time.Duration) (int, error) {
+	return poll(ctx, timeout, interval, 2*time.Second, c.ReadsStorage)
+}
+
+// poll calls try, each call bounded by perTry, every interval until it
+// returns nil: the number of calls, and try's last error once timeout has
+// passed, or ctx's when it ends first.
+func poll(ctx context.Context, timeout, interval, perTry time.Duration, try func(context.Context) error) (int, error) {
 	deadline := time.Now().Add(timeout)
-	for {
-		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		err := Ready(rctx, client, e)
+	for n := 1; ; n++ {
+		tctx, cancel := context.WithTimeout(ctx, perTry)
+		err := try(tctx)
 		cancel()
 		if err == nil {
-			return nil
+			return n, nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the kube-apiserver at %s is not ready after %s: %w", e.Addr(), timeout, err)
+			return n, err
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return n, ctx.Err()
 		case <-time.After(interval):
 		}
 	}

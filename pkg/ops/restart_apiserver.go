@@ -148,7 +148,6 @@ func AwaitAPIServer(ctx context.Context, e Env, m *apiserver.Manifest) error {
 // able to write. A host without admin.conf has /readyz alone.
 func awaitStorage(ctx context.Context, e Env, ep apiserver.Endpoint) error {
 	t := e.Transport()
-	name := e.Host().Name
 	kubeconfig, err := t.ReadFile(ctx, apiserver.AdminConf)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -160,26 +159,15 @@ func awaitStorage(ctx context.Context, e Env, ep apiserver.Endpoint) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", apiserver.AdminConf, err)
 	}
-	c = c.At(ep, t.Dial)
 	start := time.Now()
-	deadline := start.Add(e.HealthTimeout())
-	for waited := false; ; waited = true {
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := c.ReadsStorage(rctx)
-		cancel()
-		if err == nil {
-			if waited {
-				e.Log().Host(name, "the kube-apiserver reads from etcd %s after /readyz", time.Since(start).Round(time.Millisecond))
-			}
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the kube-apiserver at %s answers /readyz but after %s still fails to %w", ep.Addr(), e.HealthTimeout(), err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+	asked, err := apiserver.WaitReadsStorage(ctx, c.At(ep, t.Dial), e.HealthTimeout(), 250*time.Millisecond)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		return fmt.Errorf("the kube-apiserver at %s answers /readyz but after %s still fails to %w", ep.Addr(), e.HealthTimeout(), err)
+	case err != nil:
+		return err
+	case asked > 1:
+		e.Log().Host(e.Host().Name, "the kube-apiserver reads from etcd %s after /readyz", time.Since(start).Round(time.Millisecond))
 	}
+	return nil
 }
